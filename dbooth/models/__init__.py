@@ -1,0 +1,1 @@
+"""Model components: loading base models, building tiny ones, tokenizers."""
