@@ -1,0 +1,180 @@
+"""Reading users' photos: find them in a folder, load them upright as RGB, and turn them into tensors.
+
+People drop in whatever their phone or camera made, so every image goes through one normalisation
+(EXIF rotation, transparency on white, 16-bit scaled down rather than clipped) and every unreadable
+file is reported at once, so the user fixes the folder in one go instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dbooth.errors import DboothError
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+CROPS = ("center", "random")
+_MAX_LISTED = 8  # names shown in a one-line message before "+N more"
+
+
+@dataclass
+class ImageFolder:
+    """What scan_folder found. `small` and `skipped` are warnings for the caller to show."""
+
+    paths: list[Path] = field(default_factory=list)  # readable images, sorted by name
+    skipped: list[Path] = field(default_factory=list)  # hidden files, non-image files, sub-folders
+    small: list[Path] = field(default_factory=list)  # readable, but the shorter side is < min_side
+
+
+def scan_folder(folder: Path, *, what: str, min_side: int, allow_empty: bool = False) -> ImageFolder:
+    """List the images directly inside `folder`, opening each fully so training never meets a bad file."""
+    folder = Path(folder)
+    where = _show(folder)
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise DboothError(f"{what}: folder {where} {problem}; create it and put jpg/png/webp photos in it")
+
+    found = ImageFolder()
+    unreadable: list[str] = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            # Hidden files include macOS "._photo.jpg" resource forks, which carry an image suffix.
+            found.skipped.append(path)
+            continue
+        try:
+            with Image.open(path) as img:
+                img.verify()  # checksums and structure; the image cannot be used afterwards
+            width, height = _open_rgb(path).size
+        except Exception as exc:  # decoders raise many types; any of them means "unreadable"
+            unreadable.append(f"{path.name} ({_reason(exc, path)})")
+            continue
+        found.paths.append(path)
+        if min(width, height) < min_side:
+            found.small.append(path)
+
+    if unreadable:
+        raise DboothError(
+            f"{len(unreadable)} unreadable {what} in {where}: {_listing(unreadable)}; fix or remove them"
+        )
+    if not found.paths and not allow_empty:
+        names = [p.name + ("/" if p.is_dir() else "") for p in found.skipped]
+        seen = f"found: {_listing(names)}" if names else "folder is empty"
+        raise DboothError(f"no {what} in {where} ({seen}); add jpg/png/webp photos of your subject")
+    return found
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image upright (EXIF orientation applied) as 8-bit RGB."""
+    try:
+        return _open_rgb(Path(path))
+    except Exception as exc:
+        raise DboothError(f"cannot read image {_show(Path(path))}: {_reason(exc, Path(path))}; fix or remove it") from exc
+
+
+def resize_and_crop(
+    img: Image.Image,
+    resolution: int,
+    *,
+    crop: str = "center",
+    rng: random.Random | None = None,
+    flip: bool = False,
+) -> Image.Image:
+    """Scale the shorter side to `resolution` (small images are upscaled), then cut a square."""
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    width, height = img.size
+    scale = resolution / min(width, height)
+    size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    if size != img.size:
+        # Lanczos keeps detail when shrinking; bicubic rings less when enlarging.
+        resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
+        img = img.resize(size, resample, reducing_gap=3.0)
+    spare_x, spare_y = size[0] - resolution, size[1] - resolution
+    if crop == "center":
+        left, top = spare_x // 2, spare_y // 2
+    else:
+        rng = rng or random.Random()
+        left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
+    img = img.crop((left, top, left + resolution, top + resolution))
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """float32 CHW in [-1, 1], the range the VAE was trained on."""
+    array = np.asarray(_to_rgb(img), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def prepare(
+    path_or_img: Path | str | Image.Image,
+    resolution: int,
+    *,
+    crop: str = "center",
+    rng: random.Random | None = None,
+    flip: bool = False,
+) -> torch.Tensor:
+    """One training example: load (or normalise) the image, resize, crop, flip, and make a tensor."""
+    if isinstance(path_or_img, Image.Image):
+        img = _to_rgb(ImageOps.exif_transpose(path_or_img))
+    else:
+        img = load_rgb(Path(path_or_img))
+    return to_tensor(resize_and_crop(img, resolution, crop=crop, rng=rng, flip=flip))
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()  # decode every byte now: a truncated file fails here, not mid-training
+        return _to_rgb(ImageOps.exif_transpose(img))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB; transparency is laid on white, deeper greyscale is scaled rather than clipped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _grey_to_8bit(img)  # Pillow's own conversion clips everything above 255 to white
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
+    return img.convert("RGB")
+
+
+def _grey_to_8bit(img: Image.Image) -> Image.Image:
+    values = np.asarray(img).astype(np.float64)
+    if img.mode.startswith("I;16"):
+        top = 65535.0
+    else:
+        # "I" and "F" say nothing about their range: take the smallest usual one the data fits in.
+        peak = float(values.max()) if values.size else 0.0
+        usual = (1.0, 255.0, 65535.0) if img.mode == "F" else (255.0, 65535.0)
+        top = next((t for t in usual if peak <= t), peak)
+    scaled = np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled)  # uint8, 2-D: mode "L"
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """A few words on why a file failed, without the full path the decoder likes to repeat."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "cannot identify image file"
+    text = str(exc).replace(str(path), path.name).strip().splitlines()
+    if text and "truncated" in text[0].lower():
+        return "truncated"
+    return text[0] if text else type(exc).__name__
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f", +{len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
+
+
+def _show(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory where possible."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
