@@ -1,0 +1,648 @@
+"""The workspace manifest (``dbooth.yaml``): one typed, versioned schema with errors that point at the line.
+
+A typo in a config must never silently train the wrong thing, so every key is checked against the
+dataclasses below and every problem is one line naming the file, line, key path, what was expected and,
+for unknown keys, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from dbooth.errors import DboothError
+from dbooth.fsutil import atomic_write_text
+
+__all__ = [
+    "CURRENT_VERSION",
+    "MANIFEST_NAME",
+    "MIGRATIONS",
+    "LoraConfig",
+    "Manifest",
+    "PriorConfig",
+    "SampleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "closest_key",
+    "load_manifest",
+    "manifest_from_dict",
+    "manifest_to_dict",
+    "render_manifest",
+    "template_path",
+    "write_manifest",
+]
+
+MANIFEST_NAME = "dbooth.yaml"
+CURRENT_VERSION = 1
+
+# Upgrades a raw manifest dict from version N to N+1; applied in order before validation.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+METHODS = ("full", "lora")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+OPTIMIZERS = ("adamw", "adamw8bit")
+CROPS = ("center", "random")
+SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
+
+# Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
+DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
+
+
+# --- schema rules -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """Constraints on one field beyond its type, kept in the field's metadata."""
+
+    ge: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    choices: tuple[str, ...] = ()
+    multiple_of: int | None = None
+    nonempty: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns a problem, or None when fine
+
+
+def _field(default: Any, **rule: Any) -> Any:
+    meta = {"rule": _Rule(**rule)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PROMPT_NAMES = ("identifier", "class")
+
+
+def _prompt_problem(text: str, *, identifier: bool | None) -> str | None:
+    """Check a prompt template; ``identifier`` True = required, False = forbidden, None = optional."""
+    names = _PLACEHOLDER.findall(text)
+    for name in names:
+        if name not in _PROMPT_NAMES:
+            hint = closest_key(name, _PROMPT_NAMES)
+            suggestion = f"did you mean {{{hint}}}?" if hint else "use {identifier} or {class}"
+            return f"unknown placeholder {{{name}}}; {suggestion}"
+    if identifier and "identifier" not in names:
+        return "must contain {identifier}, the token that names your subject"
+    if identifier is False and "identifier" in names:
+        return "must not contain {identifier}: class images show any {class}, not your subject"
+    return None
+
+
+def _instance_prompt(text: str) -> str | None:
+    return _prompt_problem(text, identifier=True)
+
+
+def _class_prompt(text: str) -> str | None:
+    return _prompt_problem(text, identifier=False)
+
+
+def _any_prompt(text: str) -> str | None:
+    return _prompt_problem(text, identifier=None)
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PriorConfig:
+    """Prior preservation: generated class images keep the model's idea of the class intact."""
+
+    enabled: bool = _field(True)  # off = train on instance images only
+    num_class_images: int = _field(200, ge=1)  # class images to generate once and reuse
+    loss_weight: float = _field(1.0, ge=0)  # weight of the class-image loss
+    steps: int = _field(25, ge=1)  # sampling steps per generated class image
+    guidance_scale: float = _field(7.5, ge=0)  # CFG scale for class images
+    batch_size: int = _field(4, ge=1)  # class images generated per batch
+    seed: int = _field(0)  # makes the class-image set reproducible
+
+
+@dataclass
+class LoraConfig:
+    """Shape of the low-rank adapters; used only when ``train.method`` is ``lora``."""
+
+    rank: int = _field(8, ge=1)  # adapter rank (capacity)
+    alpha: float = _field(8.0, gt=0)  # update scale is alpha / rank
+    dropout: float = _field(0.0, ge=0, lt=1)  # dropout on adapter inputs
+    target_modules: list[str] = _field(["to_q", "to_k", "to_v", "to_out.0"], nonempty=True)  # UNet layers
+    text_encoder_target_modules: list[str] = _field(
+        ["q_proj", "k_proj", "v_proj", "out_proj"], nonempty=True
+    )  # text encoder layers, when it is trained
+
+
+@dataclass
+class TrainConfig:
+    """How the fine-tune runs."""
+
+    method: str = _field("full", choices=METHODS)  # full weights or LoRA adapters
+    lora: LoraConfig = field(default_factory=LoraConfig)  # adapter shape for method=lora
+    train_text_encoder: bool = _field(False)  # also tune the text encoder
+    learning_rate: float | None = _field(None, gt=0)  # None = per-method default
+    text_encoder_learning_rate: float | None = _field(None, gt=0)  # None = same as the UNet's
+    lr_scheduler: str = _field("constant", choices=LR_SCHEDULERS)  # learning-rate schedule
+    lr_warmup_steps: int = _field(0, ge=0)  # steps of linear warmup
+    max_steps: int = _field(800, ge=1)  # optimizer steps in total
+    batch_size: int = _field(1, ge=1)  # instance images per step (class images add the same)
+    gradient_accumulation_steps: int = _field(1, ge=1)  # micro-batches per optimizer step
+    mixed_precision: str = _field("no", choices=MIXED_PRECISIONS)  # autocast precision
+    gradient_checkpointing: bool = _field(False)  # trade compute for memory
+    optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes
+    adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
+    max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
+    seed: int = _field(42)  # seeds noise, timesteps and crops
+    resolution: int = _field(512, ge=8, multiple_of=8)  # training image side in pixels
+    crop: str = _field("center", choices=CROPS)  # how images are cropped to square
+    random_flip: bool = _field(False)  # horizontal flip augmentation
+    cache_latents: bool = _field(True)  # encode images with the VAE once
+    checkpoint_every: int = _field(200, ge=0)  # steps between checkpoints; 0 = never
+    keep_checkpoints: int = _field(2, ge=1)  # older checkpoints are deleted
+    validation_prompts: list[str] = _field(
+        ["a {identifier} {class} on the beach"], check=_any_prompt
+    )  # prompts sampled during training
+    validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
+    validation_images: int = _field(2, ge=1)  # images per validation prompt
+
+    def resolved_learning_rate(self) -> float:
+        """The UNet learning rate, with null replaced by the method's default."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DEFAULT_LEARNING_RATES[self.method]
+
+    def resolved_text_encoder_learning_rate(self) -> float:
+        """The text encoder learning rate; null means the same as the UNet's."""
+        if self.text_encoder_learning_rate is not None:
+            return self.text_encoder_learning_rate
+        return self.resolved_learning_rate()
+
+
+@dataclass
+class SampleConfig:
+    """Defaults for ``dbooth sample``."""
+
+    scheduler: str = _field("dpm++", choices=SAMPLERS)  # sampling scheduler
+    steps: int = _field(25, ge=1)  # denoising steps
+    guidance_scale: float = _field(7.5, ge=0)  # classifier-free guidance scale
+    negative_prompt: str = _field("")  # what to steer away from
+    seed: int = _field(0)  # first image's seed; later images count up
+    num_images: int = _field(4, ge=1)  # images per prompt
+
+
+@dataclass(kw_only=True)
+class Manifest:
+    """Everything a workspace's runs need; ``dbooth.yaml`` on disk."""
+
+    version: int = _field(1, ge=1)  # manifest format version
+    base_model: str = _field(
+        "stable-diffusion-v1-5/stable-diffusion-v1-5", nonempty=True
+    )  # hub id, diffusers folder, .safetensors file or builtin:NAME
+    identifier: str = _field("sks", nonempty=True)  # rare token that names the subject
+    class_noun: str = field(metadata={"rule": _Rule(nonempty=True)})  # what the subject is: dog, person
+    instance_prompt: str = _field("a photo of {identifier} {class}", check=_instance_prompt)  # caption
+    class_prompt: str = _field("a photo of {class}", check=_class_prompt)  # prompt for class images
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+# --- YAML dialect ---------------------------------------------------------------------------------
+
+_BOOL = "tag:yaml.org,2002:bool"
+_FLOAT = "tag:yaml.org,2002:float"
+# PyYAML (YAML 1.1) reads ``5e-6`` and ``1.0e4`` as strings; learning rates are written that way.
+_EXP_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader where only true/false are booleans (``mixed_precision: no`` stays a string)
+    and exponent floats without a dot are floats."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(_FLOAT, _EXP_FLOAT, list("-+0123456789"))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that either YAML 1.1 or our loader would read as something else."""
+
+
+_Dumper.add_implicit_resolver(_FLOAT, _EXP_FLOAT, list("-+0123456789"))
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def _dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it, short enough for one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list" if value else "[]"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass
+class _Context:
+    """Where values came from, so errors can say file and line."""
+
+    source: str
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def fail(self, path: tuple, message: str) -> typing.NoReturn:
+        line = next((self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), None)
+        where = f"{self.source}:{line}" if line is not None else self.source
+        key = f" {_dotted(path)}:" if path else ""
+        raise DboothError(f"{where}:{key} {message}")
+
+
+def closest_key(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate the user most likely meant, or None when nothing is close."""
+    candidates = list(candidates)
+    for candidate in candidates:
+        if candidate.lower() == str(name).lower():
+            return candidate
+    matches = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _all_paths(cls: type, prefix: tuple = ()) -> list[tuple]:
+    paths = []
+    for f in dataclasses.fields(cls):
+        path = prefix + (f.name,)
+        paths.append(path)
+        tp = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            paths.extend(_all_paths(tp, path))
+    return paths
+
+
+def _unknown_key(key: str, cls: type, path: tuple) -> str:
+    names = [f.name for f in dataclasses.fields(cls)]
+    hint = closest_key(key, names)
+    if hint:
+        return f"unknown key; did you mean '{hint}'?"
+    # Right key, wrong section (``max_steps`` at the top level): point at the nearest home.
+    elsewhere = [p for p in _all_paths(Manifest) if p[-1] == key]
+    if elsewhere:
+        best = max(elsewhere, key=lambda p: len(os.path.commonprefix([p, path])))
+        return f"unknown key here; did you mean '{_dotted(best)}'?"
+    return f"unknown key; expected one of {', '.join(names)}"
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _kind(tp: Any) -> tuple[str, bool]:
+    """Reduce an annotation to (kind, optional): kind is bool, int, float, str or list."""
+    optional = False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        (tp,) = args
+    if typing.get_origin(tp) is list:
+        return "list", optional
+    return {bool: "bool", int: "int", float: "float", str: "str"}[tp], optional
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _expected(kind: str, optional: bool, rule: _Rule) -> str:
+    if rule.choices:
+        text = "one of " + ", ".join(rule.choices)
+    else:
+        text = {
+            "bool": "true or false",
+            "int": "an integer",
+            "float": "a number",
+            "str": "a string",
+            "list": "a list of strings",
+        }[kind]
+        if rule.nonempty:
+            text = text.replace("a ", "a non-empty ", 1)
+        limits = ((">=", rule.ge), (">", rule.gt), ("<", rule.lt))
+        bounds = [f"{op} {_num(v)}" for op, v in limits if v is not None]
+        if bounds:
+            text += " " + " and ".join(bounds)
+        if rule.multiple_of:
+            text += f" that is a multiple of {rule.multiple_of}"
+    return text + (" or null" if optional else "")
+
+
+def _convert(value: Any, kind: str) -> tuple[bool, Any]:
+    """Type-check one scalar; ints are fine for floats, bools are not numbers."""
+    if kind == "bool":
+        return isinstance(value, bool), value
+    if isinstance(value, bool):
+        return False, value
+    if kind == "int":
+        return isinstance(value, int), value
+    if kind == "float":
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        return ok, float(value) if ok else value
+    return isinstance(value, str), value
+
+
+def _within(value: Any, rule: _Rule) -> bool:
+    if rule.choices and value not in rule.choices:
+        return False
+    if rule.nonempty and not value.strip():
+        return False
+    if rule.ge is not None and not value >= rule.ge:
+        return False
+    if rule.gt is not None and not value > rule.gt:
+        return False
+    if rule.lt is not None and not value < rule.lt:
+        return False
+    return not (rule.multiple_of and value % rule.multiple_of)
+
+
+def _check_value(value: Any, tp: Any, rule: _Rule, path: tuple, ctx: _Context) -> Any:
+    kind, optional = _kind(tp)
+    expected = _expected(kind, optional, rule)
+    if value is None and optional:
+        return None
+    if kind == "list":
+        if not isinstance(value, (list, tuple)) or (rule.nonempty and not value):
+            ctx.fail(path, f"expected {expected}, got {_show(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                ctx.fail(path + (i,), f"expected a string, got {_show(item)}")
+            if rule.check and (problem := rule.check(item)):
+                ctx.fail(path + (i,), problem)
+        return list(value)
+    ok, converted = _convert(value, kind)
+    if not (ok and _within(converted, rule)):
+        ctx.fail(path, f"expected {expected}, got {_show(value)}")
+    if rule.check and (problem := rule.check(converted)):
+        ctx.fail(path, problem)
+    return converted
+
+
+def _rule(f: dataclasses.Field) -> _Rule:
+    return f.metadata.get("rule", _Rule())
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _build(cls: type, data: Any, path: tuple, ctx: _Context) -> Any:
+    """Turn one mapping into ``cls``, failing on the first problem in document order."""
+    if data is None and path:
+        data = {}  # a section whose keys are all commented out means "all defaults"
+    if not isinstance(data, dict):
+        what = f"{path[-1]} settings" if path else "settings at the top level (key: value lines)"
+        ctx.fail(path, f"expected a mapping of {what}, got {_show(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            ctx.fail(path + (str(key),), _unknown_key(str(key), cls, path))
+    kwargs = {}
+    for name, f in fields.items():
+        tp = _hints(cls)[name]
+        if name not in data:
+            if _required(f):
+                ctx.fail(path + (name,), f"missing required key; expected {_expected(*_kind(tp), _rule(f))}")
+            continue
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], path + (name,), ctx)
+        else:
+            kwargs[name] = _check_value(data[name], tp, _rule(f), path + (name,), ctx)
+    return cls(**kwargs)
+
+
+def _migrate(data: dict, ctx: _Context) -> dict:
+    """Bring an older manifest up to CURRENT_VERSION; refuse newer ones."""
+    version = data.get("version", 1)  # files predating the key are the first format
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        ctx.fail(("version",), f"expected an integer >= 1, got {_show(version)}")
+    if version > CURRENT_VERSION:
+        ctx.fail(
+            ("version",),
+            f"manifest version {version} is newer than this dbooth supports ({CURRENT_VERSION}); "
+            "upgrade dbooth (pip install -U dbooth)",
+        )
+    data = copy.deepcopy(data)
+    while version < CURRENT_VERSION:
+        if version not in MIGRATIONS:
+            ctx.fail(("version",), f"no migration from manifest version {version}; this is a dbooth bug")
+        data = MIGRATIONS[version](data)
+        version += 1
+        data["version"] = version
+    return data
+
+
+def _from_raw(data: Any, ctx: _Context) -> Manifest:
+    if not isinstance(data, dict):
+        _build(Manifest, data, (), ctx)  # raises the top-level mapping error
+    return _build(Manifest, _migrate(data, ctx), (), ctx)
+
+
+# --- public API -----------------------------------------------------------------------------------
+
+
+def manifest_from_dict(data: dict, source: str = "<dict>") -> Manifest:
+    """Validate a plain dict (as YAML would give) into a Manifest; errors name ``source``."""
+    return _from_raw(data, _Context(source))
+
+
+def manifest_to_dict(m: Manifest) -> dict:
+    """A plain nested dict that ``manifest_from_dict`` turns back into an equal Manifest."""
+    return dataclasses.asdict(m)
+
+
+def _node_to_python(node: yaml.Node, path: tuple, ctx: _Context, loader: _Loader) -> Any:
+    """Build plain values from a composed node, recording each key's line for error messages."""
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            ctx.lines[path + (str(key),)] = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                ctx.fail(path + (str(key),), "keys must be text; quote it")
+            if key in out:
+                ctx.fail(path + (key,), "duplicate key; each key may appear once")
+            out[key] = _node_to_python(value_node, path + (key,), ctx, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            ctx.lines[path + (i,)] = item.start_mark.line + 1
+            items.append(_node_to_python(item, path + (i,), ctx, loader))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def _parse_yaml(text: str, ctx: _Context) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise DboothError(f"{ctx.source}: file is empty; expected key: value settings")
+        ctx.lines[()] = node.start_mark.line + 1
+        return _node_to_python(node, (), ctx, loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = e.problem or e.context
+        if e.context and e.problem and e.problem.startswith("but "):
+            problem = f"{e.context} {e.problem}"  # "expected a single document ... but found another"
+        raise DboothError(f"{ctx.source}{line}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as e:
+        raise DboothError(f"{ctx.source}: invalid YAML: {e}") from None
+    finally:
+        loader.dispose()
+
+
+def load_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and validate a manifest file (or a workspace folder holding ``dbooth.yaml``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    ctx = _Context(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DboothError(f"{path}: no such file; create a workspace with 'dbooth init'") from None
+    except UnicodeDecodeError:
+        raise DboothError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise DboothError(f"{path}: cannot read ({e.strerror})") from None
+    return _from_raw(_parse_yaml(text, ctx), ctx)
+
+
+def _field_at(path: tuple, ctx: _Context) -> Any:
+    """The annotation of the setting at a dotted path; unknown keys fail with a suggestion."""
+    cls: Any = Manifest
+    for i, part in enumerate(path):
+        if not dataclasses.is_dataclass(cls):
+            ctx.fail(path, f"unknown key; '{_dotted(path[:i])}' has no sub-keys")
+        if part not in _hints(cls):
+            ctx.fail(path, _unknown_key(part, cls, path[:i]))
+        cls = _hints(cls)[part]
+    if dataclasses.is_dataclass(cls):
+        example = _dotted(path + (dataclasses.fields(cls)[0].name,))
+        ctx.fail(path, f"is a section; set one of its keys, e.g. {example}")
+    return cls
+
+
+def apply_overrides(m: Manifest, overrides: dict[str, object]) -> Manifest:
+    """A copy of ``m`` with dotted-key overrides (``{"train.max_steps": 400}``); None means "not given".
+
+    Strings given for non-string settings are read as YAML scalars, so ``--set train.max_steps=400``
+    style options work too.
+    """
+    ctx = _Context("command line")
+    data = manifest_to_dict(m)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        path = tuple(key.split("."))
+        kind, _ = _kind(_field_at(path, ctx))
+        if isinstance(value, str) and kind != "str":
+            try:
+                value = yaml.load(value, Loader=_Loader)
+            except yaml.YAMLError:
+                pass  # validation below reports it as the wrong type
+        target = data
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+    return _from_raw(data, ctx)
+
+
+def template_path() -> Path:
+    """The shipped template: inside the installed package (wheel), else the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates" / MANIFEST_NAME, here.parent / "templates" / MANIFEST_NAME):
+        if candidate.is_file():
+            return candidate
+    raise DboothError(f"manifest template {MANIFEST_NAME} not found next to {here}; reinstall dbooth")
+
+
+# ``{{ train.max_steps }}`` in the template is replaced by that setting's YAML value.
+_TEMPLATE_SLOT = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
+
+
+def _yaml_value(value: Any) -> str:
+    """One-line YAML for a value, quoted wherever a plain scalar would read back differently."""
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, width=math.inf, allow_unicode=True)
+    text = text.rstrip("\n")
+    if text.endswith("\n..."):
+        text = text[:-4]
+    if "\n" in text:  # multi-line strings: JSON strings are valid YAML double-quoted scalars
+        text = json.dumps(value, ensure_ascii=False)
+    return text
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def render_manifest(m: Manifest) -> str:
+    """The commented template with ``m``'s values filled in; loads back to an equal Manifest."""
+    source = template_path()
+    values = _flatten(manifest_to_dict(m))
+    used: set[str] = set()
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise DboothError(f"{source}: unknown placeholder {match.group(0)}; this is a dbooth bug")
+        used.add(name)
+        return _yaml_value(values[name])
+
+    text = _TEMPLATE_SLOT.sub(fill, source.read_text(encoding="utf-8"))
+    missing = sorted(set(values) - used)
+    if missing:
+        raise DboothError(f"{source}: template lacks {', '.join(missing)}; this is a dbooth bug")
+    return text
+
+
+def write_manifest(path: str | os.PathLike, m: Manifest) -> None:
+    """Write ``m`` as a commented manifest, atomically."""
+    atomic_write_text(path, render_manifest(m))
