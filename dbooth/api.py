@@ -1,0 +1,122 @@
+"""One library function per CLI verb, callable from Python as well."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dbooth.config import Manifest, apply_overrides
+from dbooth.errors import DboothError
+from dbooth.reporting import Reporter
+from dbooth.workspace import Workspace, create_workspace, find_run, open_workspace
+
+
+def native_resolution(base_model: str) -> int | None:
+    """The image size a local/builtin base model was trained at, read from its configs."""
+    from dbooth.models.loading import resolve_model
+
+    try:
+        source = resolve_model(base_model)
+    except DboothError:
+        return None
+    if source.kind not in ("builtin", "folder"):
+        return None
+    try:
+        unet = json.loads((Path(source.location) / "unet" / "config.json").read_text())
+        vae = json.loads((Path(source.location) / "vae" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def init(
+    name: str | Path,
+    class_noun: str | None,
+    *,
+    identifier: str | None = None,
+    base_model: str | None = None,
+    images: Path | None = None,
+    example: str | None = None,
+) -> Workspace:
+    """Create a workspace folder with its manifest (and subject photos, if given)."""
+    data: dict = {}
+    if example is not None:
+        from dbooth.builtin.subjects import example_manifest_values
+
+        data.update(example_manifest_values(example))
+        if images is not None:
+            raise DboothError("init: --example brings its own photos; drop --images or --example")
+    if class_noun is not None:
+        data["class_noun"] = class_noun
+    if "class_noun" not in data:
+        raise DboothError("init: the class noun is missing; pass --class NOUN (e.g. --class dog)")
+    if identifier is not None:
+        data["identifier"] = identifier
+    if base_model is not None:
+        local = Path(base_model).expanduser()
+        # a local model is stored as an absolute path so the manifest works from any folder
+        data["base_model"] = str(local.resolve()) if local.exists() else base_model
+    manifest = Manifest(class_noun=data.pop("class_noun"))
+    overrides = dict(data)
+    resolution = native_resolution(overrides.get("base_model", manifest.base_model))
+    if resolution is not None and "train.resolution" not in overrides:
+        overrides["train.resolution"] = resolution
+    manifest = apply_overrides(manifest, overrides)
+    ws = create_workspace(name, manifest, images=images)
+    if example is not None:
+        from dbooth.builtin.subjects import write_example_images
+
+        write_example_images(example, ws.instance_dir)
+    return ws
+
+
+def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None):
+    from dbooth.prior import generate_class_images
+
+    manifest = apply_overrides(ws.manifest(), overrides or {})
+    return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
+
+
+def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None):
+    from dbooth.training import train as run_training
+
+    manifest = apply_overrides(ws.manifest(), overrides or {})
+    return run_training(ws, manifest, resume=resume, reporter=reporter)
+
+
+def sample(
+    ws: Workspace,
+    prompt: str,
+    overrides: dict | None = None,
+    *,
+    run_id: str | None = None,
+    base_only: bool = False,
+    reporter: Reporter | None = None,
+):
+    from dbooth.prompts import format_prompt
+    from dbooth.sample import generate, load_for_sampling, sample_folder
+
+    manifest = apply_overrides(ws.manifest(), overrides or {})
+    run = None if base_only else find_run(ws, run_id)
+    pipe = load_for_sampling(manifest.base_model, run)
+    s = manifest.sample
+    label = "base" if run is None else run.id
+    text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
+    return generate(
+        pipe,
+        text,
+        out_dir=sample_folder(ws.samples_dir, label),
+        num_images=s.num_images,
+        seed=s.seed,
+        steps=s.steps,
+        guidance_scale=s.guidance_scale,
+        scheduler=s.scheduler,
+        negative_prompt=s.negative_prompt,
+        height=manifest.train.resolution,
+        width=manifest.train.resolution,
+        model_label=manifest.base_model if run is None else f"{manifest.base_model} + {run.id}",
+        reporter=reporter,
+    )
+
+
+__all__ = ["init", "prior", "train", "sample", "open_workspace"]

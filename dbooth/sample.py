@@ -1,0 +1,148 @@
+"""Sampling a base model or a trained run: PNGs with their recipe in the metadata, plus a grid."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from dbooth.errors import DboothError
+from dbooth.fsutil import atomic_write_bytes
+from dbooth.models.loading import load_pipeline
+from dbooth.reporting import Reporter
+from dbooth.schedulers import set_scheduler
+from dbooth.workspace import Run
+
+META_KEY = "dbooth"
+
+
+@dataclass
+class SampleResult:
+    paths: list[Path]
+    grid: Path | None
+    folder: Path
+
+
+def render_png(path: Path, image: Image.Image, record: dict) -> Path:
+    """Write a PNG atomically with ``record`` as JSON text (plus a plain ``parameters`` chunk)."""
+    info = PngInfo()
+    info.add_text(META_KEY, json.dumps(record, sort_keys=True))
+    if "prompt" in record:
+        info.add_text("parameters", _a1111_parameters(record))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _a1111_parameters(r: dict) -> str:
+    """The 'parameters' text AUTOMATIC1111-style viewers show."""
+    head = r["prompt"]
+    if r.get("negative_prompt"):
+        head += f"\nNegative prompt: {r['negative_prompt']}"
+    tail = ", ".join(
+        f"{k}: {r[v]}"
+        for k, v in (("Steps", "steps"), ("Sampler", "scheduler"), ("CFG scale", "guidance_scale"), ("Seed", "seed"), ("Model", "model"))
+        if v in r
+    )
+    return f"{head}\n{tail}"
+
+
+def make_grid(images: list[Image.Image], cols: int | None = None) -> Image.Image:
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * w, (i // cols) * h))
+    return grid
+
+
+def load_for_sampling(base_model: str, run: Run | None, *, dtype=torch.float32):
+    """Base model alone, a full run's pipeline, or base model + a LoRA run's adapter."""
+    if run is None:
+        return load_pipeline(base_model, dtype=dtype)
+    info = run.info()
+    if info.get("method") == "lora":
+        pipe = load_pipeline(info.get("base_model", base_model), dtype=dtype)
+        if not run.lora_file.is_file():
+            raise DboothError(f"run {run.id}: {run.lora_file} is missing; the run is incomplete or damaged")
+        pipe.load_lora_weights(str(run.final_dir), weight_name=run.lora_file.name)
+        return pipe
+    return load_pipeline(str(run.final_dir), dtype=dtype)
+
+
+def generate(
+    pipe,
+    prompt: str,
+    *,
+    out_dir: Path,
+    num_images: int,
+    seed: int,
+    steps: int,
+    guidance_scale: float,
+    scheduler: str,
+    negative_prompt: str = "",
+    height: int,
+    width: int,
+    model_label: str,
+    batch_size: int = 4,
+    reporter: Reporter | None = None,
+) -> SampleResult:
+    """Image ``k`` uses seed ``seed + k``, so any single image can be reproduced alone."""
+    reporter = reporter or Reporter()
+    set_scheduler(pipe, scheduler)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.to(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, images = [], []
+    reporter.start("sampling", total=num_images)
+    for start in range(0, num_images, batch_size):
+        seeds = [seed + k for k in range(start, min(num_images, start + batch_size))]
+        batch = pipe(
+            [prompt] * len(seeds),
+            negative_prompt=[negative_prompt] * len(seeds) if negative_prompt else None,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+        ).images
+        for s, image in zip(seeds, batch):
+            record = {
+                "prompt": prompt,
+                "negative_prompt": negative_prompt,
+                "seed": s,
+                "steps": steps,
+                "guidance_scale": guidance_scale,
+                "scheduler": scheduler,
+                "model": model_label,
+            }
+            paths.append(render_png(out_dir / f"{len(paths):03d}-seed{s}.png", image, record))
+            images.append(image)
+        reporter.advance(len(paths))
+    reporter.stop()
+    grid = None
+    if len(images) > 1:
+        buf = io.BytesIO()
+        make_grid(images).save(buf, format="PNG")
+        grid = out_dir / "grid.png"
+        atomic_write_bytes(grid, buf.getvalue())
+    return SampleResult(paths=paths, grid=grid, folder=out_dir)
+
+
+def sample_folder(samples_dir: Path, label: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = samples_dir / label / stamp
+    n = 1
+    while folder.exists():
+        n += 1
+        folder = samples_dir / label / f"{stamp}-{n}"
+    return folder

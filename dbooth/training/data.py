@@ -1,0 +1,91 @@
+"""Training images as latents.
+
+The VAE is always frozen, so with ``cache_latents`` each image is encoded once (a few
+augmented variants when random crop/flip are on) and every step only samples from the
+cached latent distribution. Without caching, images are augmented and encoded each step.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from dbooth.images import load_rgb, resize_and_crop, to_tensor
+
+CACHED_VARIANTS = 8  # augmented views per image when random crop or flip is on
+
+
+class LatentBank:
+    def __init__(self, paths: list[Path], vae, *, resolution: int, crop: str, flip: bool, cache: bool,
+                 seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int = 8):
+        if not paths:
+            raise ValueError("LatentBank needs at least one image")
+        self.paths = list(paths)
+        self.vae = vae
+        self.resolution, self.crop, self.flip = resolution, crop, flip
+        self.device, self.dtype = device, dtype
+        self.cache = cache
+        self.images = [load_rgb(p) for p in self.paths]
+        self.rng = random.Random(seed)
+        self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+        self.shift = float(getattr(vae.config, "shift_factor", 0.0) or 0.0)
+        self.mean = self.std = None
+        if cache:
+            augmented = crop == "random" or flip
+            variants = CACHED_VARIANTS if augmented else 1
+            pixels = torch.stack(
+                [self._augment(img, v) for img in self.images for v in range(variants)]
+            )  # [N*V, 3, H, W]
+            means, stds = [], []
+            with torch.no_grad():
+                for chunk in pixels.split(encode_batch):
+                    dist = vae.encode(chunk.to(device, dtype)).latent_dist
+                    means.append(dist.mean.float())
+                    stds.append(dist.std.float())
+            shape = (len(self.images), variants) + means[0].shape[1:]
+            self.mean = torch.cat(means).reshape(shape)
+            self.std = torch.cat(stds).reshape(shape)
+            self.images = None  # pixels no longer needed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _augment(self, img, variant: int) -> torch.Tensor:
+        flip = self.flip and (variant % 2 == 1)
+        return to_tensor(resize_and_crop(img, self.resolution, crop=self.crop, rng=self.rng, flip=flip))
+
+    def sample(self, indices: torch.Tensor) -> torch.Tensor:
+        """Latents (scaled as the UNet expects) for the given image indices; uses torch's RNG."""
+        if self.mean is not None:
+            variant = torch.randint(0, self.mean.shape[1], (len(indices),))
+            mean = self.mean[indices, variant]
+            std = self.std[indices, variant]
+            latents = mean + std * torch.randn(mean.shape, device=mean.device, dtype=mean.dtype)
+        else:
+            pixels = torch.stack([self._random_view(int(i)) for i in indices]).to(self.device, self.dtype)
+            with torch.no_grad():
+                latents = self.vae.encode(pixels).latent_dist.sample().float()
+        return ((latents - self.shift) * self.scaling).to(self.device)
+
+    def _random_view(self, index: int) -> torch.Tensor:
+        flip = self.flip and torch.rand(()).item() < 0.5
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        return to_tensor(resize_and_crop(self.images[index], self.resolution, crop=self.crop,
+                                         rng=random.Random(seed), flip=flip))
+
+    def to(self, device: torch.device) -> "LatentBank":
+        if self.mean is not None:
+            self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
+
+def tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def encode_prompts(text_encoder, input_ids: torch.Tensor) -> torch.Tensor:
+    return text_encoder(input_ids.to(text_encoder.device))[0]

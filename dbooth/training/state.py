@@ -1,0 +1,64 @@
+"""Checkpoints through accelerate's save_state/load_state, holding only what is trained.
+
+accelerate restores optimizer, LR scheduler and RNG states; these hooks replace its
+"save the whole model" step with "save the trainable parameters" (a LoRA checkpoint is
+megabytes, not the full UNet), written as safetensors.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from dbooth.fsutil import atomic_path
+
+
+def register_trainable_hooks(accelerator, models: list) -> None:
+    def save_hook(_models, weights, output_dir):
+        for i, model in enumerate(models):
+            model = accelerator.unwrap_model(model)
+            tensors = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+            save_file(tensors, str(Path(output_dir) / f"trainable_{i}.safetensors"))
+        weights.clear()
+
+    def load_hook(loaded_models, input_dir):
+        for i, model in enumerate(models):
+            model = accelerator.unwrap_model(model)
+            tensors = load_file(str(Path(input_dir) / f"trainable_{i}.safetensors"))
+            params = dict(model.named_parameters())
+            missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+            if missing:
+                raise RuntimeError(f"checkpoint {input_dir} lacks {len(missing)} trained tensors, e.g. {missing[0]}")
+            for name, value in tensors.items():
+                params[name].data.copy_(value.to(params[name].device, params[name].dtype))
+        loaded_models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def checkpoint_step(path: Path) -> int:
+    match = re.fullmatch(r"step-(\d+)", path.name)
+    if not match:
+        raise ValueError(f"not a checkpoint folder: {path}")
+    return int(match.group(1))
+
+
+def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int) -> Path:
+    target = checkpoints_dir / checkpoint_name(step)
+    with atomic_path(target) as tmp:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+    existing = sorted(
+        (p for p in checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)),
+        key=checkpoint_step,
+    )
+    for old in existing[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target

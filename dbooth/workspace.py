@@ -1,0 +1,175 @@
+"""One folder per subject: ``dbooth.yaml``, ``instance/``, ``class/``, ``runs/``, ``samples/``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbooth.errors import DboothError
+from dbooth.fsutil import atomic_write_text
+
+MANIFEST_NAME = "dbooth.yaml"
+RUN_INFO = "run.json"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    @property
+    def instance_dir(self) -> Path:
+        return self.root / "instance"
+
+    @property
+    def class_dir(self) -> Path:
+        return self.root / "class"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / "samples"
+
+    def manifest(self):
+        from dbooth.config import load_manifest
+
+        return load_manifest(self.manifest_path)
+
+
+def open_workspace(path: str | Path = ".") -> Workspace:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DboothError(f"workspace {path}: folder does not exist; create one with `dbooth init NAME --class NOUN`")
+    ws = Workspace(root)
+    if not ws.manifest_path.is_file():
+        raise DboothError(
+            f"workspace {path}: no {MANIFEST_NAME} here; pass -w WORKSPACE or create one with `dbooth init NAME --class NOUN`"
+        )
+    return ws
+
+
+def create_workspace(path: str | Path, manifest, images: Path | None = None) -> Workspace:
+    """Create the folder layout and manifest; refuses to touch an existing path."""
+    from dbooth.config import write_manifest
+
+    root = Path(path).expanduser()
+    if root.exists():
+        raise DboothError(f"workspace {path}: already exists; choose another name or remove it first")
+    if images is not None:
+        from dbooth.images import scan_folder
+
+        found = scan_folder(Path(images).expanduser(), what="instance images", min_side=0)
+    tmp = root.with_name(f".{root.name}.creating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for sub in ("instance", "class", "runs"):
+            (tmp / sub).mkdir(parents=True)
+        if images is not None:
+            for p in found.paths:
+                shutil.copy2(p, tmp / "instance" / p.name)
+        write_manifest(tmp / MANIFEST_NAME, manifest)
+        tmp.rename(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Workspace(root)
+
+
+@dataclass(frozen=True)
+class Run:
+    dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def info_path(self) -> Path:
+        return self.dir / RUN_INFO
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.dir / "validation"
+
+    @property
+    def final_dir(self) -> Path:
+        return self.dir / "final"
+
+    @property
+    def lora_file(self) -> Path:
+        return self.final_dir / "pytorch_lora_weights.safetensors"
+
+    def info(self) -> dict:
+        try:
+            return json.loads(self.info_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DboothError(f"run {self.dir}: unreadable {RUN_INFO} ({exc}); the run folder is damaged") from None
+
+    def write_info(self, info: dict) -> None:
+        atomic_write_text(self.info_path, json.dumps(info, indent=2) + "\n")
+
+    @property
+    def complete(self) -> bool:
+        return self.info_path.is_file() and self.info().get("status") == "complete"
+
+    def checkpoints(self) -> list[Path]:
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def new_run(ws: Workspace, method: str) -> Run:
+    ws.runs_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = ws.runs_dir / f"{stamp}-{method}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = ws.runs_dir / f"{stamp}-{method}-{n}"
+    run_dir.mkdir(parents=True)
+    return Run(run_dir)
+
+
+def list_runs(ws: Workspace) -> list[Run]:
+    if not ws.runs_dir.is_dir():
+        return []
+    runs = [Run(p) for p in ws.runs_dir.iterdir() if p.is_dir() and (p / RUN_INFO).is_file()]
+    return sorted(runs, key=lambda r: (r.info().get("created", 0), r.id))
+
+
+def find_run(ws: Workspace, run_id: str | None = None, *, complete: bool = True) -> Run:
+    """The named run, or the latest one (the latest complete one when ``complete``)."""
+    runs = list_runs(ws)
+    if run_id is not None:
+        path = Path(run_id)
+        candidates = [r for r in runs if r.id == run_id or r.dir.resolve() == path.resolve()]
+        if not candidates:
+            names = ", ".join(r.id for r in runs[-5:]) or "none yet"
+            raise DboothError(f"run {run_id}: not found in {ws.runs_dir} (recent: {names}); pass --run with one of them")
+        run = candidates[0]
+        if complete and not run.complete:
+            raise DboothError(f"run {run.id}: has not finished training; resume it with `dbooth train --resume`")
+        return run
+    pool = [r for r in runs if r.complete] if complete else runs
+    if not pool:
+        what = "finished training runs" if complete else "training runs"
+        raise DboothError(f"workspace {ws.root}: no {what} in {ws.runs_dir}; run `dbooth train` first")
+    return pool[-1]
