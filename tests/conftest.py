@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny base model saved once per session, and workspace factories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny random StableDiffusionPipeline folder (32 px images, 16 px latents)."""
+    from dbooth.models.tiny import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+def draw_subject(path: Path, i: int, size: int = 96) -> Path:
+    """A blue disc on a warm background, shifted a little per image."""
+    im = Image.new("RGB", (size, size), (200, 120 + 10 * i, 60))
+    d = ImageDraw.Draw(im)
+    o = 8 + 3 * i
+    d.ellipse((o, o, size - 20 + i, size - 20 + i), fill=(30, 40, 210))
+    im.save(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        draw_subject(folder / f"{i:02d}.jpg", i)
+    return folder
+
+
+@pytest.fixture
+def make_workspace(tmp_path, tiny_base, photos):
+    """Create a workspace on the tiny base model with small, fast settings."""
+    from dbooth import api
+    from dbooth.config import apply_overrides, write_manifest
+
+    def make(name: str = "corgi", **overrides):
+        ws = api.init(tmp_path / name, "dog", base_model=str(tiny_base), images=photos)
+        settings = {
+            "prior.num_class_images": 4,
+            "prior.steps": 2,
+            "prior.batch_size": 4,
+            "train.max_steps": 4,
+            "train.checkpoint_every": 0,
+            "train.validation_every": 0,
+            "sample.steps": 2,
+            "sample.num_images": 2,
+        }
+        settings.update(overrides)
+        write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), settings))
+        return ws
+
+    return make
+
+
+@pytest.fixture
+def dreambench() -> Path:
+    path = SHARED / "dreambench" / "images"
+    if not path.is_dir():
+        pytest.skip("../shared/dreambench is not present")
+    return path

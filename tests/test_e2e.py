@@ -1,0 +1,103 @@
+"""init -> prior -> train (full and LoRA, with prior preservation) -> sample, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+from typer.testing import CliRunner
+
+from dbooth.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _setup(tmp_path, tiny_base, photos):
+    ws = tmp_path / "corgi"
+    invoke("init", str(ws), "--class", "dog", "--base", str(tiny_base), "--images", str(photos))
+    manifest = ws / "dbooth.yaml"
+    text = manifest.read_text()
+    for key, value in {"num_class_images": "3", "steps": "2", "max_steps": "3", "checkpoint_every": "2",
+                       "validation_every": "3", "validation_images": "1"}.items():
+        text = _set(text, key, value)
+    manifest.write_text(text)
+    invoke("prior", "-w", str(ws))
+    assert len(list((ws / "class").glob("*.png"))) == 3
+    return ws
+
+
+def _set(text: str, key: str, value: str) -> str:
+    """Set every `key:` line (any section) in the manifest text."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(f"{key}:"):
+            line = line[: len(line) - len(stripped)] + f"{key}: {value}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _only_run(ws):
+    runs = sorted((ws / "runs").iterdir())
+    return runs[-1], json.loads((runs[-1] / "run.json").read_text())
+
+
+def test_full_fine_tuning_end_to_end(tmp_path, tiny_base, photos):
+    ws = _setup(tmp_path, tiny_base, photos)
+    invoke("train", "-w", str(ws), "--full", "--train-text-encoder")
+    run, info = _only_run(ws)
+    assert info["status"] == "complete" and info["method"] == "full" and info["steps"] == 3
+    assert info["class_prompt"] == "a photo of dog"
+    assert (run / "config.yaml").is_file()
+    assert list((run / "validation").rglob("*.png")), "validation images were not written"
+
+    trained = StableDiffusionPipeline.from_pretrained(run / "final")
+    base = StableDiffusionPipeline.from_pretrained(tiny_base)
+    changed = [
+        name for name, p in trained.unet.state_dict().items() if not torch.equal(p, base.unet.state_dict()[name])
+    ]
+    assert changed, "full fine-tuning left the UNet unchanged"
+    te_changed = any(
+        not torch.equal(p, base.text_encoder.state_dict()[n]) for n, p in trained.text_encoder.state_dict().items()
+    )
+    assert te_changed, "--train-text-encoder left the text encoder unchanged"
+    assert all(torch.equal(p, base.vae.state_dict()[n]) for n, p in trained.vae.state_dict().items())
+    weights = [p for p in (run / "final").rglob("*") if p.suffix in (".bin", ".pt", ".ckpt", ".safetensors")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights), weights
+
+    invoke("sample", "a {identifier} dog on the beach", "-w", str(ws), "-n", "2")
+    pngs = sorted((ws / "samples" / run.name).rglob("*.png"))
+    assert {p.name for p in pngs} >= {"grid.png"}
+    meta = json.loads(Image.open([p for p in pngs if p.name != "grid.png"][0]).text["dbooth"])
+    assert meta["prompt"] == "a sks dog on the beach" and meta["seed"] == 0
+
+
+def test_lora_end_to_end_loads_in_diffusers(tmp_path, tiny_base, photos):
+    ws = _setup(tmp_path, tiny_base, photos)
+    invoke("train", "-w", str(ws), "--lora", "--rank", "4")
+    run, info = _only_run(ws)
+    assert info["method"] == "lora" and info["lora"]["rank"] == 4
+    lora_file = run / "final" / "pytorch_lora_weights.safetensors"
+    assert lora_file.is_file()
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_base)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 16, 16, generator=generator)
+    text = torch.randn(1, 16, 32, generator=generator)
+    with torch.no_grad():
+        before = pipe.unet(latents, 500, text).sample
+        pipe.load_lora_weights(run / "final")
+        after = pipe.unet(latents, 500, text).sample
+    assert (after - before).abs().max() > 1e-6, "the LoRA adapter changed nothing"
+
+    invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
+    invoke("sample", "a sks dog", "-w", str(ws), "-n", "1", "--base-only")
+    assert len(list((ws / "samples" / "base").rglob("*.png"))) == 1

@@ -1,0 +1,65 @@
+"""An interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dbooth import api
+from dbooth.reporting import Reporter
+
+
+class InterruptAt(Reporter):
+    """Behaves like Ctrl-C arriving during the given step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def advance(self, completed: int, **fields) -> None:
+        if completed == self.step:
+            raise KeyboardInterrupt
+
+
+def _final_tensors(run, method):
+    if method == "lora":
+        return load_file(run.lora_file)
+    return load_file(run.final_dir / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_resume_matches_uninterrupted(make_workspace, method):
+    settings = {"train.method": method, "train.max_steps": 4, "train.checkpoint_every": 2,
+                "train.lr_scheduler": "linear", "train.crop": "random", "train.random_flip": True}
+    straight_ws = make_workspace("straight", **settings)
+    api.prior(straight_ws)
+    straight = api.train(straight_ws).run
+
+    resumed_ws = make_workspace("resumed", **settings)
+    api.prior(resumed_ws)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(resumed_ws, reporter=InterruptAt(3))
+    from dbooth.workspace import find_run
+
+    interrupted = find_run(resumed_ws, complete=False)
+    assert interrupted.info()["status"] == "interrupted"
+    assert [p.name for p in interrupted.checkpoints()] == ["step-000002"]
+    result = api.train(resumed_ws, resume=True)
+    assert result.run.dir == interrupted.dir and result.steps == 4
+
+    a, b = _final_tensors(straight, method), _final_tensors(result.run, method)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+def test_checkpoints_keep_last_k(make_workspace):
+    ws = make_workspace(**{"train.method": "lora", "train.max_steps": 7, "train.checkpoint_every": 2,
+                           "train.keep_checkpoints": 2, "prior.enabled": False})
+    run = api.train(ws).run
+    assert [p.name for p in run.checkpoints()] == ["step-000004", "step-000006"]
+    ckpt = run.checkpoints()[-1]
+    assert (ckpt / "trainable_0.safetensors").is_file()
+    # only the trained tensors, not accelerate's full-model dump
+    assert not list(ckpt.glob("model*")) and not list(ckpt.glob("pytorch_model*"))
+    assert not list(run.checkpoints_dir.glob(".*"))  # no temp folders left behind
