@@ -1,0 +1,79 @@
+"""Model card text and safetensors metadata, so every exported artifact says what it is and how to prompt it."""
+
+from __future__ import annotations
+
+from dbooth.export.run_info import RunInfo
+
+FORMAT_TITLES = {
+    "diffusers": "diffusers pipeline folder",
+    "single-file": "single-file Stable Diffusion checkpoint (original key layout)",
+    "lora": "LoRA weights, diffusers format",
+    "lora-kohya": "LoRA weights, kohya / AUTOMATIC1111 format",
+}
+
+
+def example_prompts(run: RunInfo) -> list[str]:
+    token = f"{run.identifier} {run.class_noun}"
+    return [run.instance_prompt, f"a {token} on the beach", f"a painting of {token} in the snow"]
+
+
+def card_metadata(run: RunInfo, fmt: str, dtype: str) -> dict[str, str]:
+    """``dbooth.*`` keys for a safetensors ``__metadata__`` (all values are strings, as the format requires)."""
+    meta = {
+        "dbooth.run_id": run.run_id,
+        "dbooth.format": fmt,
+        "dbooth.dtype": dtype,
+        "dbooth.method": run.method,
+        "dbooth.base_model": run.base_model,
+        "dbooth.identifier": run.identifier,
+        "dbooth.class_noun": run.class_noun,
+        "dbooth.instance_prompt": run.instance_prompt,
+        "dbooth.steps": str(run.steps),
+        "dbooth.train_text_encoder": str(run.train_text_encoder).lower(),
+        "dbooth.usage": usage_line(run, fmt),
+    }
+    if run.is_lora:
+        meta["dbooth.lora_rank"] = str(run.lora_rank)
+        meta["dbooth.lora_alpha"] = f"{run.lora_alpha:g}"
+    return meta
+
+
+def usage_line(run: RunInfo, fmt: str) -> str:
+    token = f"{run.identifier} {run.class_noun}"
+    line = f"Put '{token}' in the prompt, e.g. '{run.instance_prompt}'."
+    if fmt == "lora-kohya":
+        line += f" In AUTOMATIC1111 also add <lora:FILENAME:1> and use it on {run.base_model}."
+    elif fmt == "lora":
+        line += f" Load it with pipe.load_lora_weights(...) on top of {run.base_model}."
+    return line
+
+
+def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False) -> str:
+    """A short Markdown model card (README.md for folders, a sidecar .md for files)."""
+    if run.is_lora:
+        parts = "UNet and text encoder" if run.train_text_encoder else "UNet only"
+        how = f"LoRA (rank {run.lora_rank}, alpha {run.lora_alpha:g}, {parts})"
+    else:
+        how = "full fine-tune (UNet" + (" and text encoder" if run.train_text_encoder else "") + ")"
+    if merged:
+        how += ", merged into the base weights"
+    prompts = "\n".join(f"- `{p}`" for p in example_prompts(run))
+    return f"""# {run.run_id}: DreamBooth of "{run.identifier} {run.class_noun}"
+
+{FORMAT_TITLES.get(fmt, fmt)}, {dtype}, exported by dbooth.
+
+| | |
+|---|---|
+| base model | `{run.base_model}` |
+| identifier | `{run.identifier}` |
+| class noun | `{run.class_noun}` |
+| method | {how} |
+| training steps | {run.steps} |
+| instance prompt | `{run.instance_prompt}` |
+
+## How to prompt it
+
+{usage_line(run, fmt)} Prompts without the identifier give the base model's ordinary "{run.class_noun}".
+
+{prompts}
+"""

@@ -1,0 +1,55 @@
+"""Fuse a LoRA into its base weights, giving a plain pipeline any tool can load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from dbooth.export.dtypes import cast_pipeline
+from dbooth.export.lora_file import read_lora_file
+
+ADAPTER = "dbooth_merge"
+
+
+def merge_lora_into_pipeline(
+    pipe: StableDiffusionPipeline,
+    lora_file: str | Path,
+    scale: float = 1.0,
+    *,
+    default_alpha: float | None = None,
+) -> StableDiffusionPipeline:
+    """Add ``scale * (alpha/r) * up @ down`` to every targeted weight of ``pipe`` in place and return it.
+
+    Uses diffusers' own loaders (``load_lora_into_unet`` / ``load_lora_into_text_encoder``), then
+    ``fuse_lora`` and ``unload_lora_weights``, so the result has no LoRA layers left. ``default_alpha``
+    is the run's alpha, used when the file does not record one. Merging happens in float32; cast afterwards.
+    """
+    lora = read_lora_file(lora_file, default_alpha=default_alpha)
+    cast_pipeline(pipe, torch.float32)
+    loaders = {"unet": _load_into_unet, "text_encoder": _load_into_text_encoder}
+    for component in lora.components.values():
+        state_dict = {f"{component.name}.{k}": v for k, v in component.peft_state_dict().items()}
+        metadata = {f"{component.name}.{k}": v for k, v in component.config.items()}
+        loaders[component.name](pipe, state_dict, metadata)
+    pipe.fuse_lora(components=list(lora.components), lora_scale=scale, adapter_names=[ADAPTER])
+    pipe.unload_lora_weights()
+    return pipe
+
+
+def _load_into_unet(pipe, state_dict, metadata):
+    pipe.load_lora_into_unet(
+        state_dict, network_alphas=None, unet=pipe.unet, adapter_name=ADAPTER, metadata=metadata, _pipeline=pipe
+    )
+
+
+def _load_into_text_encoder(pipe, state_dict, metadata):
+    pipe.load_lora_into_text_encoder(
+        state_dict,
+        network_alphas=None,
+        text_encoder=pipe.text_encoder,
+        adapter_name=ADAPTER,
+        metadata=metadata,
+        _pipeline=pipe,
+    )

@@ -1,0 +1,140 @@
+"""Turn a finished run into the artifact a user asked for: the one entry point the CLI calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from diffusers import StableDiffusionPipeline
+
+from dbooth.errors import DboothError
+from dbooth.export.card import card_metadata, model_card
+from dbooth.export.dtypes import parse_dtype
+from dbooth.export.folder import save_pipeline_folder
+from dbooth.export.kohya import kohya_metadata, save_kohya_lora
+from dbooth.export.lora_file import read_lora_file, save_lora_file
+from dbooth.export.merge import merge_lora_into_pipeline
+from dbooth.export.run_info import RunInfo, read_run
+from dbooth.export.single_file import save_single_file
+from dbooth.fsutil import atomic_write_text
+
+FORMATS = ("diffusers", "single-file", "lora", "lora-kohya")
+LORA_FORMATS = ("lora", "lora-kohya")
+FOLDER_FORMATS = ("diffusers",)
+
+PipelineLoader = Callable[[str], StableDiffusionPipeline]
+
+def export_run(
+    run_dir: str | Path,
+    fmt: str,
+    *,
+    base_pipeline_loader: PipelineLoader | None = None,
+    out: str | Path | None = None,
+    dtype: str = "fp32",
+    force: bool = False,
+) -> Path:
+    """Export the run in ``run_dir`` as ``fmt`` (one of ``FORMATS``) and return the path written.
+
+    ``diffusers`` writes a pipeline folder with README.md; the other formats write one ``.safetensors``
+    file whose ``__metadata__`` carries the model card fields, plus a sidecar ``.md`` card. A LoRA run
+    exported as ``diffusers`` or ``single-file`` is merged into its base model first; the base comes from
+    ``base_pipeline_loader(run.base_model)`` (default: the base must be a local diffusers folder).
+    Default ``out``: ``run_dir/export/<run_id>-<fmt>[-<dtype>]`` (+ ``.safetensors`` for files).
+    """
+    if fmt not in FORMATS:
+        raise DboothError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    torch_dtype = parse_dtype(dtype)
+    run = read_run(run_dir)
+    if fmt in LORA_FORMATS and not run.is_lora:
+        raise DboothError(
+            f"run {run.run_id} is a full fine-tune, so it has no LoRA to export as {fmt}: "
+            "use --format diffusers or --format single-file"
+        )
+    is_file = fmt not in FOLDER_FORMATS
+    default = run.run_dir / "export" / _default_name(dtype, f"{run.run_id}-{fmt}", is_file=is_file)
+    path = _output_path(out, default, fmt, is_file=is_file, force=force)
+    meta = card_metadata(run, fmt, dtype)
+    card = model_card(run, fmt, dtype, merged=run.is_lora and fmt not in LORA_FORMATS)
+
+    if fmt == "diffusers":
+        return save_pipeline_folder(trained_pipeline(run, base_pipeline_loader), path, dtype=torch_dtype, card=card)
+    if fmt == "single-file":
+        save_single_file(trained_pipeline(run, base_pipeline_loader), path, torch_dtype, meta)
+    else:
+        lora = read_lora_file(run.lora_file, default_alpha=run.lora_alpha)
+        if fmt == "lora":
+            save_lora_file(lora, path, dtype=torch_dtype, metadata=meta)
+        else:
+            comment = f"dbooth run {run.run_id}; prompt with '{run.identifier} {run.class_noun}'"
+            ss = kohya_metadata(
+                lora, base_model=run.base_model, output_name=path.stem, steps=run.steps, comment=comment
+            )
+            save_kohya_lora(lora, path, dtype=torch_dtype, metadata=meta | ss)
+    atomic_write_text(path.with_suffix(".md"), card)
+    return path
+
+def merge_run(
+    run_dir: str | Path,
+    *,
+    base_pipeline_loader: PipelineLoader | None = None,
+    out: str | Path | None = None,
+    scale: float = 1.0,
+    dtype: str = "fp32",
+    force: bool = False,
+) -> Path:
+    """Fuse a LoRA run into its base model and write a full diffusers pipeline folder (default ``run_dir/merged``)."""
+    torch_dtype = parse_dtype(dtype)
+    run = read_run(run_dir)
+    if not run.is_lora:
+        raise DboothError(
+            f"run {run.run_id} is a full fine-tune and has no LoRA to merge: "
+            f"its pipeline is already in {run.final_dir}; use export --format diffusers to copy it"
+        )
+    default = run.run_dir / _default_name(dtype, "merged", is_file=False)
+    path = _output_path(out, default, "merge-lora", is_file=False, force=force)
+    pipe = trained_pipeline(run, base_pipeline_loader, scale=scale)
+    card = model_card(run, "diffusers", dtype, merged=True)
+    if scale != 1.0:
+        card += f"\nMerged with LoRA scale {scale:g}.\n"
+    return save_pipeline_folder(pipe, path, dtype=torch_dtype, card=card)
+
+def trained_pipeline(
+    run: RunInfo, base_pipeline_loader: PipelineLoader | None = None, *, scale: float = 1.0
+) -> StableDiffusionPipeline:
+    """The run's result as one float32 pipeline: ``final/`` for full runs, base + fused LoRA for LoRA runs."""
+    if not run.is_lora:
+        return StableDiffusionPipeline.from_pretrained(run.final_dir, local_files_only=True)
+    loader = base_pipeline_loader or _local_base_loader
+    base = loader(run.base_model)
+    return merge_lora_into_pipeline(base, run.lora_file, scale, default_alpha=run.lora_alpha)
+
+def _local_base_loader(spec: str) -> StableDiffusionPipeline:
+    if not (Path(spec) / "model_index.json").is_file():
+        raise DboothError(
+            f"base model {spec!r} is not a local diffusers folder: pass base_pipeline_loader "
+            "(dbooth.models.loading.load_pipeline) to resolve it"
+        )
+    return StableDiffusionPipeline.from_pretrained(spec, local_files_only=True)
+
+def _default_name(dtype: str, stem: str, *, is_file: bool) -> str:
+    return stem + ("" if dtype == "fp32" else f"-{dtype}") + (".safetensors" if is_file else "")
+
+
+def _output_path(out: str | Path | None, default: Path, fmt: str, *, is_file: bool, force: bool) -> Path:
+    """Check the output path before any work starts: right kind, and no silent overwrite."""
+    path = default if out is None else Path(out).expanduser()
+    if is_file and path.suffix != ".safetensors":
+        raise DboothError(f"output {path} must end in .safetensors for --format {fmt}")
+    if not is_file and path.suffix == ".safetensors":
+        raise DboothError(f"output {path} is a file name, but {fmt} writes a folder: drop the .safetensors suffix")
+    if path.exists():
+        if not force:
+            raise DboothError(f"{path} already exists: pass --force to overwrite it, or choose another --out")
+        if is_file and path.is_dir():
+            raise DboothError(f"{path} is a folder: choose a file path for --format {fmt}")
+        if not is_file and (not path.is_dir() or any(path.iterdir())) and not (path / "model_index.json").is_file():
+            raise DboothError(
+                f"{path} exists and is not a diffusers pipeline folder: refusing to replace it even with "
+                "--force; choose another --out"
+            )
+    return path

@@ -1,0 +1,95 @@
+"""What an export needs to know about a finished run, read from its ``run.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbooth.errors import DboothError
+
+METHODS = ("full", "lora")
+LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The fields of ``run.json`` that exports and model cards use."""
+
+    run_dir: Path
+    run_id: str
+    method: str
+    base_model: str
+    identifier: str
+    class_noun: str
+    instance_prompt: str
+    steps: int
+    train_text_encoder: bool
+    lora_rank: int | None
+    lora_alpha: float | None
+
+    @property
+    def final_dir(self) -> Path:
+        return self.run_dir / "final"
+
+    @property
+    def lora_file(self) -> Path:
+        return self.final_dir / LORA_WEIGHTS_NAME
+
+    @property
+    def is_lora(self) -> bool:
+        return self.method == "lora"
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """Read and check ``run_dir/run.json``; a missing or unfinished run is a user error."""
+    run_dir = Path(run_dir)
+    manifest = run_dir / "run.json"
+    if not manifest.is_file():
+        raise DboothError(f"no run.json in {run_dir}: pass a run folder (WS/runs/<run_id>)")
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DboothError(f"{manifest}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+    def need(key: str, kind: type):
+        if key not in data:
+            raise DboothError(f"{manifest}: missing key '{key}'")
+        value = data[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise DboothError(f"{manifest}: '{key}' must be {kind.__name__}, got {value!r}")
+        return value
+
+    method = need("method", str)
+    if method not in METHODS:
+        raise DboothError(f"{manifest}: 'method' is {method!r}; expected one of {', '.join(METHODS)}")
+    status = data.get("status")
+    if status != "complete":
+        raise DboothError(
+            f"run {run_dir.name} has status {status!r}, not 'complete': finish or resume training before exporting"
+        )
+    rank = alpha = None
+    if method == "lora":
+        lora = data.get("lora")
+        if not isinstance(lora, dict) or "rank" not in lora:
+            raise DboothError(f"{manifest}: a LoRA run needs 'lora': {{'rank': ..., 'alpha': ...}}")
+        rank = int(lora["rank"])
+        alpha = float(lora.get("alpha") if lora.get("alpha") is not None else rank)
+
+    info = RunInfo(
+        run_dir=run_dir,
+        run_id=str(data.get("run_id") or run_dir.name),
+        method=method,
+        base_model=need("base_model", str),
+        identifier=need("identifier", str),
+        class_noun=need("class_noun", str),
+        instance_prompt=need("instance_prompt", str),
+        steps=need("steps", int),
+        train_text_encoder=bool(data.get("train_text_encoder", False)),
+        lora_rank=rank,
+        lora_alpha=alpha,
+    )
+    expected = info.lora_file if info.is_lora else info.final_dir / "model_index.json"
+    if not expected.is_file():
+        raise DboothError(f"run {info.run_id} has no {expected.relative_to(run_dir)}: the run folder is incomplete")
+    return info
