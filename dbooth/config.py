@@ -55,6 +55,7 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 OPTIMIZERS = ("adamw", "adamw8bit")
 CROPS = ("center", "random")
+ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
@@ -168,6 +169,11 @@ class TrainConfig:
     crop: str = _field("center", choices=CROPS)  # how images are cropped to square
     random_flip: bool = _field(False)  # horizontal flip augmentation
     cache_latents: bool = _field(True)  # encode images with the VAE once
+    cache_text_embeddings: bool = _field(True)  # encode prompts once while the text encoder is frozen
+    attention: str = _field("sdpa", choices=ATTENTIONS)  # sdpa = torch's fused attention kernels
+    channels_last: bool = _field(False)  # NHWC memory layout for the UNet's convolutions
+    allow_tf32: bool = _field(True)  # TF32 matmuls on Ampere+ GPUs
+    compile: bool = _field(False)  # torch.compile the UNet (slow first steps)
     checkpoint_every: int = _field(200, ge=0)  # steps between checkpoints; 0 = never
     keep_checkpoints: int = _field(2, ge=1)  # older checkpoints are deleted
     validation_prompts: list[str] = _field(

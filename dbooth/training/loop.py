@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from diffusers.optimization import get_scheduler
 
 from dbooth.config import Manifest, manifest_to_dict, render_manifest
@@ -115,6 +116,8 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
     vae.requires_grad_(False)
     text_encoder.requires_grad_(False)
     train_te = cfg.train_text_encoder
+    # attention processors are chosen before LoRA wraps the projections
+    unet.set_attn_processor(AttnProcessor2_0() if cfg.attention == "sdpa" else AttnProcessor())
     if cfg.method == "lora":
         unet.requires_grad_(False)
         unet.to(device, weight_dtype)
@@ -133,6 +136,7 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
     if not train_te:
         text_encoder.to(device, weight_dtype)
     vae.to(device, weight_dtype)
+    _speed_settings(unet, cfg, device)
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if train_te:
@@ -149,8 +153,10 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
 
     prompts = [instance_prompt(manifest)] + ([class_prompt(manifest)] if class_bank else [])
     prompt_ids = tokenize(tokenizer, prompts)
+    if cfg.cache_latents and device.type != "cpu":
+        vae.to("cpu")  # only validation needs it again; frees its memory for training
     cached_embeds = None
-    if not train_te:
+    if not train_te and cfg.cache_text_embeddings:
         with torch.no_grad():
             cached_embeds = encode_prompts(text_encoder, prompt_ids.to(device)).to(weight_dtype)
 
@@ -207,8 +213,11 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)
                 if cached_embeds is not None:
                     embeds = cached_embeds[which]
-                else:
+                elif train_te:
                     embeds = encode_prompts(text_encoder, prompt_ids[which].to(device))
+                else:
+                    with torch.no_grad():
+                        embeds = encode_prompts(text_encoder, prompt_ids[which].to(device))
                 pred = unet(noisy, timesteps, embeds, return_dict=False)[0]
                 target = diffusion_target(prediction_type, noise, latents, noise_scheduler, timesteps)
                 loss = dreambooth_loss(pred, target, batch, prior_weight)
@@ -246,6 +255,16 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
     return TrainResult(run=run, steps=step, seconds=seconds, final_loss=loss_value)
 
 
+def _speed_settings(unet, cfg, device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
+        torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
+    if cfg.channels_last:
+        unet.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        unet.compile()  # in place: parameter names (and so checkpoints) stay the same
+
+
 def _make_optimizer(cfg, groups, device):
     if cfg.optimizer == "adamw8bit":
         if device.type != "cuda":
@@ -274,6 +293,8 @@ def _validate(accelerator, pipe, unet, text_encoder, manifest, run, step) -> Non
     folder = run.validation_dir / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     view.unet.eval()
+    vae_device = view.vae.device
+    view.vae.to(accelerator.device)
     for p_index, template in enumerate(manifest.train.validation_prompts):
         prompt = format_prompt(template, manifest.identifier, manifest.class_noun, where="train.validation_prompts")
         for k in range(manifest.train.validation_images):
@@ -289,6 +310,7 @@ def _validate(accelerator, pipe, unet, text_encoder, manifest, run, step) -> Non
                     generator=torch.Generator("cpu").manual_seed(seed),
                 ).images[0]
             render_png(folder / f"p{p_index}-s{seed}.png", image, {"prompt": prompt, "seed": seed, "step": step})
+    view.vae.to(vae_device)
 
 
 def _save_final(accelerator, manifest, run, unet, text_encoder) -> None:
