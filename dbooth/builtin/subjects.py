@@ -1,0 +1,80 @@
+"""Example DreamBooth subjects: objects of a known class with a look pretraining never showed.
+
+Pretraining objects are solid-coloured, so each subject's pattern (checks, stripes, dots,
+two-tone split) is new to the model and only DreamBooth can teach it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dbooth.builtin.world import CONTEXTS, Scene, random_placement, render
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A patterned object; ``class_noun`` is the shape, used in "a photo of sks star"."""
+
+    name: str
+    class_noun: str
+    pattern: str
+    colour: str
+    colour2: str
+    description: str
+
+    def scene(self, rng: np.random.Generator | int | None = None, context: str | None = None) -> Scene:
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        ctx = context or str(rng.choice(CONTEXTS))
+        return Scene(shape=self.class_noun, colour=self.colour, context=ctx, pattern=self.pattern,
+                     colour2=self.colour2, **random_placement(rng))
+
+
+EXAMPLES: dict[str, Subject] = {
+    s.name: s
+    for s in (
+        Subject("checkered_star", "star", "checkered", "red", "white", "a red and white checkered star"),
+        Subject("striped_heart", "heart", "striped", "blue", "yellow", "a heart with blue and yellow stripes"),
+        Subject("polka_circle", "circle", "polka", "purple", "yellow", "a purple circle with yellow polka dots"),
+        Subject("split_square", "square", "split", "orange", "green", "a square split into orange and green halves"),
+    )
+}
+
+# The instance photos sit in these contexts; evaluation prompts can then ask for the others.
+_PHOTO_CONTEXTS = ("on top of a wooden floor", "on top of pink fabric", "on a cobblestone street",
+                   "in the snow", "on the beach")
+
+
+def list_examples() -> list[str]:
+    return sorted(EXAMPLES)
+
+
+def get_example(name: str) -> Subject:
+    from dbooth.errors import DboothError
+
+    if name not in EXAMPLES:
+        raise DboothError(f"unknown example subject {name!r}; available: {', '.join(list_examples())}")
+    return EXAMPLES[name]
+
+
+def example_scenes(name: str, count: int = 5) -> list[Scene]:
+    """The instance photos' scenes: varied position, size and context, same every call."""
+    subject = get_example(name)
+    rng = np.random.default_rng(sorted(EXAMPLES).index(name) + 1000)
+    return [subject.scene(rng, context=_PHOTO_CONTEXTS[i % len(_PHOTO_CONTEXTS)]) for i in range(count)]
+
+
+def write_example_images(name: str, folder: str | Path, count: int = 5) -> list[Path]:
+    """Write ``count`` (4-5) instance photos of an example subject as PNGs; returns their paths."""
+    if not 1 <= count <= 20:
+        raise ValueError("count must be between 1 and 20")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, scene in enumerate(example_scenes(name, count)):
+        path = folder / f"{name}_{i:02d}.png"
+        render(scene).save(path)
+        paths.append(path)
+    return paths

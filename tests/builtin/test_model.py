@@ -1,0 +1,62 @@
+"""The committed builtin:shapes pipeline, its tokenizer and the path lookup."""
+
+import numpy as np
+import pytest
+import torch
+
+from dbooth.builtin import BUILTIN_MODELS, builtin_model_path
+from dbooth.builtin.components import IDENTIFIER_TOKENS, build_tokenizer
+from dbooth.builtin.world import pretraining_caption, random_scene, world_words
+from dbooth.errors import DboothError
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from diffusers import StableDiffusionPipeline
+
+    p = StableDiffusionPipeline.from_pretrained(builtin_model_path("builtin:shapes"))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_builtin_model_path_and_unknown_name():
+    assert builtin_model_path("builtin:shapes") == BUILTIN_MODELS["builtin:shapes"]
+    with pytest.raises(DboothError, match="available: builtin:shapes") as e:
+        builtin_model_path("builtin:nope")
+    assert "\n" not in str(e.value)
+
+
+def test_committed_folder_is_small_safetensors_only():
+    root = builtin_model_path("builtin:shapes")
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 40 * 2**20
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".ckpt")]
+    assert (root / "README.md").is_file()
+
+
+def test_pipeline_loads_and_samples_one_image(pipe):
+    assert pipe.safety_checker is None
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear"
+    assert pipe.scheduler.config.steps_offset == 1
+    assert 0.05 < pipe.vae.config.scaling_factor < 20
+    out = pipe("a photo of a red star on the beach", num_inference_steps=2, guidance_scale=3.0,
+               generator=torch.Generator().manual_seed(0), output_type="np")
+    img = out.images[0]
+    assert img.shape == (64, 64, 3) and np.isfinite(img).all() and img.std() > 0.01
+
+
+def test_saved_tokenizer_keeps_words_and_identifiers_as_single_tokens(pipe):
+    tok = pipe.tokenizer
+    for word in world_words() + list(IDENTIFIER_TOKENS):
+        assert len(tok.tokenize(word)) == 1, word
+    assert tok.tokenize("sks")[0] == build_tokenizer().tokenize("sks")[0]
+    assert "sks" in IDENTIFIER_TOKENS
+
+
+def test_identifiers_never_occur_in_pretraining_captions():
+    tok = build_tokenizer()
+    ident_ids = {tok.convert_tokens_to_ids(tok.tokenize(w))[0] for w in IDENTIFIER_TOKENS}
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        text = pretraining_caption(random_scene(rng), rng)
+        assert not ident_ids & set(tok(text).input_ids), text
