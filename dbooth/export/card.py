@@ -17,7 +17,7 @@ def example_prompts(run: RunInfo) -> list[str]:
     return [run.instance_prompt, f"a {token} on the beach", f"a painting of {token} in the snow"]
 
 
-def card_metadata(run: RunInfo, fmt: str, dtype: str) -> dict[str, str]:
+def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> dict[str, str]:
     """``dbooth.*`` keys for a safetensors ``__metadata__`` (all values are strings, as the format requires)."""
     meta = {
         "dbooth.run_id": run.run_id,
@@ -30,7 +30,7 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str) -> dict[str, str]:
         "dbooth.instance_prompt": run.instance_prompt,
         "dbooth.steps": str(run.steps),
         "dbooth.train_text_encoder": str(run.train_text_encoder).lower(),
-        "dbooth.usage": usage_line(run, fmt),
+        "dbooth.usage": usage_line(run, fmt, name=name),
     }
     if run.is_lora:
         meta["dbooth.lora_rank"] = str(run.lora_rank)
@@ -38,17 +38,18 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str) -> dict[str, str]:
     return meta
 
 
-def usage_line(run: RunInfo, fmt: str) -> str:
+def usage_line(run: RunInfo, fmt: str, *, name: str = "NAME") -> str:
+    """One sentence on prompting; ``name`` is the file's stem, which AUTOMATIC1111 uses as the LoRA's name."""
     token = f"{run.identifier} {run.class_noun}"
     line = f"Put '{token}' in the prompt, e.g. '{run.instance_prompt}'."
     if fmt == "lora-kohya":
-        line += f" In AUTOMATIC1111 also add <lora:FILENAME:1> and use it on {run.base_model}."
+        line += f" In AUTOMATIC1111 also add <lora:{name}:1> and use it on {run.base_model}."
     elif fmt == "lora":
         line += f" Load it with pipe.load_lora_weights(...) on top of {run.base_model}."
     return line
 
 
-def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False) -> str:
+def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name: str = "NAME") -> str:
     """A short Markdown model card (README.md for folders, a sidecar .md for files)."""
     if run.is_lora:
         parts = "UNet and text encoder" if run.train_text_encoder else "UNet only"
@@ -73,7 +74,7 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False) -> s
 
 ## How to prompt it
 
-{usage_line(run, fmt)} Prompts without the identifier give the base model's ordinary "{run.class_noun}".
+{usage_line(run, fmt, name=name)} Prompts without the identifier give the base model's ordinary "{run.class_noun}".
 
 {prompts}
 """

@@ -53,8 +53,8 @@ def export_run(
     is_file = fmt not in FOLDER_FORMATS
     default = run.run_dir / "export" / _default_name(dtype, f"{run.run_id}-{fmt}", is_file=is_file)
     path = _output_path(out, default, fmt, is_file=is_file, force=force)
-    meta = card_metadata(run, fmt, dtype)
-    card = model_card(run, fmt, dtype, merged=run.is_lora and fmt not in LORA_FORMATS)
+    meta = card_metadata(run, fmt, dtype, name=path.stem)
+    card = model_card(run, fmt, dtype, merged=run.is_lora and fmt not in LORA_FORMATS, name=path.stem)
 
     if fmt == "diffusers":
         return save_pipeline_folder(trained_pipeline(run, base_pipeline_loader), path, dtype=torch_dtype, card=card)

@@ -66,7 +66,7 @@ def test_merge_run_without_text_encoder_lora_keeps_the_base_text_encoder(tmp_pat
     out = merge_run(run.run_dir, base_pipeline_loader=local_loader, out=tmp_path / "m", dtype="fp16")
     with safe_open(str(out / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
-    merged = StableDiffusionPipeline.from_pretrained(out, local_files_only=True, torch_dtype=torch.float16)
+    merged = StableDiffusionPipeline.from_pretrained(out, local_files_only=True, dtype=torch.float16)
     base = local_loader(str(run.base_dir))
     for key, value in base.text_encoder.state_dict().items():
         assert torch.equal(merged.text_encoder.state_dict()[key], value.half()), key

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import local_loader, write_run_json
+from dbooth.errors import DboothError
 from dbooth.export import export_run, pipeline_to_original_state_dict, save_single_file
 from dbooth.export.single_file import unet_module_map, unet_to_original, vae_to_original
 from dbooth.models.tiny import tiny_pipeline
@@ -45,7 +46,8 @@ def test_full_run_round_trips_through_from_single_file(full_run):
 
 
 def test_lora_run_is_merged_before_writing(lora_run, tmp_path):
-    path = export_run(lora_run.run_dir, "single-file", base_pipeline_loader=local_loader, out=tmp_path / "m.safetensors")
+    out = tmp_path / "m.safetensors"
+    path = export_run(lora_run.run_dir, "single-file", base_pipeline_loader=local_loader, out=out)
     merged = export_run(lora_run.run_dir, "diffusers", base_pipeline_loader=local_loader, out=tmp_path / "merged")
 
     reloaded = _load_single_file(path, lora_run.base_dir)
@@ -63,7 +65,7 @@ def test_dtype_is_honoured(full_run, dtype, torch_dtype, tag):
     with safe_open(str(path), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {tag}
         assert f.metadata()["dbooth.dtype"] == dtype
-    reloaded = _load_single_file(path, full_run.run_dir / "final", torch_dtype=torch_dtype)
+    reloaded = _load_single_file(path, full_run.run_dir / "final", dtype=torch_dtype)
     ref_unet = full_run.reference.unet.state_dict()
     for key, value in reloaded.unet.state_dict().items():
         assert torch.equal(value, ref_unet[key].to(torch_dtype)), key
@@ -175,7 +177,5 @@ def test_saved_file_holds_exactly_the_converted_tensors(full_run, tmp_path):
 def test_full_run_needs_a_complete_final_folder(tmp_path):
     run_dir = tmp_path / "runs" / "broken"
     write_run_json(run_dir, method="full", base_model="builtin:shapes", train_text_encoder=False, lora=None)
-    from dbooth.errors import DboothError
-
     with pytest.raises(DboothError, match="final/model_index.json"):
         export_run(run_dir, "single-file")
