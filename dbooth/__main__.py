@@ -1,0 +1,6 @@
+"""``python -m dbooth``: the same as the ``dbooth`` command."""
+
+from dbooth.cli import main
+
+if __name__ == "__main__":
+    main()

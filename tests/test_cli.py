@@ -1,0 +1,158 @@
+"""The real ``dbooth`` command in a subprocess: user mistakes end in one ``error:`` line and exit code 2.
+
+``cli.main()`` turns a DboothError into that line, so these run the installed entry point
+(``python -m dbooth``) rather than Typer's CliRunner. Each subprocess pays the library imports
+(~5 s), so the workspaces are prepared in-process once and all commands run concurrently.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dbooth import api
+from dbooth.config import apply_overrides, write_manifest
+from dbooth.workspace import MANIFEST_NAME
+
+HUB_ID = "some-org/some-model"
+FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "train.checkpoint_every": 0,
+        "train.validation_every": 0}
+
+
+def run_dbooth(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", COLUMNS="200", NO_COLOR="1",
+               OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "dbooth", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def edit_manifest(path: Path, old: str, new: str) -> int:
+    """Replace the one line starting with ``old`` (after indentation); return its 1-based number."""
+    lines = path.read_text().splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if line.lstrip().startswith(old)]
+    assert len(hits) == 1, hits
+    i = hits[0]
+    indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+    lines[i] = f"{indent}{new}\n"
+    path.write_text("".join(lines))
+    return i + 1
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory, tiny_base):
+    """Prepare one workspace per case, run every command concurrently, return {case: (result, details)}."""
+    root = tmp_path_factory.mktemp("cli")
+    photos = root / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 64), (200, 40 * i, 60)).save(photos / f"{i:02d}.jpg")
+
+    def workspace(name: str, base: str = str(tiny_base), images: Path | None = photos):
+        ws = api.init(root / name, "dog", base_model=base, images=images)
+        if base == str(tiny_base):
+            write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), FAST))
+        return ws
+
+    details: dict[str, object] = {}
+    workspace("empty", images=None)
+    workspace("hub", base=HUB_ID)
+    details["hub_manifest"] = (root / "hub" / MANIFEST_NAME).read_bytes()
+    details["value_line"] = edit_manifest(workspace("value").manifest_path, "max_steps:", "max_steps: -1")
+    details["key_line"] = edit_manifest(workspace("key").manifest_path, "learning_rate:", "learning_rat: 1e-4")
+    corrupt = workspace("corrupt")
+    (corrupt.instance_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+
+    commands = {
+        "help": ["--help"],
+        "init": ["init", "fresh", "--class", "dog", "--base", HUB_ID, "--images", str(photos)],
+        "missing": ["sample", "-w", "nope", "a photo of sks dog"],
+        "empty": ["train", "-w", "empty", "--no-prior"],
+        "hub": ["train", "-w", "hub", "--no-prior"],
+        "exists": ["init", "hub", "--class", "cat"],
+        "value": ["train", "-w", "value"],
+        "key": ["prior", "-w", "key"],
+        "corrupt": ["train", "-w", "corrupt", "--no-prior"],
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the CPU, not the pool, is the limit
+        futures = {case: pool.submit(run_dbooth, args, root) for case, args in commands.items()}
+        results = {case: f.result() for case, f in futures.items()}
+    return root, results, details
+
+
+def user_error(result: subprocess.CompletedProcess) -> str:
+    """Check the shape of a user-facing failure and return its message."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output, output
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0][len("error: ") :]
+
+
+def test_help_lists_the_verbs(cli):
+    _, results, _ = cli
+    result = results["help"]
+    assert result.returncode == 0, result.stderr
+    for verb in ("init", "prior", "train", "sample"):
+        assert f" {verb} " in result.stdout, result.stdout
+
+
+def test_init_creates_a_workspace(cli):
+    root, results, _ = cli
+    result = results["init"]
+    assert result.returncode == 0, result.stderr
+    assert "created" in result.stderr
+    ws = api.open_workspace(root / "fresh")
+    assert ws.manifest().base_model == HUB_ID
+    assert sorted(p.name for p in ws.instance_dir.iterdir()) == ["00.jpg", "01.jpg", "02.jpg"]
+
+
+def test_missing_workspace(cli):
+    message = user_error(cli[1]["missing"])
+    assert "nope" in message and "does not exist" in message
+
+
+def test_empty_instance_folder(cli):
+    message = user_error(cli[1]["empty"])
+    assert "instance images" in message and "empty" in message
+
+
+def test_base_model_unreachable_offline(cli):
+    message = user_error(cli[1]["hub"])
+    assert HUB_ID in message
+    assert "cannot be reached" in message and "offline" in message
+
+
+def test_init_on_an_existing_folder(cli):
+    root, results, details = cli
+    message = user_error(results["exists"])
+    assert "already exists" in message
+    assert (root / "hub" / MANIFEST_NAME).read_bytes() == details["hub_manifest"]
+
+
+def test_invalid_manifest_value(cli):
+    _, results, details = cli
+    message = user_error(results["value"])
+    assert f"{MANIFEST_NAME}:{details['value_line']}: train.max_steps:" in message
+    assert "-1" in message
+
+
+def test_unknown_manifest_key_suggests_the_right_one(cli):
+    _, results, details = cli
+    message = user_error(results["key"])
+    assert f"{MANIFEST_NAME}:{details['key_line']}: train.learning_rat:" in message
+    assert "did you mean 'learning_rate'" in message
+
+
+def test_corrupt_instance_image_is_named(cli):
+    message = user_error(cli[1]["corrupt"])
+    assert "broken.jpg" in message
+    assert "00.jpg" not in message  # only the bad file is listed

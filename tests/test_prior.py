@@ -1,0 +1,102 @@
+"""Class images: only the missing ones are generated, each from its own seed, and stale ones are caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dbooth import api
+from dbooth.config import apply_overrides, write_manifest
+from dbooth.errors import DboothError
+from dbooth.prior import read_record
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.int16)
+
+
+def state(folder) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def no_model_loading(monkeypatch):
+    """Make any attempt to load the base model fail loudly."""
+    import dbooth.models.loading as loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base model was loaded although nothing had to be generated")
+
+    monkeypatch.setattr(loading, "load_pipeline", refuse)
+
+
+def test_generates_missing_images_reproducibly_and_detects_stale_ones(make_workspace, tiny_base, monkeypatch):
+    ws = make_workspace()  # prior.num_class_images: 4
+    user = ws.class_dir / "my-own-dog.png"
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(user)
+    user_bytes = user.read_bytes()
+
+    # 1. one of four is the user's: exactly three are generated, indices 0..2
+    result = api.prior(ws)
+    generated = sorted(p.name for p in ws.class_dir.glob("prior-*.png"))
+    assert generated == ["prior-00000.png", "prior-00001.png", "prior-00002.png"]
+    assert sorted(p.name for p in ws.class_dir.iterdir()) == ["my-own-dog.png"] + generated
+    assert result.present == 4 and result.missing == []
+    assert result.user_images == [user]
+    assert user.read_bytes() == user_bytes
+
+    # the images are real, at the training resolution, and not all the same
+    first = {name: pixels(ws.class_dir / name) for name in generated}
+    assert all(a.shape == (32, 32, 3) for a in first.values())
+    assert not np.array_equal(first["prior-00000.png"], first["prior-00001.png"])
+
+    # each PNG says how it was made
+    manifest = ws.manifest()
+    for i, name in enumerate(generated):
+        record = read_record(ws.class_dir / name)
+        assert record["prompt"] == "a photo of dog"
+        assert record["seed"] == manifest.prior.seed + i
+        assert record["index"] == i
+        assert record["model"] == str(tiny_base)
+        assert record["resolution"] == 32
+    assert read_record(user) is None
+
+    # 2. a rerun generates nothing, and does not even load the model
+    before = state(ws.class_dir)
+    with monkeypatch.context() as m:
+        no_model_loading(m)
+        again = api.prior(ws)
+        fewer = api.prior(ws, {"prior.num_class_images": 2})  # more present than wanted: nothing deleted
+    assert again.present == 4 and again.missing == []
+    assert fewer.present == 4
+    assert state(ws.class_dir) == before
+
+    # 3. a deleted image is regenerated at the same index with the same pixels; the rest are untouched
+    (ws.class_dir / "prior-00001.png").unlink()
+    api.prior(ws)
+    after = state(ws.class_dir)
+    assert sorted(after) == sorted(before)
+    for name in before:
+        if name != "prior-00001.png":
+            assert after[name] == before[name], name
+    regenerated = pixels(ws.class_dir / "prior-00001.png")
+    # generated alone this time rather than in a batch of three, from the same per-index seed
+    assert np.array_equal(regenerated, first["prior-00001.png"])
+    assert read_record(ws.class_dir / "prior-00001.png")["seed"] == manifest.prior.seed + 1
+
+    # 4. another class prompt makes the old images stale: refused, then replaced on request
+    write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), {"class_prompt": "a photo of a {class} on the beach"}))
+    before = state(ws.class_dir)
+    with pytest.raises(DboothError, match="--replace") as exc:
+        api.prior(ws)
+    assert "prior-00000.png" in str(exc.value)
+    assert state(ws.class_dir) == before
+
+    replaced = api.prior(ws, replace=True)
+    assert replaced.present == 4
+    assert sorted(p.name for p in ws.class_dir.iterdir()) == ["my-own-dog.png"] + generated
+    for name in generated:
+        assert read_record(ws.class_dir / name)["prompt"] == "a photo of a dog on the beach"
+    assert user.read_bytes() == user_bytes
+
