@@ -1,0 +1,145 @@
+"""Named benchmark configurations and the ablation that switches each speed setting.
+
+A configuration is a model (``sd15``, ``shapes``, ``tiny`` or any base-model spec) plus
+manifest overrides. ``sd15-*`` settings are the recommended ones; ``*-10gb`` / ``*-6gb`` are the
+memory tiers (their GPU figures are estimates until measured on a GPU, see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dbooth.errors import DboothError
+
+# Settings every bench run shares: nothing but training steps is timed.
+BENCH_FIXED = {
+    "train.checkpoint_every": 0,
+    "train.validation_every": 0,
+    "train.lr_warmup_steps": 0,
+    "train.lr_scheduler": "constant",
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    model: str  # sd15 | shapes | tiny | a base-model spec (folder, hub id, builtin:NAME)
+    description: str
+    overrides: dict = field(default_factory=dict)  # manifest overrides, dotted keys
+    num_instance: int = 4  # subject images drawn for the throwaway workspace
+    num_class: int = 8  # class images drawn (not generated) for prior preservation
+
+    @property
+    def resolution(self) -> int | None:
+        return self.overrides.get("train.resolution")
+
+
+# Speed settings shared by the recommended SD 1.5 configurations; bf16 autocast on CUDA
+# (the trainer maps it to the CPU's bf16 autocast elsewhere).
+_SD15_FAST = {
+    "train.resolution": 512,
+    "train.batch_size": 1,
+    "prior.enabled": True,
+    "train.mixed_precision": "bf16",
+    "train.attention": "sdpa",
+    "train.cache_latents": True,
+    "train.cache_text_embeddings": True,
+    "train.channels_last": False,
+    "train.allow_tf32": True,
+}
+
+CONFIGS: dict[str, BenchConfig] = {
+    c.name: c
+    for c in [
+        BenchConfig("tiny", "tiny", "tiny random SD-shaped model, 32 px, full fine-tune with prior preservation",
+                    {"train.resolution": 32, "train.method": "full", "prior.enabled": True}),
+        BenchConfig("shapes-full", "shapes", "builtin:shapes (64 px), full UNet fine-tune with prior preservation",
+                    {"train.resolution": 64, "train.method": "full", "prior.enabled": True}),
+        BenchConfig("shapes-lora", "shapes", "builtin:shapes (64 px), LoRA rank 8 with prior preservation",
+                    {"train.resolution": 64, "train.method": "lora", "prior.enabled": True}),
+        BenchConfig("sd15-full", "sd15", "SD 1.5 shapes, 512 px, full UNet fine-tune, bf16 autocast, SDPA, cached latents",
+                    {**_SD15_FAST, "train.method": "full"}),
+        BenchConfig("sd15-lora", "sd15", "SD 1.5 shapes, 512 px, LoRA rank 8, bf16 autocast, SDPA, cached latents",
+                    {**_SD15_FAST, "train.method": "lora"}),
+        BenchConfig("sd15-full-10gb", "sd15",
+                    "memory tier: full UNet in ~10 GB: + gradient checkpointing + 8-bit AdamW (CUDA only)",
+                    {**_SD15_FAST, "train.method": "full", "train.gradient_checkpointing": True,
+                     "train.optimizer": "adamw8bit"}),
+        BenchConfig("sd15-lora-6gb", "sd15", "memory tier: LoRA in ~6 GB: + gradient checkpointing",
+                    {**_SD15_FAST, "train.method": "lora", "train.gradient_checkpointing": True}),
+        BenchConfig("sd15-full-256", "sd15", "SD 1.5 shapes at 256 px, full + gradient checkpointing, fp32 (CPU-sized)",
+                    {"train.resolution": 256, "train.method": "full", "train.gradient_checkpointing": True,
+                     "train.mixed_precision": "no", "prior.enabled": True}, num_instance=2, num_class=2),
+        BenchConfig("sd15-lora-256", "sd15", "SD 1.5 shapes at 256 px, LoRA rank 8, fp32 (CPU-sized)",
+                    {"train.resolution": 256, "train.method": "lora", "train.mixed_precision": "no",
+                     "prior.enabled": True}, num_instance=2, num_class=2),
+    ]
+}
+
+
+def get_config(name: str) -> BenchConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        from dbooth.config import closest_key
+
+        hint = closest_key(name, list(CONFIGS))
+        raise DboothError(
+            f"bench: no configuration {name!r}" + (f"; did you mean {hint}?" if hint else "")
+            + f"; available: {', '.join(CONFIGS)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ablation row: manifest overrides and bench-only patches on top of the base settings."""
+
+    label: str
+    overrides: dict = field(default_factory=dict)
+    patches: dict = field(default_factory=dict)  # e.g. {"adamw": "foreach"}: forces torch's AdamW implementation
+    cuda_only: bool = False
+
+
+def ablation(settings: dict, *, cuda: bool) -> list[Variant]:
+    """The base settings, then one row per speed setting flipped from its value in ``settings``.
+
+    ``settings`` is the resolved ``train`` section (a dict); each row changes exactly one thing, so its
+    steps/s and memory against the first row is what that setting is worth here.
+    """
+
+    def flip(key: str, on, off, label: str, **kw) -> Variant:
+        now = settings[key]
+        new = off if now == on else on
+        return Variant(f"{label} {'off' if new == off else 'on'}", {f"train.{key}": new}, **kw)
+
+    rows = [Variant("base")]
+    rows.append(flip("cache_latents", True, False, "cache latents"))
+    if not settings["train_text_encoder"]:
+        rows.append(flip("cache_text_embeddings", True, False, "cache text embeddings"))
+    rows.append(Variant("attention eager" if settings["attention"] == "sdpa" else "attention sdpa",
+                        {"train.attention": "eager" if settings["attention"] == "sdpa" else "sdpa"}))
+    # torch's three AdamW implementations; the trainer picks fused on CUDA and foreach elsewhere
+    for impl in ("fused", "foreach", "for-loop"):
+        rows.append(Variant(f"adamw {impl}", patches={"adamw": impl}))
+    if settings["optimizer"] == "adamw":
+        rows.append(Variant("adamw 8-bit", {"train.optimizer": "adamw8bit"}, cuda_only=True))
+    else:
+        rows.append(Variant("adamw 32-bit", {"train.optimizer": "adamw"}))
+    rows.append(flip("gradient_checkpointing", True, False, "gradient checkpointing"))
+    precisions = ("no", "bf16", "fp16") if cuda else ("no", "bf16")
+    for p in precisions:
+        if p != settings["mixed_precision"]:
+            rows.append(Variant(f"mixed precision {p}", {"train.mixed_precision": p}))
+    rows.append(flip("channels_last", True, False, "channels-last"))
+    rows.append(flip("allow_tf32", True, False, "TF32", cuda_only=True))
+    rows.append(flip("compile", True, False, "torch.compile"))
+    return rows
+
+
+# Class-image generation: dbooth's way (DPM++ at the manifest's steps, batched) against
+# one image at a time and against the reference script's way (the model's own scheduler, 50 steps).
+GENERATION_VARIANTS = [
+    {"label": "dpm++ batched", "scheduler": "dpm++", "batched": True},
+    {"label": "dpm++ one at a time", "scheduler": "dpm++", "batched": False},
+    {"label": "model scheduler, 50 steps, batched", "scheduler": None, "steps": 50, "batched": True},
+]

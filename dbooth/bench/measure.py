@@ -1,0 +1,391 @@
+"""Run the real trainer on a throwaway workspace and measure it; ``run_bench`` is what ``dbooth bench`` calls.
+
+Every configuration is measured in a fresh subprocess (``dbooth.bench.worker``) so peak memory is
+its own. Steps/s comes from per-step timestamps taken by a Reporter after ``warmup`` steps; peak
+memory is the process's peak RSS on the CPU and ``torch.cuda.max_memory_allocated`` on CUDA, read at
+the last timed step (saving the run is not measured). With ``repeats`` > 1 the configurations are run
+round-robin, so slow phases of a busy machine hit all of them alike, and medians are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from dbooth.bench.configs import BENCH_FIXED, GENERATION_VARIANTS, BenchConfig, Variant, ablation, get_config
+from dbooth.errors import DboothError
+from dbooth.reporting import Reporter
+
+SUBJECT_RGB = (30, 40, 210)
+
+
+def cache_dir() -> Path:
+    """Where random-weight models are kept between runs (``DBOOTH_BENCH_CACHE`` overrides)."""
+    env = os.environ.get("DBOOTH_BENCH_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "dbooth" / "bench"
+
+
+def base_model_for(model: str, cache: Path | None = None) -> str:
+    """A base-model spec for a config's model name, building random-weight folders on first use."""
+    from dbooth.bench import components
+
+    cache = cache or cache_dir()
+    if model == "sd15":
+        return str(components.save_pipeline(components.sd15_pipeline(), cache / "sd15-random"))
+    if model == "shapes":
+        from dbooth.builtin import BUILTIN_MODELS
+
+        if (BUILTIN_MODELS["builtin:shapes"] / "model_index.json").is_file():
+            return "builtin:shapes"
+        return str(components.save_pipeline(components.shapes_pipeline(), cache / "shapes-random"))
+    if model == "tiny":
+        from dbooth.models.tiny import tiny_pipeline
+
+        return str(components.save_pipeline(tiny_pipeline(), cache / "tiny-random"))
+    return model
+
+
+def draw_images(folder: Path, count: int, size: int, *, subject: bool, prefix: str) -> list[Path]:
+    """Simple drawn photos: the subject is one blue disc; class images vary shape and colour."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        im = Image.new("RGB", (size, size), (200 - 9 * i % 120, 120 + 13 * i % 100, 60 + 7 * i % 150))
+        d = ImageDraw.Draw(im)
+        o = size // 10 + (i * size // 40)
+        box = (o, o, size - size // 5 + i % 5, size - size // 5 + i % 5)
+        if subject:
+            d.ellipse(box, fill=SUBJECT_RGB)
+        else:
+            colour = ((50 * i) % 255, (90 * i + 40) % 255, (140 * i + 80) % 255)
+            (d.ellipse if i % 2 else d.rectangle)(box, fill=colour)
+        path = folder / f"{prefix}{i:03d}.png"
+        im.save(path)
+        paths.append(path)
+    return paths
+
+
+def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance: int, num_class: int,
+                   source=None):
+    """A throwaway workspace: drawn images, or copies of ``source``'s (a Workspace) images."""
+    from dbooth import api
+    from dbooth.config import apply_overrides, write_manifest
+    from dbooth.images import scan_folder
+
+    photos = root / "photos"
+    if source is not None:
+        found = scan_folder(source.instance_dir, what="instance images", min_side=0).paths
+        photos.mkdir(parents=True)
+        for p in found:
+            shutil.copy2(p, photos / p.name)
+        manifest = source.manifest()
+    ws = api.init(root / "ws", "dog" if source is None else manifest.class_noun,
+                  base_model=base_model if source is None else manifest.base_model,
+                  images=None if source is None else photos)
+    if source is None:
+        manifest = apply_overrides(ws.manifest(), overrides)
+        res = manifest.train.resolution
+        draw_images(ws.instance_dir, num_instance, res, subject=True, prefix="subject-")
+    else:
+        manifest = apply_overrides(manifest, overrides)
+        res = manifest.train.resolution
+    manifest = apply_overrides(manifest, BENCH_FIXED)
+    if manifest.prior.enabled:
+        have = []
+        if source is not None:
+            have = scan_folder(source.class_dir, what="class images", min_side=0, allow_empty=True).paths
+            for p in have[: manifest.prior.num_class_images]:
+                shutil.copy2(p, ws.class_dir / p.name)
+        if not have:  # drawn stand-ins: the bench times training, not class-image quality
+            draw_images(ws.class_dir, num_class, res, subject=False, prefix="class-")
+            manifest = apply_overrides(manifest, {"prior.num_class_images": num_class})
+    write_manifest(ws.manifest_path, manifest)
+    return ws
+
+
+def thread_env(threads: int | None) -> dict:
+    """Environment for a measured process: quiet, and with a fixed number of CPU threads if given."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def run_worker(spec: dict, *, python: str | None = None, timeout_s: float | None = None,
+               threads: int | None = None) -> dict:
+    """Run one measurement in a fresh process; returns its result (with ``error`` on failure)."""
+    with tempfile.TemporaryDirectory(prefix="dbooth-bench-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ, **thread_env(threads))
+        try:
+            proc = subprocess.run([python or sys.executable, "-m", "dbooth.bench.worker", str(spec_path),
+                                   str(out_path)], capture_output=True, text=True, timeout=timeout_s, env=env)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout_s:.0f} s"}
+        if not out_path.is_file():
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+            return {"error": f"worker exited with {proc.returncode}: " + " | ".join(tail)}
+        return json.loads(out_path.read_text())
+
+
+def measure_training(ws, overrides: dict | None = None, *, warmup: int = 3, steps: int = 20,
+                     patches: dict | None = None, python: str | None = None,
+                     timeout_s: float | None = None, threads: int | None = None) -> dict:
+    """Train ``warmup + steps`` steps of ``ws`` (a Workspace) in a fresh process and measure the last ``steps``."""
+    if steps < 1 or warmup < 0:
+        raise DboothError("bench: --steps must be at least 1 and --warmup at least 0")
+    spec = {"kind": "train", "workspace": str(ws.root), "overrides": overrides or {}, "warmup": warmup,
+            "steps": steps, "patches": patches or {}}
+    return run_worker(spec, python=python, timeout_s=timeout_s, threads=threads)
+
+
+def measure_generation(ws, overrides: dict | None = None, *, batch: int = 4, batches: int = 2,
+                       steps: int | None = None, scheduler: str | None = "dpm++",
+                       python: str | None = None, timeout_s: float | None = None,
+                       threads: int | None = None) -> dict:
+    """Generate ``batches`` batches of class images in a fresh process; the first batch is warm-up."""
+    spec = {"kind": "generate", "workspace": str(ws.root), "overrides": overrides or {}, "batch": batch,
+            "batches": max(batches, 1), "steps": steps, "scheduler": scheduler}
+    return run_worker(spec, python=python, timeout_s=timeout_s, threads=threads)
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class BenchRequest:
+    """What to measure: a named configuration or a workspace's own settings."""
+
+    config: str | None = None
+    workspace: Path | None = None
+    steps: int = 20
+    warmup: int = 3
+    ablate: bool = False
+    repeats: int = 1
+    generation: bool = True
+    generation_batches: int = 2
+    generation_steps: int | None = None  # None = the manifest's prior.steps
+    overrides: dict = field(default_factory=dict)  # extra manifest overrides on top of the configuration
+    timeout_s: float | None = None  # per measurement
+    threads: int | None = None  # CPU threads per measured process (OMP_NUM_THREADS); None = torch's default
+    reference: Path | None = None  # diffusers' train_dreambooth.py, measured side by side
+
+
+def _resolved(ws, overrides: dict) -> tuple[dict, dict]:
+    from dbooth.config import apply_overrides, manifest_to_dict
+
+    m = manifest_to_dict(apply_overrides(ws.manifest(), overrides))
+    return m, m["train"]
+
+
+def _settings_report(manifest: dict) -> dict:
+    t = manifest["train"]
+    keys = ("method", "train_text_encoder", "resolution", "batch_size", "mixed_precision", "gradient_checkpointing",
+            "optimizer", "cache_latents", "cache_text_embeddings", "attention", "channels_last", "allow_tf32",
+            "compile", "gradient_accumulation_steps")
+    out = {k: t[k] for k in keys}
+    if t["method"] == "lora":
+        out["lora_rank"] = t["lora"]["rank"]
+    out["prior_preservation"] = manifest["prior"]["enabled"]
+    out["base_model"] = manifest["base_model"]
+    return out
+
+
+def _round_robin(rows: list[dict], repeats: int, reporter: Reporter, what: str) -> None:
+    """Run each row's ``run`` once per repeat, in turn, so a busy machine slows all rows alike."""
+    runners = [row.pop("run") for row in rows]
+    for r in range(repeats):
+        for row, run in zip(rows, runners):
+            if row.get("skipped"):
+                continue
+            reporter.info(f"[{r + 1}/{repeats}] {what}: {row['label']}")
+            row["runs"].append(run())
+
+
+def _summarise(row: dict) -> None:
+    ok = [x for x in row["runs"] if "error" not in x]
+    if not ok:
+        if row["runs"]:
+            row["error"] = row["runs"][0]["error"]
+        return
+    row["steps_per_s"] = _median([x["steps_per_s"] for x in ok])
+    row["steps_per_s_runs"] = [x["steps_per_s"] for x in ok]
+    row["peak_memory_mb"] = _median([x["peak_memory_mb"] for x in ok])
+    row["peak_memory_mb_runs"] = [x["peak_memory_mb"] for x in ok]
+
+
+def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
+    """Measure a configuration (and, with ``ablate``, each speed setting flipped); returns the JSON report."""
+    import torch
+
+    from dbooth.bench.flops import peak_tflops, static_memory, step_flops
+    from dbooth.workspace import open_workspace
+
+    reporter = reporter or Reporter()
+    if (request.config is None) == (request.workspace is None):
+        raise DboothError("bench: pass either --config NAME or -w WORKSPACE")
+    if request.repeats < 1:
+        raise DboothError("bench: --repeats must be at least 1")
+    cuda = torch.cuda.is_available()
+    source = None
+    if request.config is not None:
+        config = get_config(request.config)
+        reporter.info(f"preparing {config.name}: {config.description}")
+        base_model = base_model_for(config.model)
+    else:
+        source = open_workspace(request.workspace)
+        config = BenchConfig(name=str(request.workspace), model="workspace", description="a workspace's own settings")
+        base_model = source.manifest().base_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="dbooth-bench-ws-"))
+    try:
+        ws = make_workspace(tmp, base_model, {**config.overrides, **request.overrides},
+                            num_instance=config.num_instance, num_class=config.num_class, source=source)
+        manifest, train = _resolved(ws, {})
+        kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s, threads=request.threads)
+
+        def dbooth_row(v: Variant) -> dict:
+            row = {"label": v.label, "overrides": v.overrides, "patches": v.patches, "runs": [],
+                   "run": lambda: measure_training(ws, v.overrides, patches=v.patches, **kw)}
+            if v.cuda_only and not cuda:
+                row["skipped"] = "needs CUDA"
+            return row
+
+        variants = ablation(train, cuda=cuda) if request.ablate else [Variant("base")]
+        rows = [dbooth_row(v) for v in variants]
+        _round_robin(rows, request.repeats, reporter, "training")
+        base = rows[0]
+        _summarise(base)
+        if "steps_per_s" not in base:
+            raise DboothError(f"bench: the base configuration failed: {base.get('error')}")
+        device = {k: base["runs"][0][k] for k in ("device", "device_type", "device_name", "torch")}
+
+        flops_cache: dict = {}
+        for v, row in zip(variants, rows):
+            _summarise(row)
+            if "steps_per_s" not in row:
+                continue
+            row["observed"] = next(x for x in row["runs"] if "error" not in x)["observed"]
+            vm, vt = _resolved(ws, v.overrides)
+            key = (vt["method"], vt["train_text_encoder"], vt["cache_latents"], vt["cache_text_embeddings"],
+                   vt["attention"])
+            if key not in flops_cache:
+                flops_cache[key] = step_flops(vm["base_model"], vt, vm["prior"]["enabled"])
+            row["flops_per_step"] = flops_cache[key]["total"]
+            row["achieved_tflops"] = row["flops_per_step"] * row["steps_per_s"] / 1e12
+            peak = peak_tflops(device["device_name"], vt["mixed_precision"], vt["allow_tf32"]) if cuda else None
+            row["peak_tflops"] = peak
+            row["utilization"] = row["achieved_tflops"] / peak if peak else None
+            row["speedup"] = row["steps_per_s"] / base["steps_per_s"]
+            row["memory_ratio"] = row["peak_memory_mb"] / base["peak_memory_mb"]
+
+        report = {
+            "config": config.name,
+            "description": config.description,
+            "device": device["device"],
+            "device_type": device["device_type"],
+            "torch": device["torch"],
+            "threads": request.threads,
+            "settings": _settings_report(manifest),
+            "warmup": request.warmup,
+            "steps": request.steps,
+            "repeats": request.repeats,
+            "steps_per_s": base["steps_per_s"],
+            "steps_per_s_runs": base["steps_per_s_runs"],
+            "step_seconds_median": _median([s for x in base["runs"] for s in x.get("step_seconds", [])]),
+            "peak_memory_mb": base["peak_memory_mb"],
+            "peak_memory_kind": base["runs"][0]["peak_memory_kind"],
+            "flops_per_step": base["flops_per_step"],
+            "achieved_tflops": base["achieved_tflops"],
+            "peak_tflops": base["peak_tflops"],
+            "utilization": base["utilization"],
+            "observed": base["observed"],
+            "static_memory_estimate": static_memory(manifest["base_model"], train, device["device_type"]),
+            "ablation": rows if request.ablate else [],
+            "runs": base["runs"],
+        }
+        if request.reference is not None:
+            report["reference"] = _reference(ws, request, manifest, reporter)
+        if request.generation:
+            report["generation"] = _generation(ws, request, manifest, reporter)
+            ok = [g for g in report["generation"] if "images_per_s" in g]
+            report["class_images_per_s"] = ok[0]["images_per_s"] if ok else None
+        return report
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _reference(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -> dict:
+    """dbooth against diffusers' train_dreambooth.py on the same workspace, alternating."""
+    from dbooth.bench.reference import measure_reference
+
+    kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s, threads=request.threads)
+    ref_kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s,
+                  env=thread_env(request.threads))
+    script = Path(request.reference)
+    t = manifest["train"]
+    like = {"train.cache_latents": False, "train.cache_text_embeddings": False}
+    rows = [
+        {"label": "dbooth", "runs": [], "run": lambda: measure_training(ws, {}, **kw)},
+        {"label": "dbooth, caches off (like for like)", "runs": [],
+         "run": lambda: measure_training(ws, like, **kw)},
+        {"label": "train_dreambooth.py", "runs": [],
+         "run": lambda: measure_reference(script, ws, manifest, precompute=False, **ref_kw)},
+    ]
+    if not t["train_text_encoder"]:
+        rows.append({"label": "train_dreambooth.py --pre_compute_text_embeddings", "runs": [],
+                     "run": lambda: measure_reference(script, ws, manifest, precompute=True, **ref_kw)})
+    _round_robin(rows, request.repeats, reporter, "side by side")
+    for row in rows:
+        _summarise(row)
+    ref = rows[2]
+    if "steps_per_s" not in ref:
+        raise DboothError(f"bench --reference: train_dreambooth.py failed: {ref.get('error')}")
+    for row in rows:
+        if "steps_per_s" in row:
+            row["speed_vs_reference"] = row["steps_per_s"] / ref["steps_per_s"]
+            row["memory_vs_reference"] = row["peak_memory_mb"] / ref["peak_memory_mb"]
+    command = next((x["command"] for x in ref["runs"] if "command" in x), None)
+    return {"script": str(script), "rows": rows, "reference_command": command}
+
+
+def _generation(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -> list[dict]:
+    variants = GENERATION_VARIANTS if request.ablate else GENERATION_VARIANTS[:1]
+    batch = manifest["prior"]["batch_size"]
+
+    def row(v: dict) -> dict:
+        b = batch if v["batched"] else 1
+        # the same number of timed images either way: one at a time runs batch x as many batches
+        n = request.generation_batches if v["batched"] else 1 + (request.generation_batches - 1) * batch
+        steps = v.get("steps", request.generation_steps)
+        return {"label": v["label"], "runs": [], "run": lambda: measure_generation(
+            ws, batch=b, batches=n, steps=steps, scheduler=v["scheduler"], timeout_s=request.timeout_s,
+            threads=request.threads)}
+
+    rows = [row(v) for v in variants]
+    _round_robin(rows, request.repeats, reporter, "class images")
+    for r in rows:
+        ok = [x for x in r["runs"] if "error" not in x]
+        if not ok:
+            r["error"] = r["runs"][0]["error"] if r["runs"] else "not run"
+            continue
+        r["images_per_s"] = _median([x["images_per_s"] for x in ok])
+        r["peak_memory_mb"] = _median([x["peak_memory_mb"] for x in ok])
+        r["batch"], r["steps"] = ok[0]["batch"], ok[0]["steps"]
+    return rows
+
+
+__all__ = ["BenchRequest", "run_bench", "measure_training", "measure_generation", "make_workspace",
+           "base_model_for", "draw_images", "cache_dir"]
