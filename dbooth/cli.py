@@ -167,3 +167,99 @@ def main() -> None:
     except KeyboardInterrupt:
         error("interrupted; `dbooth train --resume` continues a training run from its last checkpoint")
         sys.exit(130)
+
+
+# --- bench ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def bench(
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Named configuration (see --list)."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="Measure this workspace's settings."),
+    steps: int = typer.Option(20, "--steps", help="Timed training steps."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed steps first (more with --set train.compile=true)."),
+    repeats: int = typer.Option(1, "--repeats", help="Runs per setting, round-robin; medians are reported."),
+    ablate: bool = typer.Option(False, "--ablate", help="Also flip each speed setting, one at a time."),
+    generation: bool = typer.Option(True, "--generation/--no-generation", help="Measure class-image generation."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per measured process."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="diffusers' train_dreambooth.py, run side by side."),
+    settings: list[str] = typer.Option([], "--set", help="Manifest override KEY=VALUE, e.g. train.batch_size=2."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
+    list_configs: bool = typer.Option(False, "--list", help="List the named configurations and exit."),
+) -> None:
+    """Measure training steps/s, peak memory and class images/s for a configuration or workspace."""
+    from rich.table import Table
+
+    from dbooth.bench import CONFIGS, BenchRequest, run_bench
+    from dbooth.fsutil import atomic_write_text
+
+    if list_configs:
+        table = Table("name", "model", "what")
+        for c in CONFIGS.values():
+            table.add_row(c.name, c.model, c.description)
+        console.print(table)
+        return
+    overrides = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DboothError(f"bench --set {item}: expected KEY=VALUE, e.g. train.batch_size=2")
+        overrides[key.strip()] = value.strip()
+    request = BenchRequest(config=config, workspace=workspace, steps=steps, warmup=warmup, repeats=repeats,
+                           ablate=ablate, generation=generation, threads=threads, reference=reference,
+                           overrides=overrides)
+    report = run_bench(request, reporter=RichReporter())
+    if json_path is not None:
+        import json as _json
+
+        atomic_write_text(json_path, _json.dumps(report, indent=2) + "\n")
+
+    def mb(x):
+        return "-" if x is None else f"{x:,.0f}"
+
+    s = report["settings"]
+    console.print(f"[bold]{report['config']}[/]: {report['description']}")
+    console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
+                  f"batch {s['batch_size']}{' + prior' if s['prior_preservation'] else ''}, "
+                  f"precision {s['mixed_precision']}; {report['warmup']} warm-up + {report['steps']} timed steps, "
+                  f"{report['repeats']} run(s)")
+    main_table = Table("steps/s", "s/step", f"peak MB ({report['peak_memory_kind']})", "TFLOP/step", "TFLOP/s",
+                       "of peak", "class images/s")
+    util = report["utilization"]
+    main_table.add_row(f"{report['steps_per_s']:.3f}", f"{1 / report['steps_per_s']:.3f}", mb(report["peak_memory_mb"]),
+                       f"{report['flops_per_step'] / 1e12:.3f}", f"{report['achieved_tflops']:.3f}",
+                       "-" if util is None else f"{100 * util:.0f}%",
+                       "-" if report.get("class_images_per_s") is None else f"{report['class_images_per_s']:.3f}")
+    console.print(main_table)
+    if report["ablation"]:
+        table = Table("setting", "steps/s", "x base", "peak MB", "x base", "runs (steps/s)", title="ablation")
+        for row in report["ablation"]:
+            if "steps_per_s" not in row:
+                table.add_row(row["label"], "-", "-", "-", "-", row.get("skipped") or str(row.get("error"))[:60])
+                continue
+            table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row['speedup']:.2f}",
+                          mb(row["peak_memory_mb"]), f"{row['memory_ratio']:.2f}",
+                          " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
+        console.print(table)
+    if report.get("reference"):
+        table = Table("trainer", "steps/s", "x reference", "peak MB", "x reference", "runs (steps/s)",
+                      title="side by side (same environment, alternating)")
+        for row in report["reference"]["rows"]:
+            if "steps_per_s" not in row:
+                table.add_row(row["label"], "-", "-", "-", "-", str(row.get("error"))[:60])
+                continue
+            table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row['speed_vs_reference']:.2f}",
+                          mb(row["peak_memory_mb"]), f"{row['memory_vs_reference']:.2f}",
+                          " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
+        console.print(table)
+    if report.get("generation"):
+        table = Table("class-image generation", "batch", "steps", "images/s", "peak MB")
+        for row in report["generation"]:
+            if "images_per_s" not in row:
+                table.add_row(row["label"], "-", "-", str(row.get("error"))[:60], "-")
+                continue
+            table.add_row(row["label"], str(row["batch"]), str(row["steps"]), f"{row['images_per_s']:.3f}",
+                          mb(row["peak_memory_mb"]))
+        console.print(table)
+    if json_path is not None:
+        console.print(f"[green]wrote[/] {json_path}")
