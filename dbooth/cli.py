@@ -160,7 +160,7 @@ def version() -> None:
 def main() -> None:
     _quiet_libraries()
     try:
-        app()
+        app(prog_name="dbooth")
     except DboothError as exc:
         error(str(exc))
         sys.exit(exc.exit_code)

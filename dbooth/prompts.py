@@ -17,7 +17,8 @@ def format_prompt(template: str, identifier: str, class_noun: str, *, where: str
             raise DboothError(
                 f"{where}: unknown placeholder {{{name}}} in {template!r}; use {{identifier}} or {{class}}"
             )
-    text = template.replace("{identifier}", identifier).replace("{class}", class_noun)
+    values = {"identifier": identifier, "class": class_noun}
+    text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     return " ".join(text.split())
 
 

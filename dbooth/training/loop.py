@@ -17,7 +17,7 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from diffusers.optimization import get_scheduler
 
-from dbooth.config import Manifest, manifest_to_dict, render_manifest
+from dbooth.config import Manifest, apply_overrides, load_manifest, render_manifest
 from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_path, atomic_write_text
 from dbooth.images import scan_folder
@@ -28,7 +28,7 @@ from dbooth.reporting import Reporter
 from dbooth.training.adapters import add_lora, save_lora
 from dbooth.training.data import LatentBank, encode_prompts, tokenize
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
-from dbooth.workspace import Run, Workspace, find_run, new_run
+from dbooth.workspace import Run, Workspace, list_runs, new_run
 
 MIN_SIDE_WARNING = 256  # below this a subject photo is visibly upscaled at SD resolutions
 
@@ -44,25 +44,22 @@ class TrainResult:
 def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
     """Train a new run (or resume the latest unfinished one) and write its outputs."""
     reporter = reporter or Reporter()
-    if resume:
-        run = find_run(ws, complete=False)
-        if run.complete:
-            raise DboothError(f"run {run.id}: already finished; start a new one with `dbooth train`")
-        checkpoints = run.checkpoints()
-        if not checkpoints:
-            raise DboothError(f"run {run.id}: has no checkpoint to resume from; start a new one with `dbooth train`")
-        from dbooth.config import load_manifest, apply_overrides
-
-        saved = load_manifest(run.config_path)
+    resumed = _resumable_run(ws) if resume else None
+    if resumed is not None:
+        saved = load_manifest(resumed.config_path)
         # a resumed run keeps its own settings; only the step budget may be extended
         manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
-    else:
-        run = new_run(ws, manifest.train.method)
-        checkpoints = []
     cfg = manifest.train
+    # everything that can be wrong with the inputs is checked before a run folder exists
+    instance_paths, class_paths = _training_images(ws, manifest, reporter)
+    reporter.info(f"loading base model {manifest.base_model}")
+    pipe = load_pipeline(manifest.base_model)
+
+    run = resumed or new_run(ws, cfg.method)
+    checkpoints = run.checkpoints() if resumed else []
     info = {
         "run_id": run.id,
-        "created": time.time(),
+        "created": resumed.info().get("created", time.time()) if resumed else time.time(),
         "method": cfg.method,
         "base_model": manifest.base_model,
         "identifier": manifest.identifier,
@@ -74,21 +71,28 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
         "status": "running",
     }
-    if resume:
-        info["created"] = run.info().get("created", info["created"])
     atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
+    try:
+        return _train_run(ws, manifest, run, info, pipe, instance_paths, class_paths, checkpoints, reporter)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        info.update(status="failed")
+        run.write_info(info)
+        raise
 
-    accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=cfg.mixed_precision,
-        project_config=ProjectConfiguration(project_dir=str(run.dir)),
-        cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
-    )
-    set_seed(cfg.seed)
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
-    # -- data -------------------------------------------------------------------------
+def _resumable_run(ws: Workspace) -> Run:
+    runs = [r for r in list_runs(ws) if not r.complete and r.checkpoints()]
+    if not runs:
+        raise DboothError(
+            f"workspace {ws.root}: no unfinished run with a checkpoint in {ws.runs_dir}; start a new one with `dbooth train`"
+        )
+    return runs[-1]
+
+
+def _training_images(ws: Workspace, manifest: Manifest, reporter: Reporter) -> tuple[list[Path], list[Path]]:
     instance = scan_folder(ws.instance_dir, what="instance images", min_side=MIN_SIDE_WARNING)
     for p in instance.small:
         reporter.warn(f"{p.name} is smaller than {MIN_SIDE_WARNING} px; it will be upscaled and look soft")
@@ -106,10 +110,21 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
                 f"{len(class_paths)} of {manifest.prior.num_class_images} class images present; "
                 "`dbooth prior` generates the rest"
             )
+    return instance.paths, class_paths
+
+
+def _train_run(ws, manifest, run, info, pipe, instance_paths, class_paths, checkpoints, reporter) -> TrainResult:
+    cfg = manifest.train
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=cfg.mixed_precision,
+        project_config=ProjectConfiguration(project_dir=str(run.dir)),
+        cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
+    )
+    set_seed(cfg.seed)
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
     # -- model ------------------------------------------------------------------------
-    reporter.info(f"loading base model {manifest.base_model}")
-    pipe = load_pipeline(manifest.base_model)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     noise_scheduler = training_scheduler(pipe)
     device = accelerator.device
@@ -143,12 +158,12 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
             text_encoder.gradient_checkpointing_enable()
 
     reporter.info(
-        f"encoding {len(instance.paths)} instance and {len(class_paths)} class images"
+        f"encoding {len(instance_paths)} instance and {len(class_paths)} class images"
         + (" once (cached latents)" if cfg.cache_latents else "")
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=weight_dtype)
-    instance_bank = LatentBank(instance.paths, vae, seed=cfg.seed, **bank_args)
+    instance_bank = LatentBank(instance_paths, vae, seed=cfg.seed, **bank_args)
     class_bank = LatentBank(class_paths, vae, seed=cfg.seed + 1, **bank_args) if class_paths else None
 
     prompts = [instance_prompt(manifest)] + ([class_prompt(manifest)] if class_bank else [])
