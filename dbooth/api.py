@@ -41,9 +41,9 @@ def init(
     """Create a workspace folder with its manifest (and subject photos, if given)."""
     data: dict = {}
     if example is not None:
-        from dbooth.builtin.subjects import example_manifest_values
+        from dbooth.demo import example_settings
 
-        data.update(example_manifest_values(example))
+        data.update(example_settings(example))
         if images is not None:
             raise DboothError("init: --example brings its own photos; drop --images or --example")
     if class_noun is not None:

@@ -1,0 +1,240 @@
+"""``dbooth demo``: DreamBooth end to end on the built-in model, measured by the oracle.
+
+Builds a workspace from an example subject, generates the class prior, trains, samples the
+subject in contexts its photos never showed, and compares base and fine-tuned model on the
+same prompts and seeds. Writes ``report.json`` (the paper's four quantities) and
+``report.html`` (image grids).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dbooth.errors import DboothError
+from dbooth.fsutil import atomic_write_text
+from dbooth.reporting import Reporter
+
+BASE_MODEL = "builtin:shapes"
+DEFAULT_SUBJECT = "checkered_star"
+# contexts none of the example photos show: prompt fidelity is measured on new scenes
+HELD_OUT_CONTEXTS = (
+    "in the jungle",
+    "floating on top of water",
+    "with a mountain in the background",
+    "with a city in the background",
+)
+MARKER = ".dbooth-demo"
+
+
+def example_settings(name: str) -> dict:
+    """Manifest values for a workspace made from a built-in example subject."""
+    from dbooth.builtin.subjects import get_example
+
+    subject = get_example(name)
+    return {
+        "base_model": BASE_MODEL,
+        "class_noun": subject.class_noun,
+        "identifier": "sks",
+        # the world's captions read "a photo of a blue star": the identifier takes the adjective's place
+        "instance_prompt": "a photo of a {identifier} {class}",
+        "class_prompt": "a photo of a {class}",
+        "prior.num_class_images": 50,
+        "prior.steps": 20,
+        "prior.guidance_scale": 5.0,
+        "prior.batch_size": 25,
+        "train.resolution": 64,
+        "train.max_steps": 300,
+        "train.learning_rate": None,
+        "train.batch_size": 2,
+        "train.checkpoint_every": 100,
+        "train.validation_every": 0,
+        "train.validation_prompts": ["a photo of a {identifier} {class} in the jungle"],
+        "sample.steps": 20,
+        "sample.guidance_scale": 5.0,
+    }
+
+
+@dataclass
+class DemoSettings:
+    subject: str = DEFAULT_SUBJECT
+    method: str = "full"
+    prior: bool = True
+    steps: int | None = None
+    learning_rate: float | None = None
+    samples_per_prompt: int = 6
+    class_samples: int = 12
+    seed: int = 0
+
+
+@dataclass
+class DemoResult:
+    workspace: Path
+    report_json: Path
+    report_html: Path
+    metrics: dict = field(default_factory=dict)
+
+
+def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter | None = None) -> DemoResult:
+    from dbooth import api
+    from dbooth.builtin.oracle import Oracle
+    from dbooth.builtin.subjects import get_example
+    from dbooth.config import apply_overrides, write_manifest
+
+    s = settings or DemoSettings()
+    reporter = reporter or Reporter()
+    subject = get_example(s.subject)
+    oracle = Oracle.load()
+    name = f"{s.subject}-{s.method}" + ("" if s.prior else "-noprior")
+    ws_path = Path(out) / name
+    if ws_path.exists():
+        if not (ws_path / MARKER).is_file():
+            raise DboothError(f"demo: {ws_path} exists and was not made by dbooth demo; pass another --out")
+        shutil.rmtree(ws_path)
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    ws = api.init(ws_path, None, example=s.subject)
+    (ws.root / MARKER).write_text("made by dbooth demo; rerunning the demo replaces this folder\n")
+    overrides = {"train.method": s.method, "prior.enabled": s.prior, "train.max_steps": s.steps,
+                 "train.learning_rate": s.learning_rate}
+    write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), overrides))
+    manifest = ws.manifest()
+    reporter.info(f"workspace {ws.root}: {subject.description} ({manifest.class_noun})")
+
+    if s.prior:
+        t = time.time()
+        api.prior(ws, reporter=reporter)
+        timings["prior_seconds"] = round(time.time() - t, 1)
+    result = api.train(ws, reporter=reporter)
+    timings["train_seconds"] = round(result.seconds, 1)
+
+    t = time.time()
+    reporter.info("sampling base and fine-tuned model on held-out contexts")
+    grids = _evaluate(ws, result.run, manifest, s, oracle, reporter)
+    timings["eval_seconds"] = round(time.time() - t, 1)
+
+    metrics = dict(grids.pop("metrics"))
+    metrics.update(
+        subject=s.subject,
+        method=s.method,
+        prior_preservation=s.prior,
+        steps=result.steps,
+        run=result.run.id,
+        **timings,
+    )
+    report_json = ws.root / "report.json"
+    atomic_write_text(report_json, json.dumps(metrics, indent=2) + "\n")
+    report_html = ws.root / "report.html"
+    atomic_write_text(report_html, _html(metrics, grids, subject.description))
+    return DemoResult(workspace=ws.root, report_json=report_json, report_html=report_html, metrics=metrics)
+
+
+def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
+    from dbooth.prompts import format_prompt
+    from dbooth.sample import load_for_sampling, make_grid
+    from dbooth.schedulers import set_scheduler
+
+    subject_prompts = {
+        ctx: format_prompt(f"a photo of a {{identifier}} {{class}} {ctx}", manifest.identifier, manifest.class_noun)
+        for ctx in HELD_OUT_CONTEXTS
+    }
+    class_text = format_prompt(manifest.class_prompt, manifest.identifier, manifest.class_noun)
+    images: dict[str, dict[str, list]] = {}
+    for label, which in (("base", None), ("finetuned", run)):
+        pipe = load_for_sampling(manifest.base_model, which)
+        set_scheduler(pipe, manifest.sample.scheduler)
+        found = {}
+        for key, prompt, n in [(c, p, s.samples_per_prompt) for c, p in subject_prompts.items()] + [
+            ("class", class_text, s.class_samples)
+        ]:
+            found[key] = _sample(pipe, prompt, n, s.seed, manifest)
+        images[label] = found
+        del pipe
+    metrics = {}
+    for label in ("finetuned", "base"):
+        got = images[label]
+        subject_images = [im for ctx in HELD_OUT_CONTEXTS for im in got[ctx]]
+        contexts = [ctx for ctx in HELD_OUT_CONTEXTS for _ in got[ctx]]
+        values = {
+            "subject_fidelity": oracle.subject_fidelity(subject_images, s.subject),
+            "prompt_fidelity": oracle.prompt_fidelity(subject_images, contexts),
+            "pres": oracle.pres(got["class"], s.subject),
+            "div": oracle.div({ctx: got[ctx] for ctx in HELD_OUT_CONTEXTS}),
+        }
+        values = {k: round(float(v), 4) for k, v in values.items()}
+        if label == "base":
+            metrics["base"] = values
+        else:
+            metrics.update(values)
+    metrics["prompts"] = {"subject": list(subject_prompts.values()), "class": class_text}
+    metrics["samples_per_prompt"] = s.samples_per_prompt
+    metrics["class_samples"] = s.class_samples
+
+    from PIL import Image
+
+    folder = ws.root / "report"
+    folder.mkdir(exist_ok=True)
+    grids = {}
+
+    def save(name: str, ims: list) -> str:
+        make_grid(ims, cols=min(len(ims), s.samples_per_prompt)).save(folder / f"{name}.png")
+        return f"report/{name}.png"
+
+    photos = sorted(ws.instance_dir.iterdir())
+    grids["photos"] = save("training_photos", [Image.open(p).convert("RGB") for p in photos])
+    for ctx in HELD_OUT_CONTEXTS:
+        slug = ctx.replace(" ", "_")
+        grids[f"base:{ctx}"] = save(f"base_{slug}", images["base"][ctx])
+        grids[f"finetuned:{ctx}"] = save(f"finetuned_{slug}", images["finetuned"][ctx])
+    grids["base:class"] = save("base_class", images["base"]["class"])
+    grids["finetuned:class"] = save("finetuned_class", images["finetuned"]["class"])
+    grids["metrics"] = metrics
+    return grids
+
+
+@torch.no_grad()
+def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
+    return pipe(
+        [prompt] * n,
+        num_inference_steps=manifest.sample.steps,
+        guidance_scale=manifest.sample.guidance_scale,
+        height=manifest.train.resolution,
+        width=manifest.train.resolution,
+        generator=[torch.Generator("cpu").manual_seed(seed + k) for k in range(n)],
+    ).images
+
+
+def _html(metrics: dict, grids: dict, description: str) -> str:
+    e = html.escape
+    base = metrics["base"]
+    rows = "".join(
+        f"<tr><td>{e(k)}</td><td>{base[k]:.3f}</td><td>{metrics[k]:.3f}</td></tr>"
+        for k in ("subject_fidelity", "prompt_fidelity", "pres", "div")
+    )
+    sections = []
+    for ctx in HELD_OUT_CONTEXTS:
+        prompt = next(p for p in metrics["prompts"]["subject"] if p.endswith(ctx))
+        sections.append(
+            f"<h3>{e(prompt)}</h3><p>base model</p><img src='{grids['base:' + ctx]}'>"
+            f"<p>fine-tuned (same seeds)</p><img src='{grids['finetuned:' + ctx]}'>"
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>dbooth demo: {e(metrics['subject'])}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{image-rendering:pixelated;width:100%;max-width:{96 * 6}px}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}</style></head><body>
+<h1>dbooth demo: {e(description)}</h1>
+<p>Method: {e(metrics['method'])}, prior preservation: {e(str(metrics['prior_preservation']))}, {metrics['steps']} steps,
+training {metrics['train_seconds']} s. Metrics judged by the built-in oracle (PRES: lower is better).</p>
+<table><tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>{rows}</table>
+<h2>Training photos</h2><img src='{grids['photos']}'>
+<h2>Subject in new contexts</h2>{''.join(sections)}
+<h2>Class prompt: {e(metrics['prompts']['class'])}</h2>
+<p>before (base model)</p><img src='{grids['base:class']}'><p>after (fine-tuned, same seeds)</p><img src='{grids['finetuned:class']}'>
+</body></html>
+"""
