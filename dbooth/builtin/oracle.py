@@ -148,7 +148,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, groups: int = 4) -> torch.Ten
 
 
 def train_oracle(out: Path = ORACLE_PATH, steps: int = 2500, pool_size: int = 24_000, seed: int = 0,
-                 batch_size: int = 64, log=print) -> Path:
+                 batch_size: int = 64, log=lambda m: print(m, flush=True)) -> Path:
     """Train on a pool of renders from ``seed`` (fresh seeds are used for validation)."""
     start = time.time()
     torch.manual_seed(seed)
@@ -305,8 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--pool-size", type=int, default=24_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads; 1 is faster on a busy machine")
     a = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     if a.train:
         train_oracle(a.out, steps=a.steps, pool_size=a.pool_size, seed=a.seed)
     print(json.dumps(validate(Oracle.load(a.out))))
