@@ -1,4 +1,4 @@
-"""Read (and rewrite) a diffusers-format LoRA file into per-module (down, up) pairs and the LoraConfig that scales them.
+"""Read and rewrite diffusers-format LoRA files: per-module (down, up) pairs plus the LoraConfig that scales them.
 
 The file written by ``save_lora_weights`` may or may not carry diffusers' ``lora_adapter_metadata``
 (rank, alpha, patterns). Without it, diffusers would assume alpha == rank, which is wrong for a run trained
@@ -61,10 +61,6 @@ class LoraComponent:
             out[f"{module}.lora_A.weight"] = down
             out[f"{module}.lora_B.weight"] = up
         return out
-
-    def lora_config(self) -> LoraConfig:
-        return LoraConfig(**self.config)
-
 
 @dataclass
 class LoraFile:

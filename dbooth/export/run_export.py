@@ -24,6 +24,7 @@ FOLDER_FORMATS = ("diffusers",)
 
 PipelineLoader = Callable[[str], StableDiffusionPipeline]
 
+
 def export_run(
     run_dir: str | Path,
     fmt: str,
@@ -73,6 +74,7 @@ def export_run(
     atomic_write_text(path.with_suffix(".md"), card)
     return path
 
+
 def merge_run(
     run_dir: str | Path,
     *,
@@ -98,6 +100,7 @@ def merge_run(
         card += f"\nMerged with LoRA scale {scale:g}.\n"
     return save_pipeline_folder(pipe, path, dtype=torch_dtype, card=card)
 
+
 def trained_pipeline(
     run: RunInfo, base_pipeline_loader: PipelineLoader | None = None, *, scale: float = 1.0
 ) -> StableDiffusionPipeline:
@@ -108,6 +111,7 @@ def trained_pipeline(
     base = loader(run.base_model)
     return merge_lora_into_pipeline(base, run.lora_file, scale, default_alpha=run.lora_alpha)
 
+
 def _local_base_loader(spec: str) -> StableDiffusionPipeline:
     if not (Path(spec) / "model_index.json").is_file():
         raise DboothError(
@@ -115,6 +119,7 @@ def _local_base_loader(spec: str) -> StableDiffusionPipeline:
             "(dbooth.models.loading.load_pipeline) to resolve it"
         )
     return StableDiffusionPipeline.from_pretrained(spec, local_files_only=True)
+
 
 def _default_name(dtype: str, stem: str, *, is_file: bool) -> str:
     return stem + ("" if dtype == "fp32" else f"-{dtype}") + (".safetensors" if is_file else "")

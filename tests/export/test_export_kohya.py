@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import ALPHA, RANK, local_loader, make_lora_run, max_diff, text_probe, unet_probe
+from export_fakes import ALPHA, RANK, local_loader, make_lora_run, max_diff, text_probe, unet_probe
 from dbooth.export import export_run, lora_to_kohya
 from dbooth.export.lora_file import LoraComponent, LoraFile
 

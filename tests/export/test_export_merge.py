@@ -10,7 +10,7 @@ from diffusers import StableDiffusionPipeline
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 
-from conftest import ALPHA, local_loader, make_lora_run, max_diff, text_probe, unet_probe
+from export_fakes import ALPHA, local_loader, make_lora_run, max_diff, text_probe, unet_probe
 from dbooth.errors import DboothError
 from dbooth.export import merge_lora_into_pipeline, merge_run
 

@@ -9,7 +9,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import safe_open
 
-from conftest import local_loader, max_diff, text_probe, unet_probe
+from export_fakes import local_loader, max_diff, text_probe, unet_probe
 from dbooth.errors import DboothError
 from dbooth.export import FORMATS, export_run
 

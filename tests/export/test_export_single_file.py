@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionMod
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import local_loader, write_run_json
+from export_fakes import local_loader, write_run_json
 from dbooth.errors import DboothError
 from dbooth.export import export_run, pipeline_to_original_state_dict, save_single_file
 from dbooth.export.single_file import unet_module_map, unet_to_original, vae_to_original
