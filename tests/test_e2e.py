@@ -82,7 +82,7 @@ def test_full_fine_tuning_end_to_end(tmp_path, tiny_base, photos):
 
 def test_lora_end_to_end_loads_in_diffusers(tmp_path, tiny_base, photos):
     ws = _setup(tmp_path, tiny_base, photos)
-    invoke("train", "-w", str(ws), "--lora", "--rank", "4")
+    invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--train-text-encoder")
     run, info = _only_run(ws)
     assert info["method"] == "lora" and info["lora"]["rank"] == 4
     lora_file = run / "final" / "pytorch_lora_weights.safetensors"
@@ -92,11 +92,15 @@ def test_lora_end_to_end_loads_in_diffusers(tmp_path, tiny_base, photos):
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 16, 16, generator=generator)
     text = torch.randn(1, 16, 32, generator=generator)
+    ids = pipe.tokenizer("a photo of sks dog", padding="max_length", return_tensors="pt").input_ids
     with torch.no_grad():
         before = pipe.unet(latents, 500, text).sample
+        te_before = pipe.text_encoder(ids)[0]
         pipe.load_lora_weights(run / "final")
         after = pipe.unet(latents, 500, text).sample
-    assert (after - before).abs().max() > 1e-6, "the LoRA adapter changed nothing"
+        te_after = pipe.text_encoder(ids)[0]
+    assert (after - before).abs().max() > 1e-6, "the UNet LoRA adapter changed nothing"
+    assert (te_after - te_before).abs().max() > 1e-6, "the text-encoder LoRA adapter changed nothing"
 
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1", "--base-only")

@@ -5,22 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import ModelMixin, StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
-from peft import LoraConfig
+from peft import LoraConfig, inject_adapter_in_model
 from peft.utils import get_peft_model_state_dict
 
 
 def add_lora(model: torch.nn.Module, cfg, target_modules: list[str]) -> None:
-    model.add_adapter(
-        LoraConfig(
-            r=cfg.rank,
-            lora_alpha=cfg.alpha,
-            lora_dropout=cfg.dropout,
-            init_lora_weights="gaussian",
-            target_modules=list(target_modules),
-        )
+    config = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        init_lora_weights="gaussian",
+        target_modules=list(target_modules),
     )
+    if isinstance(model, ModelMixin):
+        model.add_adapter(config)
+        return
+    # transformers' own add_adapter insists on newer peft releases than PyPI may have;
+    # peft's injection is what it does underneath
+    inject_adapter_in_model(config, model)
+    model.peft_config = {"default": config}
 
 
 def save_lora(path: Path, unet, text_encoder=None) -> None:
