@@ -119,4 +119,26 @@ def sample(
     )
 
 
-__all__ = ["init", "prior", "train", "sample", "open_workspace"]
+def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
+               dtype: str = "fp32", force: bool = False) -> Path:
+    """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
+    from dbooth.export import merge_run
+    from dbooth.models.loading import load_pipeline
+
+    run = find_run(ws, run_id)
+    if run.info().get("method") != "lora":
+        raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
+    return merge_run(run.dir, base_pipeline_loader=load_pipeline, out=out, scale=scale, dtype=dtype, force=force)
+
+
+def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
+           force: bool = False) -> Path:
+    """Export a finished run as diffusers, single-file, lora or lora-kohya."""
+    from dbooth.export import export_run
+    from dbooth.models.loading import load_pipeline
+
+    run = find_run(ws, run_id)
+    return export_run(run.dir, fmt, base_pipeline_loader=load_pipeline, out=out, dtype=dtype, force=force)
+
+
+__all__ = ["init", "prior", "train", "sample", "merge_lora", "export", "open_workspace"]

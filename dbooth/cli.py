@@ -151,6 +151,38 @@ def sample(
                   + (f" (grid: {result.grid.name})" if result.grid else ""))
 
 
+@app.command("merge-lora")
+def merge_lora(
+    workspace: Path = WorkspaceOpt,
+    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run)."),
+    scale: float = typer.Option(1.0, "--scale", help="LoRA strength fused into the weights."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+) -> None:
+    """Fuse a LoRA run into the base weights; writes a full diffusers pipeline folder."""
+    from dbooth import api
+
+    path = api.merge_lora(_ws(workspace), run_id=run, scale=scale, out=out, dtype=dtype, force=force)
+    console.print(f"[green]merged[/] into {path}")
+
+
+@app.command()
+def export(
+    workspace: Path = WorkspaceOpt,
+    fmt: str = typer.Option(..., "--format", "-f", help="diffusers, single-file, lora or lora-kohya."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+) -> None:
+    """Export a run for diffusers, ComfyUI or AUTOMATIC1111."""
+    from dbooth import api
+
+    path = api.export(_ws(workspace), fmt, run_id=run, out=out, dtype=dtype, force=force)
+    console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("dbooth-demo"), "--out", help="Folder for the demo workspace and report."),

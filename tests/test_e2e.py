@@ -105,3 +105,31 @@ def test_lora_end_to_end_loads_in_diffusers(tmp_path, tiny_base, photos):
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1", "--base-only")
     assert len(list((ws / "samples" / "base").rglob("*.png"))) == 1
+
+
+def test_merge_and_export_through_cli(tmp_path, tiny_base, photos):
+    ws = _setup(tmp_path, tiny_base, photos)
+    invoke("train", "-w", str(ws), "--lora", "--rank", "4")
+    run, _ = _only_run(ws)
+    merged = tmp_path / "merged"
+    invoke("merge-lora", "-w", str(ws), "--out", str(merged))
+    pipe = StableDiffusionPipeline.from_pretrained(merged)
+    ref = StableDiffusionPipeline.from_pretrained(tiny_base)
+    ref.load_lora_weights(run / "final")
+    sample = torch.randn(1, 4, 16, 16)
+    text = torch.randn(1, 16, 32)
+    with torch.no_grad():
+        diff = (pipe.unet(sample, 10, text).sample - ref.unet(sample, 10, text).sample).abs().max()
+    assert diff < 1e-4
+
+    kohya = tmp_path / "subject.safetensors"
+    invoke("export", "-w", str(ws), "--format", "lora-kohya", "--dtype", "fp16", "--out", str(kohya))
+    from safetensors import safe_open
+
+    with safe_open(str(kohya), "pt") as f:
+        keys = list(f.keys())
+        assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in keys)
+        assert f.get_tensor(next(k for k in keys if k.endswith("lora_down.weight"))).dtype == torch.float16
+        assert f.metadata()["ss_network_dim"] == "4"
+    again = runner.invoke(app, ["export", "-w", str(ws), "--format", "lora-kohya", "--out", str(kohya)])
+    assert again.exit_code != 0 and "exists" in str(again.exception or again.output)
