@@ -30,7 +30,6 @@ from dbooth.training.data import LatentBank, encode_prompts, tokenize
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
 from dbooth.workspace import Run, Workspace, list_runs, new_run
 
-MIN_SIDE_WARNING = 256  # below this a subject photo is visibly upscaled at SD resolutions
 
 
 @dataclass
@@ -93,9 +92,11 @@ def _resumable_run(ws: Workspace) -> Run:
 
 
 def _training_images(ws: Workspace, manifest: Manifest, reporter: Reporter) -> tuple[list[Path], list[Path]]:
-    instance = scan_folder(ws.instance_dir, what="instance images", min_side=MIN_SIDE_WARNING)
+    # a photo smaller than the training resolution is upscaled and teaches a blurry subject
+    size = manifest.train.resolution
+    instance = scan_folder(ws.instance_dir, what="instance images", min_side=size)
     for p in instance.small:
-        reporter.warn(f"{p.name} is smaller than {MIN_SIDE_WARNING} px; it will be upscaled and look soft")
+        reporter.warn(f"{p.name} is smaller than the {size} px training resolution; it will be upscaled and look soft")
     class_paths: list[Path] = []
     if manifest.prior.enabled:
         found = scan_folder(ws.class_dir, what="class images", min_side=0, allow_empty=True).paths
