@@ -1,0 +1,49 @@
+"""Named configurations apply to a real manifest, and the ablation flips exactly one setting per row."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbooth.bench.configs import CONFIGS, ablation, get_config
+from dbooth.config import Manifest, apply_overrides, manifest_to_dict
+from dbooth.errors import DboothError
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_every_config_is_a_valid_manifest(name):
+    m = apply_overrides(Manifest(class_noun="dog"), CONFIGS[name].overrides)
+    assert m.train.resolution % 8 == 0
+
+
+def test_memory_tiers_say_what_they_turn_on():
+    full10 = CONFIGS["sd15-full-10gb"].overrides
+    assert full10["train.gradient_checkpointing"] and full10["train.optimizer"] == "adamw8bit"
+    assert full10["train.cache_latents"] and full10["train.cache_text_embeddings"]
+    lora6 = CONFIGS["sd15-lora-6gb"].overrides
+    assert lora6["train.method"] == "lora" and lora6["train.gradient_checkpointing"]
+
+
+def test_unknown_config_suggests_the_closest():
+    with pytest.raises(DboothError, match="did you mean shapes-full"):
+        get_config("shapes-ful")
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_ablation_rows_change_one_thing(cuda):
+    train = manifest_to_dict(Manifest(class_noun="dog"))["train"]
+    rows = ablation(train, cuda=cuda)
+    assert rows[0].label == "base" and not rows[0].overrides and not rows[0].patches
+    labels = [r.label for r in rows]
+    assert len(labels) == len(set(labels))
+    for row in rows[1:]:
+        assert len(row.overrides) + len(row.patches) == 1, row
+        for key, value in row.overrides.items():
+            assert train[key.split(".", 1)[1]] != value, row  # really a change
+    # every speed setting a user can turn on is in the ablation
+    keys = {k for r in rows for k in r.overrides}
+    assert {"train.cache_latents", "train.cache_text_embeddings", "train.attention", "train.optimizer",
+            "train.gradient_checkpointing", "train.mixed_precision", "train.channels_last", "train.allow_tf32",
+            "train.compile"} <= keys
+    assert {r.patches.get("adamw") for r in rows} >= {"fused", "foreach", "for-loop"}
+    assert any(r.overrides.get("train.mixed_precision") == "fp16" for r in rows) == cuda
+    assert {r.label for r in rows if r.cuda_only} == {"adamw 8-bit", "TF32 off"}

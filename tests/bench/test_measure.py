@@ -1,0 +1,120 @@
+"""The bench drives the real trainer: settings toggles reach it, and the report has sane numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from dbooth.bench import measure, worker
+from dbooth.bench.configs import CONFIGS
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two threads on a busy 2-core machine spin against each other; the tiny model needs one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def bench_ws(tmp_path, tiny_base):
+    cfg = CONFIGS["tiny"]
+    return measure.make_workspace(tmp_path / "bench", str(tiny_base), cfg.overrides, num_instance=2, num_class=2)
+
+
+def _train(ws, overrides, steps=1, warmup=1, patches=None):
+    return worker.run_training_spec({"workspace": str(ws.root), "overrides": overrides, "warmup": warmup,
+                                     "steps": steps, "patches": patches or {}})
+
+
+def test_default_settings_reach_the_trainer(bench_ws):
+    import torch
+    from diffusers import AutoencoderKL
+
+    before = (torch.optim.AdamW, AutoencoderKL.encode)
+    res = _train(bench_ws, {}, steps=2)
+    assert (torch.optim.AdamW, AutoencoderKL.encode) == before  # the observer's patches are undone
+    seen = res["observed"]
+    assert seen["attention_processors"] == ["AttnProcessor2_0"]
+    assert seen["vae_encodes_per_step"] == 0  # cached latents: the VAE ran before the first step only
+    assert seen["text_encoder_calls_per_step"] == 0
+    assert not seen["gradient_checkpointing"] and not seen["channels_last"]
+    assert seen["adamw"] == "fused"  # the trainer's choice on CPU and CUDA alike
+    assert len(res["step_seconds"]) == 2 and res["steps_per_s"] > 0
+    assert all(loss == loss for loss in res["losses"])  # no NaN
+
+
+def test_toggles_change_what_the_trainer_does(bench_ws):
+    res = _train(bench_ws, {"train.cache_latents": False, "train.cache_text_embeddings": False,
+                            "train.attention": "eager", "train.gradient_checkpointing": True,
+                            "train.channels_last": True}, patches={"adamw": "foreach"})
+    seen = res["observed"]
+    assert seen["attention_processors"] == ["AttnProcessor"]
+    assert seen["vae_encodes_per_step"] >= 1  # instance and class batches encoded every step
+    assert seen["text_encoder_calls_per_step"] >= 1
+    assert seen["gradient_checkpointing"] and seen["channels_last"]
+    assert seen["adamw"] == "foreach"
+
+
+def test_cli_bench_writes_json(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dbooth.cli import app
+
+    monkeypatch.setenv("DBOOTH_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--config", "tiny", "--steps", "2", "--warmup", "1", "--threads", "1",
+                                      "--set", "prior.steps=2", "--set", "prior.batch_size=2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["device"].startswith(("cpu", "cuda"))
+    assert 0 < report["steps_per_s"] < 10_000
+    assert 50 < report["peak_memory_mb"] < 200_000  # a python process with torch is at least ~50 MB
+    s = report["settings"]
+    assert s["method"] == "full" and s["resolution"] == 32 and s["prior_preservation"] is True
+    assert s["cache_latents"] is True and s["attention"] == "sdpa"
+    assert report["flops_per_step"] > 0 and report["achieved_tflops"] > 0
+    assert report["class_images_per_s"] > 0
+    assert report["static_memory_estimate"]["total_mb"] > 0
+    assert "steps/s" in result.output
+
+
+def test_bench_needs_exactly_one_target():
+    from dbooth.errors import DboothError
+
+    with pytest.raises(DboothError, match="either --config NAME or -w WORKSPACE"):
+        measure.run_bench(measure.BenchRequest())
+
+
+def test_reference_runner_times_optimizer_steps(tmp_path, bench_ws):
+    """The side-by-side runner counts optimizer steps of any script and stops after the last one."""
+    from dbooth.bench.reference import measure_reference
+
+    script = tmp_path / "fake_train.py"
+    script.write_text(
+        "import sys, torch\n"
+        "n = int(sys.argv[sys.argv.index('--max_train_steps') + 1])\n"
+        "w = torch.nn.Parameter(torch.ones(3))\n"
+        "opt = torch.optim.AdamW([w])\n"
+        "for _ in range(n + 5):\n"
+        "    w.sum().backward(); opt.step(); opt.zero_grad()\n"
+        "raise SystemExit('ran past the last step')\n"
+    )
+    manifest = json.loads(json.dumps(__import__("dbooth.config", fromlist=["x"]).manifest_to_dict(bench_ws.manifest())))
+    res = measure_reference(script, bench_ws, manifest, warmup=1, steps=3, precompute=True, python=sys.executable)
+    assert "error" not in res, res
+    assert len(res["step_seconds"]) == 3 and res["steps_per_s"] > 0 and res["peak_memory_mb"] > 0
+    args = res["command"][4:]
+    for flag in ("--with_prior_preservation", "--center_crop", "--pre_compute_text_embeddings"):
+        assert flag in args
+    assert args[args.index("--resolution") + 1] == "32"
+    assert args[args.index("--max_train_steps") + 1] == "4"
+    assert args[args.index("--mixed_precision") + 1] == "no"
+    assert Path(args[args.index("--class_data_dir") + 1]) == bench_ws.class_dir
