@@ -92,6 +92,12 @@ class _Observer:
         observer = self
 
         original_load = loop.load_pipeline
+        self._undo = [
+            (loop, "load_pipeline", original_load),
+            (AutoencoderKL, "encode", AutoencoderKL.encode),
+            (CLIPTextModel, "forward", CLIPTextModel.forward),
+            (torch.optim, "AdamW", torch.optim.AdamW),
+        ]
 
         def load_pipeline(*args, **kwargs):
             pipe = original_load(*args, **kwargs)
@@ -130,6 +136,11 @@ class _Observer:
 
         torch.optim.AdamW = AdamW
 
+    def close(self) -> None:
+        """Put back everything patched (so the worker can also run inside a test process)."""
+        for owner, name, value in self._undo:
+            setattr(owner, name, value)
+
     def settings_seen(self) -> dict:
         if self.pipe is None:
             return {}
@@ -150,7 +161,7 @@ class _Observer:
         }
 
 
-def _train(spec: dict) -> dict:
+def run_training_spec(spec: dict) -> dict:
     from dbooth.config import apply_overrides
     from dbooth.training import train
     from dbooth.workspace import open_workspace
@@ -177,6 +188,8 @@ def _train(spec: dict) -> dict:
         train(ws, manifest, reporter=clock)
     except _Finished:
         pass
+    finally:
+        observer.close()
     if len(clock.times) < total:
         raise RuntimeError(f"trainer stopped after {len(clock.times)} of {total} steps")
     t = clock.times
@@ -203,7 +216,7 @@ def _train(spec: dict) -> dict:
     }
 
 
-def _generate(spec: dict) -> dict:
+def run_generation_spec(spec: dict) -> dict:
     """Class-image generation: batches of ``batch`` images; the first batch is warm-up."""
     from dbooth.config import apply_overrides
     from dbooth.models.loading import load_pipeline
@@ -264,7 +277,7 @@ def main(argv: list[str]) -> int:
     tlog.disable_progress_bar()
     spec = json.loads(spec_path.read_text())
     try:
-        result = _train(spec) if spec["kind"] == "train" else _generate(spec)
+        result = run_training_spec(spec) if spec["kind"] == "train" else run_generation_spec(spec)
         result.update(device_info())
         result["torch"] = torch.__version__
         result["process_peak_memory_mb"] = rss_peak_mb()
