@@ -42,6 +42,7 @@ class PretrainConfig:
     snapshot_minutes: float = 10.0
     threads: int = 2
     steps: int | None = None  # fixed UNet step count instead of the time budget (reproducible)
+    init_from: Path | None = None  # continue a saved model: its VAE is kept, UNet + text encoder train on
 
 
 def _log(msg: str, start: float) -> None:
@@ -103,9 +104,10 @@ def encode_dataset(vae, cfg: PretrainConfig, start: float):
             _log(f"encoded {i + 256}/{len(scenes)}", start)
     mean, std = torch.cat(means), torch.cat(stds)
     sample = mean + std * torch.randn_like(std)
-    scaling = float(1.0 / sample.std())
-    vae.register_to_config(scaling_factor=scaling)
-    _log(f"latent std {sample.std():.3f} -> scaling_factor {scaling:.4f}", start)
+    if cfg.init_from is None:  # a continued model keeps the scale its UNet was trained on
+        scaling = float(1.0 / sample.std())
+        vae.register_to_config(scaling_factor=scaling)
+    _log(f"latent std {sample.std():.3f}; scaling_factor {vae.config.scaling_factor:.4f}", start)
     return scenes, mean, std
 
 
@@ -140,6 +142,9 @@ def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None
 
 
 def model_card(cfg: PretrainConfig, stats: dict) -> str:
+    init = f" --init-from {cfg.init_from}" if cfg.init_from else ""
+    vae_line = (f"kept from {cfg.init_from} (this run continued its UNet and text encoder)" if cfg.init_from
+                else f"{stats['vae_steps']} steps at batch 8 ({stats['vae_seconds']:.0f} s), MSE+L1+KL")
     return f"""# builtin:shapes
 
 A tiny Stable-Diffusion-1.x-shaped text-to-image model (64x64 RGB, 16x16x4 latents),
@@ -153,11 +158,11 @@ something new to teach.
 
 Trained with:
 
-    python -m dbooth.builtin.pretrain --out {cfg.out} --minutes {cfg.minutes:g} --seed {cfg.seed} --threads {cfg.threads}
+    python -m dbooth.builtin.pretrain --out {cfg.out} --minutes {cfg.minutes:g} --seed {cfg.seed} --threads {cfg.threads}{init}
 
-- VAE: {stats['vae_steps']} steps at batch 8 ({stats['vae_seconds']:.0f} s), MSE+L1+KL;
+- VAE: {vae_line};
   scaling_factor {stats['scaling']:.4f} (1 / std of latents)
-- UNet + CLIP text encoder from scratch: {stats['unet_steps']} steps at batch {cfg.batch_size}
+- UNet + CLIP text encoder {'continued' if cfg.init_from else 'from scratch'}: {stats['unet_steps']} steps at batch {cfg.batch_size}
   on {cfg.dataset_size} rendered scenes, epsilon prediction, min-SNR-5 weighting,
   {cfg.caption_dropout:.0%} empty captions, EMA {cfg.ema_decay}; saved weights are the EMA
 - total wall time {stats['wall_minutes']:.1f} min on {cfg.threads} CPU threads (2-core machine shared with other jobs)
@@ -172,14 +177,23 @@ def pretrain(cfg: PretrainConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     budget = cfg.minutes * 60
-    vae_seconds = budget * cfg.vae_fraction
-    vae, vae_steps = train_vae(cfg, vae_seconds, start)
+    if cfg.init_from is None:
+        vae_seconds = budget * cfg.vae_fraction
+        vae, vae_steps = train_vae(cfg, vae_seconds, start)
+        tokenizer = C.build_tokenizer()
+        text_encoder = C.build_text_encoder(tokenizer).train()
+        unet = C.build_unet().train()
+        warmup = 200
+    else:
+        from diffusers import StableDiffusionPipeline
+
+        init = StableDiffusionPipeline.from_pretrained(cfg.init_from)
+        vae, tokenizer = init.vae.eval().requires_grad_(False), init.tokenizer
+        text_encoder, unet = init.text_encoder.train(), init.unet.train()
+        vae_seconds, vae_steps, warmup = 0.0, 0, 20
+        _log(f"continuing from {cfg.init_from}", start)
     scenes, lat_mean, lat_std = encode_dataset(vae, cfg, start)
     scaling = vae.config.scaling_factor
-
-    tokenizer = C.build_tokenizer()
-    text_encoder = C.build_text_encoder(tokenizer).train()
-    unet = C.build_unet().train()
     scheduler = C.build_train_scheduler()
     ema_unet, ema_text = EMA(unet, cfg.ema_decay), EMA(text_encoder, cfg.ema_decay)
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -202,7 +216,6 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     deadline = start + budget
     last_snapshot, step, loss_avg = time.time(), 0, None
-    warmup = 200
     while (step < cfg.steps) if cfg.steps else (time.time() < deadline):
         idx = rng.integers(0, len(scenes), cfg.batch_size)
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_std[idx])) * scaling
@@ -244,11 +257,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset-size", type=int, default=20_000)
     p.add_argument("--snapshot-minutes", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=None, help="fixed UNet steps instead of the time budget")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="continue training a saved model (keeps its VAE) instead of starting from scratch")
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads; use 1 on a busy machine, where 2 threads spin-wait (measured 4x slower)")
     a = p.parse_args(argv)
     pretrain(PretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
-                            snapshot_minutes=a.snapshot_minutes, steps=a.steps, threads=a.threads))
+                            snapshot_minutes=a.snapshot_minutes, steps=a.steps, threads=a.threads,
+                            init_from=a.init_from, lr=a.lr))
 
 
 if __name__ == "__main__":
