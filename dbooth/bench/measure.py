@@ -265,7 +265,14 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
 
         variants = ablation(train, cuda=cuda) if request.ablate else [Variant("base")]
         rows = [dbooth_row(v) for v in variants]
-        _round_robin(rows, request.repeats, reporter, "training")
+        side_by_side = None
+        if request.reference is not None and not request.ablate:
+            # the side-by-side's own dbooth row is the base measurement: no extra, unalternated runs
+            side_by_side = _reference(ws, request, manifest, reporter)
+            rows[0]["runs"] = side_by_side["rows"][0]["runs"]
+            rows[0].pop("run")
+        else:
+            _round_robin(rows, request.repeats, reporter, "training")
         base = rows[0]
         _summarise(base)
         if "steps_per_s" not in base:
@@ -317,7 +324,7 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
             "runs": base["runs"],
         }
         if request.reference is not None:
-            report["reference"] = _reference(ws, request, manifest, reporter)
+            report["reference"] = side_by_side or _reference(ws, request, manifest, reporter)
         if request.generation:
             report["generation"] = _generation(ws, request, manifest, reporter)
             ok = [g for g in report["generation"] if "images_per_s" in g]
