@@ -68,6 +68,7 @@ class DemoSettings:
     prior: bool = True
     steps: int | None = None
     learning_rate: float | None = None
+    num_class_images: int | None = None
     samples_per_prompt: int = 6
     class_samples: int = 12
     seed: int = 0
@@ -103,7 +104,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     ws = api.init(ws_path, None, example=s.subject)
     (ws.root / MARKER).write_text("made by dbooth demo; rerunning the demo replaces this folder\n")
     overrides = {"train.method": s.method, "prior.enabled": s.prior, "train.max_steps": s.steps,
-                 "train.learning_rate": s.learning_rate}
+                 "train.learning_rate": s.learning_rate, "prior.num_class_images": s.num_class_images}
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), overrides))
     manifest = ws.manifest()
     reporter.info(f"workspace {ws.root}: {subject.description} ({manifest.class_noun})")

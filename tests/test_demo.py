@@ -1,0 +1,43 @@
+"""The demo's plumbing on the tiny model: workspace, prior, training, oracle report."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from dbooth.demo import DemoSettings, run_demo
+
+
+@pytest.fixture
+def tiny_as_builtin(monkeypatch, tiny_base):
+    import dbooth.builtin as builtin
+
+    monkeypatch.setitem(builtin.BUILTIN_MODELS, "builtin:shapes", tiny_base)
+
+
+def test_demo_writes_report(tmp_path, tiny_as_builtin):
+    settings = DemoSettings(steps=2, num_class_images=2, samples_per_prompt=2, class_samples=2)
+    result = run_demo(tmp_path / "demo", settings)
+    report = json.loads(result.report_json.read_text())
+    for block in (report, report["base"]):
+        for key in ("subject_fidelity", "prompt_fidelity", "pres", "div"):
+            assert 0.0 <= block[key] <= 1.0, (key, block[key])
+    assert report["steps"] == 2 and report["method"] == "full" and report["prior_preservation"] is True
+    assert report["prompts"]["class"] == "a photo of a star"
+    assert all("sks star" in p for p in report["prompts"]["subject"])
+    html = result.report_html.read_text()
+    images = re.findall(r"src='([^']+)'", html)
+    assert len(images) >= 11 and all((result.workspace / src).is_file() for src in images)
+    # rerunning replaces the demo's own folder instead of failing
+    again = run_demo(tmp_path / "demo", settings)
+    assert again.workspace == result.workspace
+
+
+def test_demo_refuses_foreign_folder(tmp_path, tiny_as_builtin):
+    from dbooth.errors import DboothError
+
+    (tmp_path / "demo" / "checkered_star-full").mkdir(parents=True)
+    with pytest.raises(DboothError, match="not made by dbooth demo"):
+        run_demo(tmp_path / "demo", DemoSettings(steps=1))
