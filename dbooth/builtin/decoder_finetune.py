@@ -20,7 +20,7 @@ from diffusers import AutoencoderKL
 
 from dbooth.builtin.pretrain import to_tensor, vae_scene
 from dbooth.builtin.world import render_batch
-from dbooth.fsutil import atomic_path
+from dbooth.fsutil import atomic_path, atomic_write_text
 
 
 def finetune_decoder(model: Path, minutes: float, vae_out: Path | None = None, seed: int = 0,
@@ -54,6 +54,12 @@ def finetune_decoder(model: Path, minutes: float, vae_out: Path | None = None, s
     target = vae_out or model / "vae"
     with atomic_path(target) as tmp:
         vae.save_pretrained(tmp, safe_serialization=True)
+    card = model / "README.md"
+    if vae_out is None and card.is_file():
+        note = (f"\n- VAE decoder then fine-tuned for {step} steps at batch {batch_size} ({minutes:g} min, encoder "
+                f"frozen so latents are unchanged): `python -m dbooth.builtin.decoder_finetune --model {model} "
+                f"--minutes {minutes:g}`\n")
+        atomic_write_text(card, card.read_text() + note)
     print(f"decoder fine-tuned for {step} steps; VAE written to {target}", flush=True)
     return target
 

@@ -169,7 +169,15 @@ Trained with:
 - scheduler: DPMSolverMultistep with SD's scaled_linear betas 0.00085-0.012, 1000 steps
 
 Evaluate with `dbooth.builtin.evaluate.evaluate_base_model` (uses the oracle in `dbooth.builtin.oracle`).
-"""
+{_earlier_card(cfg.init_from)}"""
+
+
+def _earlier_card(init_from: Path | None) -> str:
+    """A continued model keeps the record of how its starting point was trained."""
+    if init_from is None or not (Path(init_from) / "README.md").is_file():
+        return ""
+    body = (Path(init_from) / "README.md").read_text().split("\n", 1)[1].strip()
+    return "\n## Starting point (before this run)\n\n" + body.replace("\n## ", "\n### ") + "\n"
 
 
 def pretrain(cfg: PretrainConfig) -> Path:
