@@ -190,11 +190,25 @@ def demo(
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the full UNet."),
     prior_preservation: bool = typer.Option(True, "--prior/--no-prior", help="Prior-preservation loss."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the example's)."),
+    table: Optional[Path] = typer.Option(
+        None, "--table", help="Run every example subject under every configuration; write the averages as JSON here."
+    ),
 ) -> None:
     """DreamBooth end to end on the built-in model, offline: prior, train, sample, evaluate, report."""
     from rich.table import Table
 
-    from dbooth.demo import DemoSettings, run_demo
+    from dbooth.demo import DemoSettings, dreambench_table, run_demo, table_markdown
+
+    if table is not None:
+        import json
+
+        from dbooth.fsutil import atomic_write_text
+
+        results = dreambench_table(out, reporter=RichReporter())
+        atomic_write_text(table, json.dumps(results, indent=2, default=str) + "\n")
+        typer.echo(table_markdown(results["summary"]))
+        console.print(f"[green]table:[/] {table}")
+        return
 
     settings = DemoSettings(subject=subject, method="lora" if lora else "full", prior=prior_preservation, steps=steps)
     result = run_demo(out, settings, reporter=RichReporter())

@@ -72,6 +72,8 @@ class DemoSettings:
     samples_per_prompt: int = 6
     class_samples: int = 12
     seed: int = 0
+    evaluate_base: bool = True
+    class_images_from: Path | None = None  # reuse another demo workspace's class/ (same prompt and model)
 
 
 @dataclass
@@ -111,6 +113,9 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
 
     if s.prior:
         t = time.time()
+        if s.class_images_from is not None:
+            for p in Path(s.class_images_from).glob("*.png"):
+                shutil.copy2(p, ws.class_dir / p.name)
         api.prior(ws, reporter=reporter)
         timings["prior_seconds"] = round(time.time() - t, 1)
     result = api.train(ws, reporter=reporter)
@@ -133,7 +138,8 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     report_json = ws.root / "report.json"
     atomic_write_text(report_json, json.dumps(metrics, indent=2) + "\n")
     report_html = ws.root / "report.html"
-    atomic_write_text(report_html, _html(metrics, grids, subject.description))
+    if s.evaluate_base:
+        atomic_write_text(report_html, _html(metrics, grids, subject.description))
     return DemoResult(workspace=ws.root, report_json=report_json, report_html=report_html, metrics=metrics)
 
 
@@ -148,7 +154,8 @@ def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
     }
     class_text = format_prompt(manifest.class_prompt, manifest.identifier, manifest.class_noun)
     images: dict[str, dict[str, list]] = {}
-    for label, which in (("base", None), ("finetuned", run)):
+    models = (("base", None), ("finetuned", run)) if s.evaluate_base else (("finetuned", run),)
+    for label, which in models:
         pipe = load_for_sampling(manifest.base_model, which)
         set_scheduler(pipe, manifest.sample.scheduler)
         found = {}
@@ -159,7 +166,7 @@ def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
         images[label] = found
         del pipe
     metrics = {}
-    for label in ("finetuned", "base"):
+    for label in images:
         got = images[label]
         subject_images = [im for ctx in HELD_OUT_CONTEXTS for im in got[ctx]]
         contexts = [ctx for ctx in HELD_OUT_CONTEXTS for _ in got[ctx]]
@@ -190,12 +197,10 @@ def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
 
     photos = sorted(ws.instance_dir.iterdir())
     grids["photos"] = save("training_photos", [Image.open(p).convert("RGB") for p in photos])
-    for ctx in HELD_OUT_CONTEXTS:
-        slug = ctx.replace(" ", "_")
-        grids[f"base:{ctx}"] = save(f"base_{slug}", images["base"][ctx])
-        grids[f"finetuned:{ctx}"] = save(f"finetuned_{slug}", images["finetuned"][ctx])
-    grids["base:class"] = save("base_class", images["base"]["class"])
-    grids["finetuned:class"] = save("finetuned_class", images["finetuned"]["class"])
+    for label in images:
+        for ctx in HELD_OUT_CONTEXTS:
+            grids[f"{label}:{ctx}"] = save(f"{label}_{ctx.replace(' ', '_')}", images[label][ctx])
+        grids[f"{label}:class"] = save(f"{label}_class", images[label]["class"])
     grids["metrics"] = metrics
     return grids
 
@@ -239,3 +244,46 @@ training {metrics['train_seconds']} s. Metrics judged by the built-in oracle (PR
 <p>before (base model)</p><img src='{grids['base:class']}'><p>after (fine-tuned, same seeds)</p><img src='{grids['finetuned:class']}'>
 </body></html>
 """
+
+
+TABLE_CONFIGS = (
+    ("DreamBooth, no prior preservation", "full", False),
+    ("DreamBooth, prior preservation", "full", True),
+    ("LoRA, prior preservation", "lora", True),
+)
+
+
+def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Reporter | None = None) -> dict:
+    """Every example subject under every configuration; the base model is measured once per subject."""
+    from dbooth.builtin.subjects import list_examples
+
+    rows: dict[str, list[dict]] = {"Base model (before fine-tuning)": []}
+    for subject in subjects or list_examples():
+        class_dir = None
+        for label, method, prior in sorted(TABLE_CONFIGS, key=lambda c: not c[2]):
+            settings = DemoSettings(subject=subject, method=method, prior=prior,
+                                    evaluate_base=(method, prior) == ("full", True), class_images_from=class_dir)
+            result = run_demo(out, settings, reporter)
+            if prior and class_dir is None:
+                class_dir = result.workspace / "class"
+            metrics = result.metrics
+            rows.setdefault(label, []).append(metrics)
+            if "base" in metrics:
+                rows["Base model (before fine-tuning)"].append(dict(metrics["base"], train_seconds=0.0))
+    summary = {}
+    for label, found in rows.items():
+        summary[label] = {
+            key: round(sum(m[key] for m in found) / len(found), 3)
+            for key in ("subject_fidelity", "prompt_fidelity", "pres", "div", "train_seconds")
+        }
+        summary[label]["n"] = len(found)
+    return {"summary": summary, "runs": rows}
+
+
+def table_markdown(summary: dict) -> str:
+    lines = ["| configuration | subject fidelity | prompt fidelity | PRES (lower is better) | DIV | training time (s) |",
+             "|---|---|---|---|---|---|"]
+    for label, m in summary.items():
+        lines.append(f"| {label} | {m['subject_fidelity']:.3f} | {m['prompt_fidelity']:.3f} | {m['pres']:.3f} "
+                     f"| {m['div']:.3f} | {m['train_seconds']:.0f} |")
+    return "\n".join(lines)
