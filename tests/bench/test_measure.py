@@ -118,3 +118,15 @@ def test_reference_runner_times_optimizer_steps(tmp_path, bench_ws):
     assert args[args.index("--max_train_steps") + 1] == "4"
     assert args[args.index("--mixed_precision") + 1] == "no"
     assert Path(args[args.index("--class_data_dir") + 1]) == bench_ws.class_dir
+
+
+def test_workspace_bench_copies_images_and_keeps_settings(tmp_path, make_workspace):
+    """``dbooth bench -w WS`` measures a copy: the user's workspace gets no runs/ and keeps its images."""
+    src = make_workspace("corgi", **{"train.batch_size": 2, "prior.num_class_images": 3})
+    ws = measure.make_workspace(tmp_path / "copy", "ignored", {}, num_instance=4, num_class=3, source=src)
+    m = ws.manifest()
+    assert m.train.batch_size == 2 and m.base_model == src.manifest().base_model
+    assert m.train.checkpoint_every == 0 and m.train.validation_every == 0
+    assert sorted(p.name for p in ws.instance_dir.iterdir()) == sorted(p.name for p in src.instance_dir.iterdir())
+    assert len(list(ws.class_dir.iterdir())) == 3  # no class images in the source: drawn stand-ins
+    assert not (src.root / "runs").exists() or not any((src.root / "runs").iterdir())
