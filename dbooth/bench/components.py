@@ -71,7 +71,6 @@ SD15_SCHEDULER = dict(
     steps_offset=1,
     skip_prk_steps=True,
     set_alpha_to_one=False,
-    clip_sample=False,
 )
 
 # Parameter counts of the released SD 1.5 weights, for checking that the configs above are exact.

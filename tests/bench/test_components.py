@@ -51,3 +51,11 @@ def test_tokenizer_is_clip_length():
     tok = components.sd15_tokenizer()
     assert tok.model_max_length == 77
     assert len(tok("a photo of sks dog").input_ids) == 7  # bos + 5 words + eos
+
+
+def test_sd15_scheduler_config_builds():
+    from diffusers import DDPMScheduler, PNDMScheduler
+
+    sched = PNDMScheduler(**components.SD15_SCHEDULER)
+    assert sched.config.beta_schedule == "scaled_linear" and sched.config.steps_offset == 1
+    assert DDPMScheduler.from_config(sched.config).config.num_train_timesteps == 1000  # what the trainer builds
