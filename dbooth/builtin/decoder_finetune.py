@@ -5,6 +5,7 @@ can keep learning independently; on a busy 2-core machine the VAE phase of pretr
 short and this recovers detail (edges, subject patterns) without retraining anything else.
 
     python -m dbooth.builtin.decoder_finetune --model dbooth/builtin/shapes --minutes 30 [--vae-out DIR]
+    python -m dbooth.builtin.decoder_finetune --model dbooth/builtin/shapes --install DIR
 """
 
 from __future__ import annotations
@@ -54,14 +55,37 @@ def finetune_decoder(model: Path, minutes: float, vae_out: Path | None = None, s
     target = vae_out or model / "vae"
     with atomic_path(target) as tmp:
         vae.save_pretrained(tmp, safe_serialization=True)
-    card = model / "README.md"
-    if vae_out is None and card.is_file():
-        note = (f"\n- VAE decoder then fine-tuned for {step} steps at batch {batch_size} ({minutes:g} min, encoder "
-                f"frozen so latents are unchanged): `python -m dbooth.builtin.decoder_finetune --model {model} "
-                f"--minutes {minutes:g}`\n")
-        atomic_write_text(card, card.read_text() + note)
+    note = (f"\n- VAE decoder then fine-tuned for {step} steps at batch {batch_size} ({minutes:g} min, lr {lr:g}, "
+            f"encoder frozen so latents are unchanged): `python -m dbooth.builtin.decoder_finetune --model {model} "
+            f"--minutes {minutes:g}`\n")
+    if vae_out is None:
+        _add_to_card(model, note)
+    else:
+        atomic_write_text(_note_path(target), note)
     print(f"decoder fine-tuned for {step} steps; VAE written to {target}", flush=True)
     return target
+
+
+def _note_path(vae_dir: Path) -> Path:
+    return vae_dir.with_name(vae_dir.name + ".note.md")
+
+
+def _add_to_card(model: Path, note: str) -> None:
+    card = model / "README.md"
+    if card.is_file():
+        atomic_write_text(card, card.read_text() + note)
+
+
+def install_vae(model: Path, vae_dir: Path) -> None:
+    """Put a separately fine-tuned VAE (``--vae-out``) into a model folder, with its card note.
+    Safe only when both share the encoder, i.e. the VAE was fine-tuned from this model's."""
+    import shutil
+
+    with atomic_path(model / "vae") as tmp:
+        shutil.copytree(vae_dir, tmp)
+    note = _note_path(vae_dir)
+    _add_to_card(model, note.read_text() if note.is_file() else f"\n- VAE decoder fine-tuned separately ({vae_dir})\n")
+    print(f"installed {vae_dir} into {model / 'vae'}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,8 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vae-out", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--install", type=Path, default=None, help="only copy this fine-tuned VAE folder into --model")
     a = p.parse_args(argv)
-    finetune_decoder(a.model, a.minutes, a.vae_out, a.seed, threads=a.threads)
+    if a.install:
+        install_vae(a.model, a.install)
+    else:
+        finetune_decoder(a.model, a.minutes, a.vae_out, a.seed, threads=a.threads)
 
 
 if __name__ == "__main__":
