@@ -13,7 +13,6 @@ N = 300
 
 @pytest.fixture(scope="module")
 def oracle():
-    torch.set_num_threads(2)
     return Oracle.load()
 
 
