@@ -15,6 +15,23 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
 def build_word_tokenizer(words: Iterable[str], model_max_length: int = 77) -> CLIPTokenizer:
+    """A tokenizer in which every given word is a single token.
+
+    BPE applies merges by rank, so a short word's merge (``i n</w>``) can fire inside a
+    longer word (``mountain``) and split it: words that still split are moved to the front
+    (their merges get the best ranks) until none does.
+    """
+    order = sorted(dict.fromkeys(w.lower() for w in words), key=len, reverse=True)
+    for _ in range(len(order) + 1):
+        tokenizer = _build(order, model_max_length)
+        split = [w for w in order if len(tokenizer.tokenize(w)) != 1]
+        if not split:
+            return tokenizer
+        order = split + [w for w in order if w not in split]
+    raise ValueError(f"could not make these words single tokens: {', '.join(split)}")
+
+
+def _build(words: list[str], model_max_length: int) -> CLIPTokenizer:
     vocab: dict[str, int] = {}
     merges: list[tuple[str, str]] = []
 
