@@ -193,6 +193,7 @@ def demo(
     table: Optional[Path] = typer.Option(
         None, "--table", help="Run every example subject under every configuration; write the averages as JSON here."
     ),
+    only: Optional[str] = typer.Option(None, "--subjects", help="With --table: comma-separated subset of subjects."),
 ) -> None:
     """DreamBooth end to end on the built-in model, offline: prior, train, sample, evaluate, report."""
     from rich.table import Table
@@ -204,7 +205,8 @@ def demo(
 
         from dbooth.fsutil import atomic_write_text
 
-        results = dreambench_table(out, reporter=RichReporter())
+        subjects = [x for x in (only or "").split(",") if x] or None
+        results = dreambench_table(out, subjects, reporter=RichReporter())
         atomic_write_text(table, json.dumps(results, indent=2, default=str) + "\n")
         typer.echo(table_markdown(results["summary"]))
         console.print(f"[green]table:[/] {table}")

@@ -31,6 +31,7 @@ HELD_OUT_CONTEXTS = (
     "with a city in the background",
 )
 MARKER = ".dbooth-demo"
+DEMO_LEARNING_RATES = {"full": 1e-4, "lora": 1e-3}
 
 
 def example_settings(name: str) -> dict:
@@ -51,8 +52,9 @@ def example_settings(name: str) -> dict:
         "prior.batch_size": 25,
         "train.resolution": 64,
         "train.max_steps": 300,
-        "train.learning_rate": None,
         "train.batch_size": 2,
+        # a small model learns a new look fastest with its text encoder trained too
+        "train.train_text_encoder": True,
         "train.checkpoint_every": 100,
         "train.validation_every": 0,
         "train.validation_prompts": ["a photo of a {identifier} {class} in the jungle"],
@@ -105,8 +107,10 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     t = time.time()
     ws = api.init(ws_path, None, example=s.subject)
     (ws.root / MARKER).write_text("made by dbooth demo; rerunning the demo replaces this folder\n")
+    # a 5M-parameter model pretrained at lr 4e-4 needs larger steps than Stable Diffusion's 5e-6 / 1e-4
+    learning_rate = s.learning_rate or DEMO_LEARNING_RATES[s.method]
     overrides = {"train.method": s.method, "prior.enabled": s.prior, "train.max_steps": s.steps,
-                 "train.learning_rate": s.learning_rate, "prior.num_class_images": s.num_class_images}
+                 "train.learning_rate": learning_rate, "prior.num_class_images": s.num_class_images}
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), overrides))
     manifest = ws.manifest()
     reporter.info(f"workspace {ws.root}: {subject.description} ({manifest.class_noun})")
