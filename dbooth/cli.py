@@ -232,21 +232,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main() -> None:
-    _quiet_libraries()
-    try:
-        app(prog_name="dbooth")
-    except DboothError as exc:
-        error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        error("interrupted; `dbooth train --resume` continues a training run from its last checkpoint")
-        sys.exit(130)
-
-
-# --- bench ------------------------------------------------------------------------------------------
-
-
 @app.command()
 def bench(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Named configuration (see --list)."),
@@ -338,3 +323,15 @@ def bench(
         console.print(table)
     if json_path is not None:
         console.print(f"[green]wrote[/] {json_path}")
+
+
+def main() -> None:
+    _quiet_libraries()
+    try:
+        app(prog_name="dbooth")
+    except DboothError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted; `dbooth train --resume` continues a training run from its last checkpoint")
+        sys.exit(130)
