@@ -15,6 +15,7 @@ import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from dbooth.models.loading import compose_pipeline
 from dbooth.models.tokenizer import build_word_tokenizer
 
 # Words the bench workspaces use in prompts; everything else tokenizes letter by letter.
@@ -105,15 +106,12 @@ def sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A randomly initialised SD-1.5-shaped pipeline in float32 on the CPU (about 4.3 GB)."""
     torch.manual_seed(seed)
     tokenizer = sd15_tokenizer()
-    return StableDiffusionPipeline(
+    return compose_pipeline(
         vae=sd15_vae(),
         text_encoder=sd15_text_encoder(tokenizer),
         tokenizer=tokenizer,
         unet=sd15_unet(),
         scheduler=PNDMScheduler(**SD15_SCHEDULER),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
     )
 
 

@@ -17,6 +17,7 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from dbooth.builtin.world import IMAGE_SIZE, world_words
+from dbooth.models.loading import compose_pipeline
 from dbooth.models.tokenizer import build_word_tokenizer
 
 # Rare identifiers for DreamBooth subjects; they are in the vocabulary but never in pretraining captions.
@@ -104,13 +105,4 @@ def build_train_scheduler() -> DDPMScheduler:
 
 def assemble_pipeline(unet, vae, text_encoder, tokenizer) -> StableDiffusionPipeline:
     scheduler = DPMSolverMultistepScheduler.from_config(build_train_scheduler().config)
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return compose_pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)

@@ -97,17 +97,28 @@ def training_scheduler(pipe: StableDiffusionPipeline) -> DDPMScheduler:
     return DDPMScheduler.from_config(pipe.scheduler.config)
 
 
+def compose_pipeline(*, vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:
+    """A StableDiffusionPipeline from its parts, without the safety checker dbooth never uses."""
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def assemble_pipeline(base: StableDiffusionPipeline, *, unet=None, text_encoder=None) -> StableDiffusionPipeline:
     """A new pipeline sharing ``base``'s parts, with the given UNet / text encoder swapped in."""
-    pipe = StableDiffusionPipeline(
+    pipe = compose_pipeline(
         vae=base.vae,
         text_encoder=text_encoder if text_encoder is not None else base.text_encoder,
         tokenizer=base.tokenizer,
         unet=unet if unet is not None else base.unet,
         scheduler=base.scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

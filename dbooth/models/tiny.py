@@ -18,6 +18,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from dbooth.models.loading import compose_pipeline
 from dbooth.models.tokenizer import build_word_tokenizer
 
 TINY_WORDS = (
@@ -70,16 +71,7 @@ def tiny_pipeline(seed: int = 0, sample_size: int = 16) -> StableDiffusionPipeli
         num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
     )
     scheduler = DPMSolverMultistepScheduler.from_config(train_sched.config, steps_offset=1)
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return compose_pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
 
 
 def save_tiny_pipeline(path: str | Path, seed: int = 0, sample_size: int = 16) -> Path:
