@@ -8,22 +8,17 @@ rather than silently mixed in. User-supplied images (no dbooth record) are used 
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from dbooth.errors import DboothError
-from dbooth.fsutil import atomic_write_bytes
 from dbooth.images import scan_folder
+from dbooth.pngmeta import read_record, write_png
 from dbooth.prompts import class_prompt
 from dbooth.reporting import Reporter
 
-META_KEY = "dbooth"
 GENERATED_PREFIX = "prior-"
 
 
@@ -49,21 +44,6 @@ def recipe(manifest) -> dict:
         "steps": manifest.prior.steps,
         "guidance_scale": manifest.prior.guidance_scale,
     }
-
-
-def read_record(path: Path) -> dict | None:
-    try:
-        with Image.open(path) as im:
-            text = getattr(im, "text", {}) or {}
-            raw = text.get(META_KEY)
-    except OSError:
-        return None
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def plan(class_dir: Path, manifest) -> PriorPlan:
@@ -117,11 +97,11 @@ def generate_class_images(
         reporter.info(f"{todo.present} class images present ({todo.wanted} wanted); nothing to generate")
         return todo
     if pipe is None:
-        from dbooth.models.loading import load_pipeline
+        from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
 
         reporter.info(f"loading base model {manifest.base_model}")
-        pipe = load_pipeline(manifest.base_model, dtype=_sampling_dtype())
-        pipe.to(_device())
+        pipe = load_pipeline(manifest.base_model, dtype=inference_dtype())
+        pipe.to(inference_device())
     from dbooth.schedulers import set_scheduler
 
     set_scheduler(pipe, "dpm++")
@@ -143,26 +123,10 @@ def generate_class_images(
         for i, image in zip(indices, images):
             record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++")
             path = class_dir / f"{GENERATED_PREFIX}{i:05d}.png"
-            _write_png(path, image, record)
+            write_png(path, image, record)
             todo.generated.append(path)
         done += len(indices)
         reporter.advance(done)
     reporter.stop()
     todo.missing = []
     return todo
-
-
-def _write_png(path: Path, image: Image.Image, record: dict) -> None:
-    info = PngInfo()
-    info.add_text(META_KEY, json.dumps(record, sort_keys=True))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _sampling_dtype() -> torch.dtype:
-    return torch.float16 if torch.cuda.is_available() else torch.float32

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -11,16 +10,14 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_write_bytes
-from dbooth.models.loading import load_pipeline
+from dbooth.models.loading import inference_device, load_pipeline
+from dbooth.pngmeta import write_png
 from dbooth.reporting import Reporter
 from dbooth.schedulers import set_scheduler
 from dbooth.workspace import Run
-
-META_KEY = "dbooth"
 
 
 @dataclass
@@ -28,31 +25,6 @@ class SampleResult:
     paths: list[Path]
     grid: Path | None
     folder: Path
-
-
-def render_png(path: Path, image: Image.Image, record: dict) -> Path:
-    """Write a PNG atomically with ``record`` as JSON text (plus a plain ``parameters`` chunk)."""
-    info = PngInfo()
-    info.add_text(META_KEY, json.dumps(record, sort_keys=True))
-    if "prompt" in record:
-        info.add_text("parameters", _a1111_parameters(record))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def _a1111_parameters(r: dict) -> str:
-    """The 'parameters' text AUTOMATIC1111-style viewers show."""
-    head = r["prompt"]
-    if r.get("negative_prompt"):
-        head += f"\nNegative prompt: {r['negative_prompt']}"
-    tail = ", ".join(
-        f"{k}: {r[v]}"
-        for k, v in (("Steps", "steps"), ("Sampler", "scheduler"), ("CFG scale", "guidance_scale"), ("Seed", "seed"), ("Model", "model"))
-        if v in r
-    )
-    return f"{head}\n{tail}"
 
 
 def make_grid(images: list[Image.Image], cols: int | None = None) -> Image.Image:
@@ -99,8 +71,7 @@ def generate(
     """Image ``k`` uses seed ``seed + k``, so any single image can be reproduced alone."""
     reporter = reporter or Reporter()
     set_scheduler(pipe, scheduler)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    pipe.to(device)
+    pipe.to(inference_device())
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, images = [], []
     reporter.start("sampling", total=num_images)
@@ -125,7 +96,7 @@ def generate(
                 "scheduler": scheduler,
                 "model": model_label,
             }
-            paths.append(render_png(out_dir / f"{len(paths):03d}-seed{s}.png", image, record))
+            paths.append(write_png(out_dir / f"{len(paths):03d}-seed{s}.png", image, record))
             images.append(image)
         reporter.advance(len(paths))
     reporter.stop()

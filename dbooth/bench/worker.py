@@ -219,8 +219,8 @@ def run_training_spec(spec: dict) -> dict:
 def run_generation_spec(spec: dict) -> dict:
     """Class-image generation: batches of ``batch`` images; the first batch is warm-up."""
     from dbooth.config import apply_overrides
-    from dbooth.models.loading import load_pipeline
-    from dbooth.prior import _device, _sampling_dtype, generate_class_images
+    from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
+    from dbooth.prior import generate_class_images
     from dbooth.prompts import class_prompt
     from dbooth.workspace import open_workspace
 
@@ -239,8 +239,8 @@ def run_generation_spec(spec: dict) -> dict:
         if spec.get("scheduler") == "dpm++":
             generate_class_images(Path(out), manifest, reporter=clock)
         else:  # the base model's own scheduler, as diffusers' example script samples
-            pipe = load_pipeline(manifest.base_model, dtype=_sampling_dtype())
-            pipe.to(_device())
+            pipe = load_pipeline(manifest.base_model, dtype=inference_dtype())
+            pipe.to(inference_device())
             clock.start("class images", n)
             prompt = class_prompt(manifest)
             for k in range(batches):

@@ -92,6 +92,16 @@ def _load_from_hub(repo_id: str, extra: dict) -> StableDiffusionPipeline:
         ) from exc
 
 
+def inference_device() -> torch.device:
+    """Where class images and samples are generated: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def inference_dtype() -> torch.dtype:
+    """Half precision on a GPU (as SD is usually sampled); float32 on the CPU."""
+    return torch.float16 if torch.cuda.is_available() else torch.float32
+
+
 def training_scheduler(pipe: StableDiffusionPipeline) -> DDPMScheduler:
     """The noise schedule used for training, taken from the base model's scheduler config."""
     return DDPMScheduler.from_config(pipe.scheduler.config)

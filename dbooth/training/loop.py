@@ -300,7 +300,7 @@ def _make_optimizer(cfg, groups, device):
 
 def _validate(accelerator, pipe, unet, text_encoder, manifest, run, step) -> None:
     """Sample the validation prompts with fixed seeds into ``validation/step-N/``."""
-    from dbooth.sample import render_png
+    from dbooth.pngmeta import write_png
     from dbooth.schedulers import set_scheduler
 
     view = assemble_pipeline(
@@ -328,7 +328,7 @@ def _validate(accelerator, pipe, unet, text_encoder, manifest, run, step) -> Non
                     width=manifest.train.resolution,
                     generator=torch.Generator("cpu").manual_seed(seed),
                 ).images[0]
-            render_png(folder / f"p{p_index}-s{seed}.png", image, {"prompt": prompt, "seed": seed, "step": step})
+            write_png(folder / f"p{p_index}-s{seed}.png", image, {"prompt": prompt, "seed": seed, "step": step})
     view.vae.to(vae_device)
 
 
