@@ -55,6 +55,7 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 OPTIMIZERS = ("adamw", "adamw8bit")
 CROPS = ("center", "random")
+CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 
@@ -218,6 +219,7 @@ class Manifest:
     identifier: str = _field("sks", nonempty=True)  # rare token that names the subject
     class_noun: str = field(metadata={"rule": _Rule(nonempty=True)})  # what the subject is: dog, person
     instance_prompt: str = _field("a photo of {identifier} {class}", check=_instance_prompt)  # caption
+    instance_captions: str = _field("prompt", choices=CAPTION_SOURCES)  # prompt: one for all; files: NAME.txt each
     class_prompt: str = _field("a photo of {class}", check=_class_prompt)  # prompt for class images
     prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -228,7 +228,7 @@ def retrain_vae(cfg: PretrainConfig) -> Path:
     card = (f"# builtin:shapes (VAE stage)\n\nVAE trained {source}: {steps} steps at batch {cfg.vae_batch_size}, "
             f"lr {cfg.vae_lr:g}, MSE + 0.5 L1 + 0.5 image-gradient L1 + KL, {cfg.minutes:g} min on "
             f"{cfg.threads} threads; scaling_factor {scaling:.4f}.\n\n    python -m dbooth.builtin.pretrain "
-            f"--vae-only --out {cfg.out} --minutes {cfg.minutes:g} --threads {cfg.threads}"
+            f"--vae-only --out {cfg.out} --minutes {cfg.minutes:g} --threads {cfg.threads} --vae-lr {cfg.vae_lr:g}"
             f"{f' --init-from {cfg.init_from}' if cfg.init_from else ''}\n\nUNet and text encoder: carried over; "
             f"continue them with `--init-from {cfg.out}`.\n{_earlier_card(cfg.init_from)}")
     save_model(cfg.out, unet, vae, text_encoder, tokenizer, card)
@@ -330,10 +330,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch threads; use 1 on a busy machine, where 2 threads spin-wait (measured 4x slower)")
     p.add_argument("--vae-only", action="store_true",
                    help="train only the VAE (on from --init-from's), keeping its UNet and text encoder")
+    p.add_argument("--vae-lr", type=float, default=1e-3)
     a = p.parse_args(argv)
     pretrain(PretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
                             snapshot_minutes=a.snapshot_minutes, steps=a.steps, threads=a.threads,
-                            init_from=a.init_from, lr=a.lr, vae_only=a.vae_only))
+                            init_from=a.init_from, lr=a.lr, vae_only=a.vae_only,
+                            vae_lr=a.vae_lr))
 
 
 if __name__ == "__main__":

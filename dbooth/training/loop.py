@@ -23,7 +23,7 @@ from dbooth.fsutil import atomic_path, atomic_write_text
 from dbooth.images import scan_folder
 from dbooth.losses import diffusion_target, dreambooth_loss
 from dbooth.models.loading import assemble_pipeline, load_pipeline, training_scheduler
-from dbooth.prompts import class_prompt, format_prompt, instance_prompt
+from dbooth.prompts import class_prompt, format_prompt, instance_captions, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.training.adapters import add_lora, save_lora
 from dbooth.training.data import LatentBank, encode_prompts, tokenize
@@ -51,6 +51,7 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
     cfg = manifest.train
     # everything that can be wrong with the inputs is checked before a run folder exists
     instance_paths, class_paths = _training_images(ws, manifest, reporter)
+    captions = instance_captions(manifest, instance_paths)
     reporter.info(f"loading base model {manifest.base_model}")
     pipe = load_pipeline(manifest.base_model)
 
@@ -70,10 +71,13 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
         "status": "running",
     }
+    if manifest.instance_captions == "files":
+        info["instance_captions"] = {p.name: c for p, c in zip(instance_paths, captions)}
     atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
-        return _train_run(ws, manifest, run, info, pipe, instance_paths, class_paths, checkpoints, reporter)
+        return _train_run(ws, manifest, run, info, pipe, instance_paths, captions, class_paths, checkpoints,
+                          reporter)
     except KeyboardInterrupt:
         raise
     except BaseException:
@@ -114,7 +118,8 @@ def _training_images(ws: Workspace, manifest: Manifest, reporter: Reporter) -> t
     return instance.paths, class_paths
 
 
-def _train_run(ws, manifest, run, info, pipe, instance_paths, class_paths, checkpoints, reporter) -> TrainResult:
+def _train_run(ws, manifest, run, info, pipe, instance_paths, captions, class_paths, checkpoints,
+               reporter) -> TrainResult:
     cfg = manifest.train
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -167,7 +172,8 @@ def _train_run(ws, manifest, run, info, pipe, instance_paths, class_paths, check
     instance_bank = LatentBank(instance_paths, vae, seed=cfg.seed, **bank_args)
     class_bank = LatentBank(class_paths, vae, seed=cfg.seed + 1, **bank_args) if class_paths else None
 
-    prompts = [instance_prompt(manifest)] + ([class_prompt(manifest)] if class_bank else [])
+    # one prompt per instance photo (all the same unless instance_captions: files), then the class prompt
+    prompts = list(captions) + ([class_prompt(manifest)] if class_bank else [])
     prompt_ids = tokenize(tokenizer, prompts)
     if cfg.cache_latents and device.type != "cpu":
         vae.to("cpu")  # only validation needs it again; frees its memory for training
@@ -219,11 +225,11 @@ def _train_run(ws, manifest, run, info, pipe, instance_paths, class_paths, check
             with accelerator.accumulate(*trained):
                 ii = torch.randint(0, len(instance_bank), (batch,))
                 latents = [instance_bank.sample(ii)]
-                which = [0] * batch
+                which = ii.tolist()
                 if class_bank is not None:
                     ci = torch.randint(0, len(class_bank), (batch,))
                     latents.append(class_bank.sample(ci))
-                    which += [1] * batch
+                    which += [len(captions)] * batch
                 latents = torch.cat(latents).to(device, torch.float32)
                 noise = torch.randn_like(latents)
                 timesteps = torch.randint(0, num_timesteps, (latents.shape[0],), device=device).long()
