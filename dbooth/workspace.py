@@ -77,6 +77,9 @@ def create_workspace(path: str | Path, manifest, images: Path | None = None) -> 
         if images is not None:
             for p in found.paths:
                 shutil.copy2(p, tmp / "instance" / p.name)
+                caption = p.with_suffix(".txt")  # a per-photo caption (instance_captions: files) comes along
+                if caption.is_file():
+                    shutil.copy2(caption, tmp / "instance" / caption.name)
         write_manifest(tmp / MANIFEST_NAME, manifest)
         tmp.rename(root)
     finally:

@@ -175,6 +175,14 @@ def test_init_copies_images_and_skips_hidden_files(tmp_path, photos):
         assert (ws.instance_dir / name).read_bytes() == (photos / name).read_bytes()
 
 
+def test_init_brings_each_photos_caption_file_along(tmp_path, photos):
+    (photos / "01.txt").write_text("a photo of {identifier} {class} on a sofa")
+    (photos / "notes.txt").write_text("not a caption: no photo of that name")
+    ws = api.init(tmp_path / "corgi", "dog", images=photos)
+    assert sorted(p.name for p in ws.instance_dir.iterdir()) == ["00.jpg", "01.jpg", "01.txt", "02.jpg"]
+    assert (ws.instance_dir / "01.txt").read_text() == "a photo of {identifier} {class} on a sofa"
+
+
 def test_init_reads_native_resolution_from_the_model(tmp_path, tiny_base):
     ws = api.init(tmp_path / "corgi", "dog", base_model=str(tiny_base))
     assert ws.manifest().train.resolution == 32
