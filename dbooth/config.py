@@ -1,15 +1,15 @@
-"""The workspace manifest (``dbooth.yaml``): one typed, versioned schema with errors that point at the line.
+"""Reading and writing the workspace manifest (``dbooth.yaml``), with errors that point at the line.
 
 A typo in a config must never silently train the wrong thing, so every key is checked against the
-dataclasses below and every problem is one line naming the file, line, key path, what was expected and,
-for unknown keys, the closest valid key.
+dataclasses in ``dbooth.schema`` and every problem is one line naming the file, line, key path, what
+was expected and, for unknown keys, the closest valid key. Older manifest versions are migrated first;
+``render_manifest`` writes the commented template back out.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -18,12 +18,23 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import yaml
 
-from dbooth.errors import DboothError
+from dbooth.errors import DboothError, closest_key
 from dbooth.fsutil import atomic_write_text
+from dbooth.schema import (
+    CURRENT_VERSION,
+    MANIFEST_NAME,
+    MIGRATIONS,
+    LoraConfig,
+    Manifest,
+    PriorConfig,
+    SampleConfig,
+    TrainConfig,
+    _Rule,
+)
 
 __all__ = [
     "CURRENT_VERSION",
@@ -43,188 +54,6 @@ __all__ = [
     "template_path",
     "write_manifest",
 ]
-
-MANIFEST_NAME = "dbooth.yaml"
-CURRENT_VERSION = 1
-
-# Upgrades a raw manifest dict from version N to N+1; applied in order before validation.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
-
-METHODS = ("full", "lora")
-LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
-MIXED_PRECISIONS = ("no", "fp16", "bf16")
-OPTIMIZERS = ("adamw", "adamw8bit")
-CROPS = ("center", "random")
-CAPTION_SOURCES = ("prompt", "files")
-ATTENTIONS = ("sdpa", "eager")
-SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
-
-# Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
-DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
-
-
-# --- schema rules -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """Constraints on one field beyond its type, kept in the field's metadata."""
-
-    ge: float | None = None
-    gt: float | None = None
-    lt: float | None = None
-    choices: tuple[str, ...] = ()
-    multiple_of: int | None = None
-    nonempty: bool = False
-    check: Callable[[Any], str | None] | None = None  # returns a problem, or None when fine
-
-
-def _field(default: Any, **rule: Any) -> Any:
-    meta = {"rule": _Rule(**rule)}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_PROMPT_NAMES = ("identifier", "class")
-
-
-def _prompt_problem(text: str, *, identifier: bool | None) -> str | None:
-    """Check a prompt template; ``identifier`` True = required, False = forbidden, None = optional."""
-    names = _PLACEHOLDER.findall(text)
-    for name in names:
-        if name not in _PROMPT_NAMES:
-            hint = closest_key(name, _PROMPT_NAMES)
-            suggestion = f"did you mean {{{hint}}}?" if hint else "use {identifier} or {class}"
-            return f"unknown placeholder {{{name}}}; {suggestion}"
-    if identifier and "identifier" not in names:
-        return "must contain {identifier}, the token that names your subject"
-    if identifier is False and "identifier" in names:
-        return "must not contain {identifier}: class images show any {class}, not your subject"
-    return None
-
-
-def _instance_prompt(text: str) -> str | None:
-    return _prompt_problem(text, identifier=True)
-
-
-def _class_prompt(text: str) -> str | None:
-    return _prompt_problem(text, identifier=False)
-
-
-def _any_prompt(text: str) -> str | None:
-    return _prompt_problem(text, identifier=None)
-
-
-# --- schema ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class PriorConfig:
-    """Prior preservation: generated class images keep the model's idea of the class intact."""
-
-    enabled: bool = _field(True)  # off = train on instance images only
-    num_class_images: int = _field(200, ge=1)  # class images to generate once and reuse
-    loss_weight: float = _field(1.0, ge=0)  # weight of the class-image loss
-    steps: int = _field(25, ge=1)  # sampling steps per generated class image
-    guidance_scale: float = _field(7.5, ge=0)  # CFG scale for class images
-    batch_size: int = _field(4, ge=1)  # class images generated per batch
-    seed: int = _field(0)  # makes the class-image set reproducible
-
-
-@dataclass
-class LoraConfig:
-    """Shape of the low-rank adapters; used only when ``train.method`` is ``lora``."""
-
-    rank: int = _field(8, ge=1)  # adapter rank (capacity)
-    alpha: float = _field(8.0, gt=0)  # update scale is alpha / rank
-    dropout: float = _field(0.0, ge=0, lt=1)  # dropout on adapter inputs
-    target_modules: list[str] = _field(["to_q", "to_k", "to_v", "to_out.0"], nonempty=True)  # UNet layers
-    text_encoder_target_modules: list[str] = _field(
-        ["q_proj", "k_proj", "v_proj", "out_proj"], nonempty=True
-    )  # text encoder layers, when it is trained
-
-
-@dataclass
-class TrainConfig:
-    """How the fine-tune runs."""
-
-    method: str = _field("full", choices=METHODS)  # full weights or LoRA adapters
-    lora: LoraConfig = field(default_factory=LoraConfig)  # adapter shape for method=lora
-    train_text_encoder: bool = _field(False)  # also tune the text encoder
-    learning_rate: float | None = _field(None, gt=0)  # None = per-method default
-    text_encoder_learning_rate: float | None = _field(None, gt=0)  # None = same as the UNet's
-    lr_scheduler: str = _field("constant", choices=LR_SCHEDULERS)  # learning-rate schedule
-    lr_warmup_steps: int = _field(0, ge=0)  # steps of linear warmup
-    max_steps: int = _field(800, ge=1)  # optimizer steps in total
-    batch_size: int = _field(1, ge=1)  # instance images per step (class images add the same)
-    gradient_accumulation_steps: int = _field(1, ge=1)  # micro-batches per optimizer step
-    mixed_precision: str = _field("no", choices=MIXED_PRECISIONS)  # autocast precision
-    gradient_checkpointing: bool = _field(False)  # trade compute for memory
-    optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes
-    adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
-    max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
-    seed: int = _field(42)  # seeds noise, timesteps and crops
-    resolution: int = _field(512, ge=8, multiple_of=8)  # training image side in pixels
-    crop: str = _field("center", choices=CROPS)  # how images are cropped to square
-    random_flip: bool = _field(False)  # horizontal flip augmentation
-    cache_latents: bool = _field(True)  # encode images with the VAE once
-    cache_text_embeddings: bool = _field(True)  # encode prompts once while the text encoder is frozen
-    attention: str = _field("sdpa", choices=ATTENTIONS)  # sdpa = torch's fused attention kernels
-    channels_last: bool = _field(False)  # NHWC memory layout for the UNet's convolutions
-    allow_tf32: bool = _field(True)  # TF32 matmuls on Ampere+ GPUs
-    compile: bool = _field(False)  # torch.compile the UNet (slow first steps)
-    checkpoint_every: int = _field(200, ge=0)  # steps between checkpoints; 0 = never
-    keep_checkpoints: int = _field(2, ge=1)  # older checkpoints are deleted
-    validation_prompts: list[str] = _field(
-        ["a {identifier} {class} on the beach"], check=_any_prompt
-    )  # prompts sampled during training
-    validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
-    validation_images: int = _field(2, ge=1)  # images per validation prompt
-
-    def resolved_learning_rate(self) -> float:
-        """The UNet learning rate, with null replaced by the method's default."""
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return DEFAULT_LEARNING_RATES[self.method]
-
-    def resolved_text_encoder_learning_rate(self) -> float:
-        """The text encoder learning rate; null means the same as the UNet's."""
-        if self.text_encoder_learning_rate is not None:
-            return self.text_encoder_learning_rate
-        return self.resolved_learning_rate()
-
-
-@dataclass
-class SampleConfig:
-    """Defaults for ``dbooth sample``."""
-
-    scheduler: str = _field("dpm++", choices=SAMPLERS)  # sampling scheduler
-    steps: int = _field(25, ge=1)  # denoising steps
-    guidance_scale: float = _field(7.5, ge=0)  # classifier-free guidance scale
-    negative_prompt: str = _field("")  # what to steer away from
-    seed: int = _field(0)  # first image's seed; later images count up
-    num_images: int = _field(4, ge=1)  # images per prompt
-
-
-@dataclass(kw_only=True)
-class Manifest:
-    """Everything a workspace's runs need; ``dbooth.yaml`` on disk."""
-
-    version: int = _field(1, ge=1)  # manifest format version
-    base_model: str = _field(
-        "stable-diffusion-v1-5/stable-diffusion-v1-5", nonempty=True
-    )  # hub id, diffusers folder, .safetensors file or builtin:NAME
-    identifier: str = _field("sks", nonempty=True)  # rare token that names the subject
-    class_noun: str = field(metadata={"rule": _Rule(nonempty=True)})  # what the subject is: dog, person
-    instance_prompt: str = _field("a photo of {identifier} {class}", check=_instance_prompt)  # caption
-    instance_captions: str = _field("prompt", choices=CAPTION_SOURCES)  # prompt: one for all; files: NAME.txt each
-    class_prompt: str = _field("a photo of {class}", check=_class_prompt)  # prompt for class images
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-
 
 # --- YAML dialect ---------------------------------------------------------------------------------
 
@@ -289,16 +118,6 @@ class _Context:
         where = f"{self.source}:{line}" if line is not None else self.source
         key = f" {_dotted(path)}:" if path else ""
         raise DboothError(f"{where}:{key} {message}")
-
-
-def closest_key(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate the user most likely meant, or None when nothing is close."""
-    candidates = list(candidates)
-    for candidate in candidates:
-        if candidate.lower() == str(name).lower():
-            return candidate
-    matches = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
-    return matches[0] if matches else None
 
 
 def _all_paths(cls: type, prefix: tuple = ()) -> list[tuple]:
