@@ -242,6 +242,10 @@ class Oracle:
         """Fraction showing the requested context (one per image, or one for all)."""
         return self._fraction(images, "context", _per_image(contexts, len(images)))
 
+    def subject_accuracy(self, images: Sequence[ImageLike], subjects: str | Sequence[str]) -> float:
+        """Fraction recognised as the given subject name ("none" for no example subject)."""
+        return self._fraction(images, "subject", _per_image(subjects, len(images)))
+
     def subject_fidelity(self, images: Sequence[ImageLike], subject_name: str) -> float:
         """Fraction recognised as the subject: how well DreamBooth kept its identity."""
         return self._fraction(images, "subject", [subject_name] * len(images))
