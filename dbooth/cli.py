@@ -57,7 +57,9 @@ def init(
 
     ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example)
     m = ws.manifest()
-    n = len(list(ws.instance_dir.iterdir()))
+    from dbooth.images import scan_folder
+
+    n = len(scan_folder(ws.instance_dir, what="instance images", min_side=0, allow_empty=True).paths)
     console.print(f"[green]created[/] {ws.root}/ (class [bold]{m.class_noun}[/], identifier [bold]{m.identifier}[/], "
                   f"base {m.base_model}, {n} instance images)")
     console.print(f"next: add photos to {ws.instance_dir}/ if needed, then `dbooth prior -w {ws.root}`")

@@ -76,6 +76,7 @@ class DemoSettings:
     seed: int = 0
     evaluate_base: bool = True
     class_images_from: Path | None = None  # reuse another demo workspace's class/ (same prompt and model)
+    captions: bool = False  # caption each photo with its scene (instance_captions: files), not one prompt
 
 
 @dataclass
@@ -110,7 +111,8 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     # a 5M-parameter model pretrained at lr 4e-4 needs larger steps than Stable Diffusion's 5e-6 / 1e-4
     learning_rate = s.learning_rate or DEMO_LEARNING_RATES[s.method]
     overrides = {"train.method": s.method, "prior.enabled": s.prior, "train.max_steps": s.steps,
-                 "train.learning_rate": learning_rate, "prior.num_class_images": s.num_class_images}
+                 "train.learning_rate": learning_rate, "prior.num_class_images": s.num_class_images,
+                 "instance_captions": "files" if s.captions else None}
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), overrides))
     manifest = ws.manifest()
     reporter.info(f"workspace {ws.root}: {subject.description} ({manifest.class_noun})")
@@ -199,7 +201,7 @@ def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
         make_grid(ims, cols=min(len(ims), s.samples_per_prompt)).save(folder / f"{name}.png")
         return f"report/{name}.png"
 
-    photos = sorted(ws.instance_dir.iterdir())
+    photos = sorted(ws.instance_dir.glob("*.png"))  # the example photos; their caption files sit beside them
     grids["photos"] = save("training_photos", [Image.open(p).convert("RGB") for p in photos])
     for label in images:
         for ctx in HELD_OUT_CONTEXTS:

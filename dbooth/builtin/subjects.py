@@ -67,7 +67,10 @@ def example_scenes(name: str, count: int = 5) -> list[Scene]:
 
 
 def write_example_images(name: str, folder: str | Path, count: int = 5) -> list[Path]:
-    """Write ``count`` (4-5) instance photos of an example subject as PNGs; returns their paths."""
+    """Write ``count`` (4-5) instance photos of an example subject as PNGs; returns their paths.
+
+    Each photo gets a caption file beside it naming its scene ("a photo of a {identifier} {class}
+    on the beach"), used when the manifest says ``instance_captions: files``."""
     if not 1 <= count <= 20:
         raise ValueError("count must be between 1 and 20")
     folder = Path(folder)
@@ -76,5 +79,6 @@ def write_example_images(name: str, folder: str | Path, count: int = 5) -> list[
     for i, scene in enumerate(example_scenes(name, count)):
         path = folder / f"{name}_{i:02d}.png"
         render(scene).save(path)
+        path.with_suffix(".txt").write_text(f"a photo of a {{identifier}} {{class}} {scene.context}\n")
         paths.append(path)
     return paths

@@ -25,6 +25,8 @@ def test_write_example_images_writes_varied_deterministic_pngs(tmp_path, name):
     assert all(a.shape == (64, 64, 3) for a in arrays)
     assert all(np.array_equal(a, np.asarray(Image.open(q))) for a, q in zip(arrays, again))
     scenes = example_scenes(name)
+    captions = [p.with_suffix(".txt").read_text().strip() for p in paths]
+    assert captions == [f"a photo of a {{identifier}} {{class}} {s.context}" for s in scenes]
     assert len({s.context for s in scenes}) >= 4
     assert len({round(s.x, 3) for s in scenes}) == len(scenes)
     assert max(s.size for s in scenes) - min(s.size for s in scenes) > 0.02
