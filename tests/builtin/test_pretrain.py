@@ -37,3 +37,27 @@ def test_components_fit_together():
         assert lat.shape == (1, 4, C.LATENT_SIZE, C.LATENT_SIZE)
         out = unet(lat, torch.tensor([10]), te(ids)[0]).sample
     assert out.shape == lat.shape
+
+
+def test_image_gradient_l1_sees_blur_that_a_brightness_shift_hides():
+    import torch.nn.functional as F
+
+    from dbooth.builtin.pretrain import image_gradient_l1
+
+    x = to_tensor(render_batch([random_scene(2)]))
+    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert image_gradient_l1(x, x) == 0
+    assert image_gradient_l1(x + 0.2, x) < 1e-6  # an even offset has the same edges
+    assert image_gradient_l1(blurred, x) > 0.01  # softened edges and patterns cost
+
+
+def test_latent_scaling_gives_unit_variance_latents():
+    from dbooth.builtin.pretrain import latent_scaling
+
+    torch.manual_seed(0)
+    vae = C.build_vae().eval()
+    scale = latent_scaling(vae, seed=0, count=250)
+    x = to_tensor(render_batch([random_scene(i) for i in range(100, 150)]))
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.sample() * scale
+    assert 0.8 < float(z.std()) < 1.25
