@@ -192,6 +192,9 @@ def demo(
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the full UNet."),
     prior_preservation: bool = typer.Option(True, "--prior/--no-prior", help="Prior-preservation loss."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the example's)."),
+    captions: bool = typer.Option(
+        False, "--captions", help="Caption each photo with its scene (instance_captions: files) instead of one prompt."
+    ),
     table: Optional[Path] = typer.Option(
         None, "--table", help="Run every example subject under every configuration; write the averages as JSON here."
     ),
@@ -214,7 +217,8 @@ def demo(
         console.print(f"[green]table:[/] {table}")
         return
 
-    settings = DemoSettings(subject=subject, method="lora" if lora else "full", prior=prior_preservation, steps=steps)
+    settings = DemoSettings(subject=subject, method="lora" if lora else "full", prior=prior_preservation, steps=steps,
+                            captions=captions)
     result = run_demo(out, settings, reporter=RichReporter())
     m = result.metrics
     table = Table(title=f"{subject}: base model vs fine-tuned (oracle)")

@@ -41,3 +41,14 @@ def test_demo_refuses_foreign_folder(tmp_path, tiny_as_builtin):
     (tmp_path / "demo" / "checkered_star-full").mkdir(parents=True)
     with pytest.raises(DboothError, match="not made by dbooth demo"):
         run_demo(tmp_path / "demo", DemoSettings(steps=1))
+
+
+def test_demo_with_captions_trains_on_each_photos_scene(tmp_path, tiny_as_builtin):
+    from dbooth.builtin.subjects import example_scenes
+    from dbooth.workspace import list_runs, open_workspace
+
+    settings = DemoSettings(steps=1, num_class_images=2, samples_per_prompt=2, class_samples=2, captions=True,
+                            evaluate_base=False)
+    result = run_demo(tmp_path / "demo", settings)
+    captions = list_runs(open_workspace(result.workspace))[-1].info()["instance_captions"]
+    assert sorted(captions.values()) == sorted(f"a photo of a sks star {s.context}" for s in example_scenes("checkered_star"))

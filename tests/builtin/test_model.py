@@ -60,3 +60,13 @@ def test_identifiers_never_occur_in_pretraining_captions():
     for _ in range(500):
         text = pretraining_caption(random_scene(rng), rng)
         assert not ident_ids & set(tok(text).input_ids), text
+
+
+def test_vae_round_trip_keeps_what_the_oracle_judges():
+    """The committed VAE is the ceiling for every generated image: its round trips must still
+    show the shape, the scene and the example subjects."""
+    from dbooth.builtin.evaluate import evaluate_vae
+
+    r = evaluate_vae(num_samples=40)
+    assert r["world"]["context_accuracy"] >= 0.95 and r["world"]["shape_accuracy"] >= 0.85
+    assert r["subjects"]["shape_accuracy"] >= 0.9 and r["subjects"]["subject_accuracy"] >= 0.8
