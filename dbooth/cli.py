@@ -193,7 +193,7 @@ def demo(
     prior_preservation: bool = typer.Option(True, "--prior/--no-prior", help="Prior-preservation loss."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the example's)."),
     captions: bool = typer.Option(
-        False, "--captions", help="Caption each photo with its scene (instance_captions: files) instead of one prompt."
+        True, "--captions/--one-caption", help="Caption each photo with its scene, or all with one prompt (the paper)."
     ),
     table: Optional[Path] = typer.Option(
         None, "--table", help="Run every example subject under every configuration; write the averages as JSON here."
@@ -211,7 +211,7 @@ def demo(
         from dbooth.fsutil import atomic_write_text
 
         subjects = [x for x in (only or "").split(",") if x] or None
-        results = dreambench_table(out, subjects, reporter=RichReporter())
+        results = dreambench_table(out, subjects, reporter=RichReporter(), captions=captions)
         atomic_write_text(table, json.dumps(results, indent=2, default=str) + "\n")
         typer.echo(table_markdown(results["summary"]))
         console.print(f"[green]table:[/] {table}")

@@ -45,13 +45,15 @@ def example_settings(name: str) -> dict:
         "identifier": "sks",
         # the world's captions read "a photo of a blue star": the identifier takes the adjective's place
         "instance_prompt": "a photo of a {identifier} {class}",
+        # each example photo has a caption naming its scene, so "sks" learns the object, not the floor
+        "instance_captions": "files",
         "class_prompt": "a photo of a {class}",
         "prior.num_class_images": 50,
         "prior.steps": 20,
         "prior.guidance_scale": 5.0,
         "prior.batch_size": 25,
         "train.resolution": 64,
-        "train.max_steps": 300,
+        "train.max_steps": 600,
         "train.batch_size": 2,
         # a small model learns a new look fastest with its text encoder trained too
         "train.train_text_encoder": True,
@@ -76,7 +78,7 @@ class DemoSettings:
     seed: int = 0
     evaluate_base: bool = True
     class_images_from: Path | None = None  # reuse another demo workspace's class/ (same prompt and model)
-    captions: bool = False  # caption each photo with its scene (instance_captions: files), not one prompt
+    captions: bool = True  # each photo's scene caption (instance_captions: files); False: one prompt for all
 
 
 @dataclass
@@ -112,7 +114,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     learning_rate = s.learning_rate or DEMO_LEARNING_RATES[s.method]
     overrides = {"train.method": s.method, "prior.enabled": s.prior, "train.max_steps": s.steps,
                  "train.learning_rate": learning_rate, "prior.num_class_images": s.num_class_images,
-                 "instance_captions": "files" if s.captions else None}
+                 "instance_captions": "files" if s.captions else "prompt"}
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), overrides))
     manifest = ws.manifest()
     reporter.info(f"workspace {ws.root}: {subject.description} ({manifest.class_noun})")
@@ -259,7 +261,8 @@ TABLE_CONFIGS = (
 )
 
 
-def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Reporter | None = None) -> dict:
+def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Reporter | None = None,
+                     captions: bool = True) -> dict:
     """Every example subject under every configuration; the base model is measured once per subject."""
     from dbooth.builtin.subjects import list_examples
 
@@ -267,7 +270,7 @@ def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Rep
     for subject in subjects or list_examples():
         class_dir = None
         for label, method, prior in sorted(TABLE_CONFIGS, key=lambda c: not c[2]):
-            settings = DemoSettings(subject=subject, method=method, prior=prior,
+            settings = DemoSettings(subject=subject, method=method, prior=prior, captions=captions,
                                     evaluate_base=(method, prior) == ("full", True), class_images_from=class_dir)
             result = run_demo(out, settings, reporter)
             if prior and class_dir is None:

@@ -43,12 +43,17 @@ def test_demo_refuses_foreign_folder(tmp_path, tiny_as_builtin):
         run_demo(tmp_path / "demo", DemoSettings(steps=1))
 
 
-def test_demo_with_captions_trains_on_each_photos_scene(tmp_path, tiny_as_builtin):
+def test_demo_trains_on_each_photos_scene_caption_or_on_one_prompt(tmp_path, tiny_as_builtin):
     from dbooth.builtin.subjects import example_scenes
     from dbooth.workspace import list_runs, open_workspace
 
-    settings = DemoSettings(steps=1, num_class_images=2, samples_per_prompt=2, class_samples=2, captions=True,
-                            evaluate_base=False)
-    result = run_demo(tmp_path / "demo", settings)
-    captions = list_runs(open_workspace(result.workspace))[-1].info()["instance_captions"]
+    def run_info(captions: bool) -> dict:
+        settings = DemoSettings(steps=1, num_class_images=2, samples_per_prompt=2, class_samples=2,
+                                captions=captions, evaluate_base=False)
+        result = run_demo(tmp_path / str(captions), settings)
+        return list_runs(open_workspace(result.workspace))[-1].info()
+
+    captions = run_info(True)["instance_captions"]
     assert sorted(captions.values()) == sorted(f"a photo of a sks star {s.context}" for s in example_scenes("checkered_star"))
+    one = run_info(False)
+    assert "instance_captions" not in one and one["instance_prompt"] == "a photo of a sks star"
