@@ -211,7 +211,7 @@ def demo(
         from dbooth.fsutil import atomic_write_text
 
         subjects = [x for x in (only or "").split(",") if x] or None
-        results = dreambench_table(out, subjects, reporter=RichReporter(), captions=captions)
+        results = dreambench_table(out, subjects, reporter=RichReporter(), captions=captions, steps=steps)
         atomic_write_text(table, json.dumps(results, indent=2, default=str) + "\n")
         typer.echo(table_markdown(results["summary"]))
         console.print(f"[green]table:[/] {table}")

@@ -262,7 +262,7 @@ TABLE_CONFIGS = (
 
 
 def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Reporter | None = None,
-                     captions: bool = True) -> dict:
+                     captions: bool = True, steps: int | None = None) -> dict:
     """Every example subject under every configuration; the base model is measured once per subject."""
     from dbooth.builtin.subjects import list_examples
 
@@ -270,7 +270,7 @@ def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Rep
     for subject in subjects or list_examples():
         class_dir = None
         for label, method, prior in sorted(TABLE_CONFIGS, key=lambda c: not c[2]):
-            settings = DemoSettings(subject=subject, method=method, prior=prior, captions=captions,
+            settings = DemoSettings(subject=subject, method=method, prior=prior, captions=captions, steps=steps,
                                     evaluate_base=(method, prior) == ("full", True), class_images_from=class_dir)
             result = run_demo(out, settings, reporter)
             if prior and class_dir is None:
