@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_write_text
+from dbooth.prompts import caption_file
 
 MANIFEST_NAME = "dbooth.yaml"
 RUN_INFO = "run.json"
@@ -77,7 +78,7 @@ def create_workspace(path: str | Path, manifest, images: Path | None = None) -> 
         if images is not None:
             for p in found.paths:
                 shutil.copy2(p, tmp / "instance" / p.name)
-                caption = p.with_suffix(".txt")  # a per-photo caption (instance_captions: files) comes along
+                caption = caption_file(p)  # a per-photo caption (instance_captions: files) comes along
                 if caption.is_file():
                     shutil.copy2(caption, tmp / "instance" / caption.name)
         write_manifest(tmp / MANIFEST_NAME, manifest)

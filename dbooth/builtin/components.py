@@ -28,20 +28,9 @@ TEXT_DIM = 128
 
 
 def build_tokenizer() -> CLIPTokenizer:
-    """One token per world word and identifier.
-
-    BPE applies merges by rank, so a short word's merge (``i n</w>``) can fire inside a
-    longer word (``mountain``) and split it. Longest words go first, and any word that
-    still splits is moved to the front until every word is a single token.
-    """
-    words = sorted(dict.fromkeys(world_words() + list(IDENTIFIER_TOKENS)), key=len, reverse=True)
-    for _ in range(len(words)):
-        tok = build_word_tokenizer(words, model_max_length=MAX_TOKENS)
-        split = [w for w in words if len(tok.tokenize(w)) != 1]
-        if not split:
-            return tok
-        words = split + [w for w in words if w not in split]
-    raise RuntimeError(f"could not make single-token words: {split}")
+    """One token per world word and identifier (``build_word_tokenizer`` orders the merges so
+    that no word splits)."""
+    return build_word_tokenizer(world_words() + list(IDENTIFIER_TOKENS), model_max_length=MAX_TOKENS)
 
 
 def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:

@@ -24,6 +24,7 @@ import torch
 
 from dbooth.builtin import builtin_model_path
 from dbooth.builtin.oracle import Oracle, subject_of
+from dbooth.builtin.pretrain import to_tensor
 from dbooth.builtin.subjects import EXAMPLES
 from dbooth.builtin.world import caption, random_scene, render_batch
 
@@ -87,7 +88,7 @@ def evaluate_vae(num_samples: int = 200, model: str | Path = "builtin:shapes", s
               "subjects": [EXAMPLES[names[i % len(names)]].scene(rng) for i in range(num_samples)]}
     result: dict = {"num_samples": num_samples}
     for label, scenes in groups.items():
-        x = torch.from_numpy(render_batch(scenes)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        x = to_tensor(render_batch(scenes))
         decoded = torch.cat([vae.decode(vae.encode(c).latent_dist.mean).sample for c in x.split(50)])
         images = decoded.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
         result[label] = {

@@ -248,7 +248,7 @@ class Oracle:
 
     def subject_fidelity(self, images: Sequence[ImageLike], subject_name: str) -> float:
         """Fraction recognised as the subject: how well DreamBooth kept its identity."""
-        return self._fraction(images, "subject", [subject_name] * len(images))
+        return self.subject_accuracy(images, subject_name)
 
     def pres(self, images: Sequence[ImageLike], subject_name: str) -> float:
         """Prior preservation: fraction of plain "a photo of a CLASS" samples that show the subject.

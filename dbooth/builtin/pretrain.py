@@ -159,7 +159,8 @@ def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None
 def model_card(cfg: PretrainConfig, stats: dict) -> str:
     init = f" --init-from {cfg.init_from}" if cfg.init_from else ""
     vae_line = (f"kept from {cfg.init_from} (this run continued its UNet and text encoder)" if cfg.init_from
-                else f"{stats['vae_steps']} steps at batch 8 ({stats['vae_seconds']:.0f} s), MSE+L1+KL")
+                else f"{stats['vae_steps']} steps at batch {cfg.vae_batch_size}, lr {cfg.vae_lr:g} "
+                     f"({stats['vae_seconds']:.0f} s), MSE + 0.5 L1 + 0.5 image-gradient L1 + KL")
     return f"""# builtin:shapes
 
 A tiny Stable-Diffusion-1.x-shaped text-to-image model (64x64 RGB, 16x16x4 latents),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dbooth.builtin.world import CONTEXTS, Scene, random_placement, render
+from dbooth.prompts import caption_file
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,6 @@ def write_example_images(name: str, folder: str | Path, count: int = 5) -> list[
     for i, scene in enumerate(example_scenes(name, count)):
         path = folder / f"{name}_{i:02d}.png"
         render(scene).save(path)
-        path.with_suffix(".txt").write_text(f"a photo of a {{identifier}} {{class}} {scene.context}\n")
+        caption_file(path).write_text(f"a photo of a {{identifier}} {{class}} {scene.context}\n")
         paths.append(path)
     return paths
