@@ -46,6 +46,10 @@ class PretrainConfig:
     vae_only: bool = False  # train only the VAE (on from init_from's, if given) for the whole budget
     vae_batch_size: int = 16
     vae_lr: float = 1e-3
+    new_unet: bool = False  # with init_from: keep its VAE, tokenizer and text encoder, start a new UNet
+    device: str | None = None  # None: the GPU when there is one (bf16 autocast there), else the CPU
+    render_workers: int = 1  # processes rendering the data set (the GPU trains faster than one core renders)
+    warmup: int | None = None  # lr warm-up steps; None: 200 from scratch or for a new UNet, 20 when continuing
 
 
 def _log(msg: str, start: float) -> None:
@@ -105,18 +109,37 @@ def train_vae(cfg: PretrainConfig, seconds: float, start: float, vae=None):
     return vae, step
 
 
+def _render_chunk(scenes: list[Scene]) -> np.ndarray:
+    return render_batch(scenes)
+
+
+def render_chunks(scenes: list[Scene], chunk: int, workers: int):
+    """Rendered uint8 batches of ``chunk`` scenes, in order; ``workers`` processes render ahead.
+    Rendering is deterministic per scene, so the data set does not depend on the worker count."""
+    parts = [scenes[i : i + chunk] for i in range(0, len(scenes), chunk)]
+    if workers <= 1:
+        yield from map(_render_chunk, parts)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_render_chunk, parts)
+
+
 @torch.no_grad()
-def encode_dataset(vae, cfg: PretrainConfig, start: float):
-    """Render the UNet's data set once and keep each image's latent mean and std."""
+def encode_dataset(vae, cfg: PretrainConfig, start: float, device: torch.device = torch.device("cpu")):
+    """Render the UNet's data set once and keep each image's latent mean and std (on ``device``)."""
     rng = np.random.default_rng(cfg.seed + 2)
     scenes = [random_scene(rng) for _ in range(cfg.dataset_size)]
     means, stds = [], []
-    for i in range(0, len(scenes), 256):
-        post = vae.encode(to_tensor(render_batch(scenes[i : i + 256]))).latent_dist
-        means.append(post.mean)
-        stds.append(post.std)
-        if (i // 256) % 20 == 0:
-            _log(f"encoded {i + 256}/{len(scenes)}", start)
+    for i, images in enumerate(render_chunks(scenes, 256, cfg.render_workers)):
+        post = vae.encode(to_tensor(images).to(device)).latent_dist
+        means.append(post.mean.float())
+        stds.append(post.std.float())
+        if i % 20 == 0:
+            _log(f"encoded {min((i + 1) * 256, len(scenes))}/{len(scenes)}", start)
     mean, std = torch.cat(means), torch.cat(stds)
     sample = mean + std * torch.randn_like(std)
     if cfg.init_from is None:  # a continued model keeps the scale its UNet was trained on
@@ -128,7 +151,7 @@ def encode_dataset(vae, cfg: PretrainConfig, start: float):
 
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
     """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): faster convergence."""
-    alphas = scheduler.alphas_cumprod[timesteps]
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
     snr = alphas / (1 - alphas)
     return torch.clamp(snr, max=gamma) / snr
 
@@ -145,8 +168,7 @@ class EMA:
     def update(self, module: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for s, p in zip(self.shadow.parameters(), module.parameters()):
-            s.lerp_(p.detach(), 1 - d)
+        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in module.parameters()], 1 - d)
 
 
 def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None:
@@ -158,7 +180,12 @@ def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None
 
 def model_card(cfg: PretrainConfig, stats: dict) -> str:
     init = f" --init-from {cfg.init_from}" if cfg.init_from else ""
-    vae_line = (f"kept from {cfg.init_from} (this run continued its UNet and text encoder)" if cfg.init_from
+    init += " --new-unet" if cfg.new_unet else ""
+    init += f" --lr {cfg.lr:g} --batch-size {cfg.batch_size}" + (f" --warmup {cfg.warmup}" if cfg.warmup else "")
+    init += f" --dataset-size {cfg.dataset_size}" + (f" --steps {cfg.steps}" if cfg.steps else "")
+    what = ("trained a new UNet on its VAE and text encoder" if cfg.new_unet
+            else "continued its UNet and text encoder")
+    vae_line = (f"kept from {cfg.init_from} (this run {what})" if cfg.init_from
                 else f"{stats['vae_steps']} steps at batch {cfg.vae_batch_size}, lr {cfg.vae_lr:g} "
                      f"({stats['vae_seconds']:.0f} s), MSE + 0.5 L1 + 0.5 image-gradient L1 + KL")
     return f"""# builtin:shapes
@@ -178,14 +205,20 @@ Trained with:
 
 - VAE: {vae_line};
   scaling_factor {stats['scaling']:.4f} (1 / std of latents)
-- UNet + CLIP text encoder {'continued' if cfg.init_from else 'from scratch'}: {stats['unet_steps']} steps at batch {cfg.batch_size}
+- UNet + CLIP text encoder {'from scratch' if not cfg.init_from else 'new UNet, text encoder continued' if cfg.new_unet else 'continued'}: {stats['unet_steps']} steps at batch {cfg.batch_size}
   on {cfg.dataset_size} rendered scenes, epsilon prediction, min-SNR-5 weighting,
   {cfg.caption_dropout:.0%} empty captions, EMA {cfg.ema_decay}; saved weights are the EMA
-- total wall time {stats['wall_minutes']:.1f} min on {cfg.threads} CPU threads (2-core machine shared with other jobs)
+- total wall time {stats['wall_minutes']:.1f} min on {_where(stats['device'], cfg.threads)}
 - scheduler: DPMSolverMultistep with SD's scaled_linear betas 0.00085-0.012, 1000 steps
 
 Evaluate with `dbooth.builtin.evaluate.evaluate_base_model` (uses the oracle in `dbooth.builtin.oracle`).
 {_earlier_card(cfg.init_from)}"""
+
+
+def _where(device: str, threads: int) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} (bf16 autocast)"
+    return f"{threads} CPU threads"
 
 
 def _earlier_card(init_from: Path | None) -> str:
@@ -237,34 +270,43 @@ def retrain_vae(cfg: PretrainConfig) -> Path:
     return cfg.out
 
 
+def training_device(cfg: PretrainConfig) -> torch.device:
+    return torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def pretrain(cfg: PretrainConfig) -> Path:
     if cfg.vae_only:
         return retrain_vae(cfg)
     start = time.time()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = training_device(cfg)
     budget = cfg.minutes * 60
     if cfg.init_from is None:
         vae_seconds = budget * cfg.vae_fraction
         vae, vae_steps = train_vae(cfg, vae_seconds, start)
         tokenizer = C.build_tokenizer()
-        text_encoder = C.build_text_encoder(tokenizer).train()
-        unet = C.build_unet().train()
-        warmup = 200
+        text_encoder = C.build_text_encoder(tokenizer)
+        unet = C.build_unet()
     else:
         from diffusers import StableDiffusionPipeline
 
         init = StableDiffusionPipeline.from_pretrained(cfg.init_from)
-        vae, tokenizer = init.vae.eval().requires_grad_(False), init.tokenizer
-        text_encoder, unet = init.text_encoder.train(), init.unet.train()
-        vae_seconds, vae_steps, warmup = 0.0, 0, 20
-        _log(f"continuing from {cfg.init_from}", start)
-    scenes, lat_mean, lat_std = encode_dataset(vae, cfg, start)
+        vae, tokenizer, text_encoder = init.vae.eval().requires_grad_(False), init.tokenizer, init.text_encoder
+        unet = C.build_unet() if cfg.new_unet else init.unet
+        vae_seconds, vae_steps = 0.0, 0
+        _log(f"{'new UNet on' if cfg.new_unet else 'continuing'} {cfg.init_from}", start)
+    warmup = cfg.warmup or (20 if cfg.init_from and not cfg.new_unet else 200)
+    vae, unet, text_encoder = vae.to(device), unet.to(device).train(), text_encoder.to(device).train()
+    _log(f"training on {device}; UNet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters", start)
+    scenes, lat_mean, lat_std = encode_dataset(vae, cfg, start, device)
+    vae.to("cpu")
     scaling = vae.config.scaling_factor
     scheduler = C.build_train_scheduler()
     ema_unet, ema_text = EMA(unet, cfg.ema_decay), EMA(text_encoder, cfg.ema_decay)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2, fused=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     rng = np.random.default_rng(cfg.seed + 3)
     token_cache: dict[str, torch.Tensor] = {}
 
@@ -274,25 +316,29 @@ def pretrain(cfg: PretrainConfig) -> Path:
                                           truncation=True, return_tensors="pt").input_ids[0]
         return token_cache[text]
 
-    stats = dict(vae_steps=vae_steps, vae_seconds=vae_seconds, scaling=scaling, unet_steps=0, wall_minutes=0.0)
+    stats = dict(vae_steps=vae_steps, vae_seconds=vae_seconds, scaling=scaling, unet_steps=0, wall_minutes=0.0,
+                 device=str(device))
 
     def snapshot(final: bool) -> None:
         stats["wall_minutes"] = (time.time() - start) / 60
-        save_model(cfg.out, ema_unet.shadow, vae, ema_text.shadow, tokenizer, model_card(cfg, stats))
+        unet_cpu, text_cpu = copy.deepcopy(ema_unet.shadow).cpu(), copy.deepcopy(ema_text.shadow).cpu()
+        save_model(cfg.out, unet_cpu, vae, text_cpu, tokenizer, model_card(cfg, stats))
         _log(f"{'final model' if final else 'snapshot'} written to {cfg.out} (step {stats['unet_steps']})", start)
 
     deadline = start + budget
-    last_snapshot, step, loss_avg = time.time(), 0, None
+    last_snapshot, step, loss_sum = time.time(), 0, torch.zeros((), device=device)
     while (step < cfg.steps) if cfg.steps else (time.time() < deadline):
         idx = rng.integers(0, len(scenes), cfg.batch_size)
-        latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_std[idx])) * scaling
+        gidx = torch.from_numpy(idx).to(device)
+        latents = (lat_mean[gidx] + lat_std[gidx] * torch.randn_like(lat_std[gidx])) * scaling
         captions = ["" if rng.random() < cfg.caption_dropout else pretraining_caption(scenes[i], rng) for i in idx]
-        ids = torch.stack([tokens(c) for c in captions])
+        ids = torch.stack([tokens(c) for c in captions]).to(device)
         noise = torch.randn_like(latents)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,))
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), device=device)
         noisy = scheduler.add_noise(latents, noise, t)
-        pred = unet(noisy, t, text_encoder(ids)[0]).sample
-        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        with autocast:
+            pred = unet(noisy, t, text_encoder(ids)[0]).sample
+        per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, t)).mean()
         progress = step / cfg.steps if cfg.steps else (time.time() - start) / budget
         lr = cfg.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
@@ -300,15 +346,16 @@ def pretrain(cfg: PretrainConfig) -> Path:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         opt.step()
         ema_unet.update(unet)
         ema_text.update(text_encoder)
         step += 1
         stats["unet_steps"] = step
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        if step % 20 == 0:
-            _log(f"unet step {step} loss {loss_avg:.4f} lr {lr:.2e}", start)
+        loss_sum += loss.detach()
+        if step % 50 == 0:  # reading the loss waits for the GPU, so only now and then
+            _log(f"unet step {step} loss {float(loss_sum) / 50:.4f} lr {lr:.2e}", start)
+            loss_sum.zero_()
         if time.time() - last_snapshot > cfg.snapshot_minutes * 60:
             snapshot(final=False)
             last_snapshot = time.time()
@@ -332,11 +379,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vae-only", action="store_true",
                    help="train only the VAE (on from --init-from's), keeping its UNet and text encoder")
     p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--new-unet", action="store_true",
+                   help="with --init-from: keep its VAE, tokenizer and text encoder and train a new UNet")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=None, help="lr warm-up steps")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--render-workers", type=int, default=1, help="processes that render the data set")
     a = p.parse_args(argv)
+    if a.new_unet and a.init_from is None:
+        p.error("--new-unet needs --init-from (the model whose VAE and text encoder to keep)")
     pretrain(PretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
                             snapshot_minutes=a.snapshot_minutes, steps=a.steps, threads=a.threads,
                             init_from=a.init_from, lr=a.lr, vae_only=a.vae_only,
-                            vae_lr=a.vae_lr))
+                            vae_lr=a.vae_lr, new_unet=a.new_unet, batch_size=a.batch_size, warmup=a.warmup,
+                            device=a.device, render_workers=a.render_workers))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,49 @@ def test_latent_scaling_gives_unit_variance_latents():
     with torch.no_grad():
         z = vae.encode(x).latent_dist.sample() * scale
     assert 0.8 < float(z.std()) < 1.25
+
+
+def test_rendered_data_set_does_not_depend_on_the_worker_count():
+    import numpy as np
+
+    from dbooth.builtin.pretrain import render_chunks
+
+    scenes = [random_scene(i) for i in range(10)]
+    alone = np.concatenate(list(render_chunks(scenes, 4, workers=1)))
+    pooled = np.concatenate(list(render_chunks(scenes, 4, workers=2)))
+    assert alone.shape == (10, 64, 64, 3)
+    assert np.array_equal(alone, pooled)
+
+
+def test_new_unet_keeps_the_vae_and_text_encoder_and_starts_the_unet_afresh(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from dbooth.builtin import builtin_model_path
+    from dbooth.builtin.pretrain import PretrainConfig, pretrain
+
+    base = builtin_model_path("builtin:shapes")
+    out = pretrain(PretrainConfig(out=tmp_path / "m", init_from=base, new_unet=True, steps=2, dataset_size=16,
+                                  batch_size=2, device="cpu", lr=1e-6))
+    old, new = StableDiffusionPipeline.from_pretrained(base), StableDiffusionPipeline.from_pretrained(out)
+    for a, b in zip(old.vae.parameters(), new.vae.parameters()):
+        assert torch.equal(a, b)
+    assert new.vae.config.scaling_factor == old.vae.config.scaling_factor
+    with torch.no_grad():
+        te_drift = max(float((a - b).abs().max()) for a, b in zip(old.text_encoder.parameters(),
+                                                                new.text_encoder.parameters()))
+        unet_gap = float((old.unet.conv_in.weight - new.unet.conv_in.weight).abs().mean())
+    assert te_drift < 1e-3  # two steps at lr 1e-6: the text encoder carried over
+    assert unet_gap > 1e-2  # the UNet is a fresh one, not the trained one
+    card = (out / "README.md").read_text()
+    assert "--new-unet" in card and "new UNet" in card
+
+
+def test_new_unet_without_a_model_to_keep_is_refused(capsys):
+    import pytest
+
+    from dbooth.builtin.pretrain import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--out", "x", "--new-unet"])
+    assert e.value.code == 2
+    assert "--new-unet needs --init-from" in capsys.readouterr().err
