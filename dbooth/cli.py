@@ -188,7 +188,9 @@ def export(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("dbooth-demo"), "--out", help="Folder for the demo workspace and report."),
-    subject: str = typer.Option("checkered_star", "--subject", help="Built-in example subject."),
+    subject: Optional[str] = typer.Option(
+        None, "--subject", help="Built-in example subject (default: striped_heart, the one the model binds best)."
+    ),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the full UNet."),
     prior_preservation: bool = typer.Option(True, "--prior/--no-prior", help="Prior-preservation loss."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the example's)."),
@@ -217,11 +219,12 @@ def demo(
         console.print(f"[green]table:[/] {table}")
         return
 
-    settings = DemoSettings(subject=subject, method="lora" if lora else "full", prior=prior_preservation, steps=steps,
-                            captions=captions)
+    settings = DemoSettings(method="lora" if lora else "full", prior=prior_preservation, steps=steps, captions=captions)
+    if subject:
+        settings.subject = subject
     result = run_demo(out, settings, reporter=RichReporter())
     m = result.metrics
-    table = Table(title=f"{subject}: base model vs fine-tuned (oracle)")
+    table = Table(title=f"{settings.subject}: base model vs fine-tuned (oracle)")
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("fine-tuned", justify="right")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dbooth.demo import DemoSettings, run_demo
+from dbooth.demo import DEFAULT_SUBJECT, DemoSettings, run_demo
 
 
 @pytest.fixture
@@ -25,8 +25,8 @@ def test_demo_writes_report(tmp_path, tiny_as_builtin):
         for key in ("subject_fidelity", "prompt_fidelity", "pres", "div"):
             assert 0.0 <= block[key] <= 1.0, (key, block[key])
     assert report["steps"] == 2 and report["method"] == "full" and report["prior_preservation"] is True
-    assert report["prompts"]["class"] == "a photo of a star"
-    assert all("sks star" in p for p in report["prompts"]["subject"])
+    assert report["prompts"]["class"] == "a photo of a heart"  # the default subject, striped_heart
+    assert all("sks heart" in p for p in report["prompts"]["subject"])
     html = result.report_html.read_text()
     images = re.findall(r"src='([^']+)'", html)
     assert len(images) >= 11 and all((result.workspace / src).is_file() for src in images)
@@ -38,7 +38,7 @@ def test_demo_writes_report(tmp_path, tiny_as_builtin):
 def test_demo_refuses_foreign_folder(tmp_path, tiny_as_builtin):
     from dbooth.errors import DboothError
 
-    (tmp_path / "demo" / "checkered_star-full").mkdir(parents=True)
+    (tmp_path / "demo" / f"{DEFAULT_SUBJECT}-full").mkdir(parents=True)
     with pytest.raises(DboothError, match="not made by dbooth demo"):
         run_demo(tmp_path / "demo", DemoSettings(steps=1))
 
@@ -54,6 +54,6 @@ def test_demo_trains_on_each_photos_scene_caption_or_on_one_prompt(tmp_path, tin
         return list_runs(open_workspace(result.workspace))[-1].info()
 
     captions = run_info(True)["instance_captions"]
-    assert sorted(captions.values()) == sorted(f"a photo of a sks star {s.context}" for s in example_scenes("checkered_star"))
+    assert sorted(captions.values()) == sorted(f"a photo of a sks heart {s.context}" for s in example_scenes(DEFAULT_SUBJECT))
     one = run_info(False)
-    assert "instance_captions" not in one and one["instance_prompt"] == "a photo of a sks star"
+    assert "instance_captions" not in one and one["instance_prompt"] == "a photo of a sks heart"
