@@ -120,10 +120,10 @@ def render_chunks(scenes: list[Scene], chunk: int, workers: int):
     if workers <= 1:
         yield from map(_render_chunk, parts)
         return
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    import multiprocessing
-
+    # spawn, not fork: the parent may already hold a CUDA context and torch's thread pools
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield from pool.map(_render_chunk, parts)
 
@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="with --init-from: keep its VAE, tokenizer and text encoder and train a new UNet")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=int, default=None, help="lr warm-up steps")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", default=None,
+                   help="cpu or cuda for the UNet stage (default: cuda when available; --vae-only runs on the CPU)")
     p.add_argument("--render-workers", type=int, default=1, help="processes that render the data set")
     a = p.parse_args(argv)
     if a.new_unet and a.init_from is None:
