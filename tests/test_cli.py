@@ -71,6 +71,7 @@ def cli(tmp_path_factory, tiny_base):
 
     commands = {
         "help": ["--help"],
+        "demo_help": ["demo", "--help"],
         "init": ["init", "fresh", "--class", "dog", "--base", HUB_ID, "--images", str(photos)],
         "missing": ["sample", "-w", "nope", "a photo of sks dog"],
         "empty": ["train", "-w", "empty", "--no-prior"],
@@ -103,6 +104,14 @@ def test_help_lists_the_verbs(cli):
     assert result.returncode == 0, result.stderr
     for verb in ("init", "prior", "train", "sample"):
         assert f" {verb} " in result.stdout, result.stdout
+
+
+def test_demo_help_names_the_default_subject(cli):
+    from dbooth.demo import DEFAULT_SUBJECT
+
+    result = cli[1]["demo_help"]
+    assert result.returncode == 0, result.stderr
+    assert DEFAULT_SUBJECT in result.stdout, result.stdout
 
 
 def test_init_creates_a_workspace(cli):
