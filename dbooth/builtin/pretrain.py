@@ -109,23 +109,19 @@ def train_vae(cfg: PretrainConfig, seconds: float, start: float, vae=None):
     return vae, step
 
 
-def _render_chunk(scenes: list[Scene]) -> np.ndarray:
-    return render_batch(scenes)
-
-
 def render_chunks(scenes: list[Scene], chunk: int, workers: int):
     """Rendered uint8 batches of ``chunk`` scenes, in order; ``workers`` processes render ahead.
     Rendering is deterministic per scene, so the data set does not depend on the worker count."""
     parts = [scenes[i : i + chunk] for i in range(0, len(scenes), chunk)]
     if workers <= 1:
-        yield from map(_render_chunk, parts)
+        yield from map(render_batch, parts)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: the parent may already hold a CUDA context and torch's thread pools
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(_render_chunk, parts)
+        yield from pool.map(render_batch, parts)
 
 
 @torch.no_grad()
@@ -179,10 +175,10 @@ def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None
 
 
 def model_card(cfg: PretrainConfig, stats: dict) -> str:
-    init = f" --init-from {cfg.init_from}" if cfg.init_from else ""
-    init += " --new-unet" if cfg.new_unet else ""
-    init += f" --lr {cfg.lr:g} --batch-size {cfg.batch_size}" + (f" --warmup {cfg.warmup}" if cfg.warmup else "")
-    init += f" --dataset-size {cfg.dataset_size}" + (f" --steps {cfg.steps}" if cfg.steps else "")
+    flags = f" --init-from {cfg.init_from}" if cfg.init_from else ""
+    flags += " --new-unet" if cfg.new_unet else ""
+    flags += f" --lr {cfg.lr:g} --batch-size {cfg.batch_size}" + (f" --warmup {cfg.warmup}" if cfg.warmup else "")
+    flags += f" --dataset-size {cfg.dataset_size}" + (f" --steps {cfg.steps}" if cfg.steps else "")
     what = ("trained a new UNet on its VAE and text encoder" if cfg.new_unet
             else "continued its UNet and text encoder")
     vae_line = (f"kept from {cfg.init_from} (this run {what})" if cfg.init_from
@@ -201,7 +197,7 @@ something new to teach.
 
 Trained with:
 
-    python -m dbooth.builtin.pretrain --out {cfg.out} --minutes {cfg.minutes:g} --seed {cfg.seed} --threads {cfg.threads}{init}
+    python -m dbooth.builtin.pretrain --out {cfg.out} --minutes {cfg.minutes:g} --seed {cfg.seed} --threads {cfg.threads}{flags}
 
 - VAE: {vae_line};
   scaling_factor {stats['scaling']:.4f} (1 / std of latents)
