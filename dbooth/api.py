@@ -13,7 +13,7 @@ from dbooth.workspace import Workspace, create_workspace, find_run, open_workspa
 
 def native_resolution(base_model: str) -> int | None:
     """The image size a local/builtin base model was trained at, read from its configs."""
-    from dbooth.models.loading import resolve_model
+    from dbooth.models.source import resolve_model
 
     try:
         source = resolve_model(base_model)
@@ -94,14 +94,15 @@ def sample(
     reporter: Reporter | None = None,
 ):
     from dbooth.prompts import format_prompt
-    from dbooth.sample import generate, load_for_sampling, sample_folder
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     run = None if base_only else find_run(ws, run_id)
+    text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
+    from dbooth.sample import generate, load_for_sampling, sample_folder  # torch and diffusers: after the checks
+
     pipe = load_for_sampling(manifest.base_model, run)
     s = manifest.sample
     label = "base" if run is None else run.id
-    text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
     return generate(
         pipe,
         text,
@@ -122,22 +123,22 @@ def sample(
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
                dtype: str = "fp32", force: bool = False) -> Path:
     """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
-    from dbooth.export import merge_run
-    from dbooth.models.loading import load_pipeline
-
     run = find_run(ws, run_id)
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
+    from dbooth.export import merge_run
+    from dbooth.models.loading import load_pipeline
+
     return merge_run(run.dir, base_pipeline_loader=load_pipeline, out=out, scale=scale, dtype=dtype, force=force)
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
            force: bool = False) -> Path:
     """Export a finished run as diffusers, single-file, lora or lora-kohya."""
+    run = find_run(ws, run_id)
     from dbooth.export import export_run
     from dbooth.models.loading import load_pipeline
 
-    run = find_run(ws, run_id)
     return export_run(run.dir, fmt, base_pipeline_loader=load_pipeline, out=out, dtype=dtype, force=force)
 
 

@@ -12,9 +12,11 @@ import typer
 from dbooth import __version__
 from dbooth.console import RichReporter, console, error
 from dbooth.errors import DboothError
+from dbooth.schema import MIXED_PRECISIONS, SAMPLERS
+
+EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without importing torch
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="DreamBooth fine-tuning: one workspace folder per subject, driven by its dbooth.yaml.",
@@ -24,17 +26,55 @@ WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", help="Workspace fold
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    """Keep the libraries' info logs and download bars out of dbooth's output.
+
+    Only environment variables and warning filters: importing diffusers here to call its logging
+    functions would cost seconds on every ``--help`` and typo. The libraries read these when the
+    code that needs them imports them (dbooth.models.loading also turns off diffusers' own bar).
+    """
+    for key, value in (
+        ("TOKENIZERS_PARALLELISM", "false"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+    ):
+        os.environ.setdefault(key, value)
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
 
-    dlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dbooth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """DreamBooth fine-tuning: one workspace folder per subject, driven by its dbooth.yaml."""
+
+
+def _complete_runs(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Run ids of the workspace named on the command line so far (-w), newest first."""
+    from dbooth.workspace import list_runs, open_workspace
+
+    try:
+        ws = open_workspace(ctx.params.get("workspace") or Path("."))
+        ids = [r.id for r in reversed(list_runs(ws))]
+    except Exception:  # completion must never print a traceback into the user's shell
+        return []
+    return [i for i in ids if i.startswith(incomplete)]
+
+
+def _choices(*values: str):
+    def complete(incomplete: str) -> list[str]:
+        return [v for v in values if v.startswith(incomplete)]
+
+    return complete
 
 
 def _ws(path: Path):
@@ -92,7 +132,8 @@ def train(
     rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank."),
     prior_preservation: Optional[bool] = typer.Option(None, "--prior/--no-prior", help="Prior-preservation loss."),
     train_text_encoder: Optional[bool] = typer.Option(None, "--train-text-encoder/--freeze-text-encoder"),
-    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no, fp16 or bf16."),
+    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no, fp16 or bf16.",
+                                                  autocompletion=_choices(*MIXED_PRECISIONS)),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
@@ -131,9 +172,11 @@ def sample(
     seed: Optional[int] = typer.Option(None, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm++, ddim, euler, euler_a, pndm, ddpm."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm++, ddim, euler, euler_a, pndm, ddpm.",
+                                            autocompletion=_choices(*SAMPLERS)),
     negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt."),
-    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run)."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
+                                      autocompletion=_complete_runs),
     base_only: bool = typer.Option(False, "--base-only", help="Sample the untouched base model."),
 ) -> None:
     """Sample the latest run (or --run, or --base-only) into samples/."""
@@ -156,10 +199,11 @@ def sample(
 @app.command("merge-lora")
 def merge_lora(
     workspace: Path = WorkspaceOpt,
-    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run)."),
+    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run).",
+                                      autocompletion=_complete_runs),
     scale: float = typer.Option(1.0, "--scale", help="LoRA strength fused into the weights."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged)."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
 ) -> None:
     """Fuse a LoRA run into the base weights; writes a full diffusers pipeline folder."""
@@ -173,8 +217,9 @@ def merge_lora(
 def export(
     workspace: Path = WorkspaceOpt,
     fmt: str = typer.Option(..., "--format", "-f", help="diffusers, single-file, lora or lora-kohya."),
-    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run)."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
+                                      autocompletion=_complete_runs),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
 ) -> None:
@@ -233,6 +278,69 @@ def demo(
         table.add_row(f"{key} ({note})", f"{m['base'][key]:.3f}", f"{m[key]:.3f}")
     console.print(table)
     console.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
+
+
+@app.command()
+def status(
+    workspace: Path = WorkspaceOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (for scripts)."),
+) -> None:
+    """What a workspace holds: subject, photos, class images, and every run's state."""
+    from dbooth.status import workspace_status
+
+    st = workspace_status(_ws(workspace))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(st.to_dict(), indent=2))
+        return
+    _print_status(st)
+
+
+def _print_status(st) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)  # the command's answer goes to stdout; progress and errors to stderr
+    console.print(f"[bold]{st.root}[/]: [bold]{st.identifier} {st.class_noun}[/] on {st.base_model} at {st.resolution} px")
+    match = ""
+    if st.class_images_stale:
+        match = f" [yellow]({st.class_images_stale} made with other settings; `dbooth prior --replace`)[/]"
+    elif st.prior_enabled and st.class_images < st.class_images_wanted:
+        match = f" [yellow]({st.class_images_wanted - st.class_images} missing; `dbooth prior`)[/]"
+    prior = "" if st.prior_enabled else " (prior preservation off)"
+    console.print(f"photos {st.photos}; class images {st.class_images} of {st.class_images_wanted}{prior}{match}")
+    if not st.runs:
+        console.print("no runs yet; `dbooth train` starts one")
+        return
+    colours = {"finished": "green", "running": "cyan", "failed": "red", "stopped": "yellow", "interrupted": "yellow"}
+    console.print(f"runs ({len(st.runs)}):")
+    for r in st.runs:
+        state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
+        if r.state == "running" and r.pid:
+            state += f" (pid {r.pid})"
+        if r.resumable:
+            state += ", resumable with `dbooth train --resume`"
+        parts = [f"[bold]{r.id}[/]", r.method, state,
+                 f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
+        if r.final_loss is not None:
+            parts.append(f"loss {r.final_loss:.4f}")
+        if r.train_seconds is not None:
+            parts.append(f"{r.train_seconds:.0f} s")
+        parts.append(_human(r.size_bytes))
+        if r.checkpoints:
+            parts.append("checkpoints " + ", ".join(str(c) for c in r.checkpoints))
+        if r.best_checkpoint:
+            parts.append(f"best {r.best_checkpoint}")
+        console.print("  " + "  ".join(parts))
+        if r.error:
+            console.print(f"    [red]error:[/] {r.error}")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
 
 
 @app.command()

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_write_text
 from dbooth.reporting import Reporter
@@ -214,9 +212,10 @@ def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
     return grids
 
 
-@torch.no_grad()
 def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
-    return pipe(
+    import torch
+
+    return pipe(  # diffusers pipelines run under no_grad themselves
         [prompt] * n,
         num_inference_steps=manifest.sample.steps,
         guidance_scale=manifest.sample.guidance_scale,

@@ -10,12 +10,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dbooth.errors import DboothError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 CROPS = ("center", "random")
@@ -106,6 +109,8 @@ def resize_and_crop(
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """float32 CHW in [-1, 1], the range the VAE was trained on."""
+    import torch  # here, not at the top: scanning a folder (which the CLI does for quick checks) needs no torch
+
     array = np.asarray(_to_rgb(img), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from dbooth.errors import DboothError
 from dbooth.images import scan_folder
 from dbooth.pngmeta import read_record, write_png
@@ -102,6 +100,8 @@ def generate_class_images(
         reporter.info(f"loading base model {manifest.base_model}")
         pipe = load_pipeline(manifest.base_model, dtype=inference_dtype())
         pipe.to(inference_device())
+    import torch
+
     from dbooth.schedulers import set_scheduler
 
     set_scheduler(pipe, "dpm++")

@@ -85,6 +85,19 @@ def _any_prompt(text: str) -> str | None:
     return _prompt_problem(text, identifier=None)
 
 
+_IDENTIFIER = re.compile(r"[^\W_][\w-]*")
+
+
+def _identifier(text: str) -> str | None:
+    """One word of letters, digits, '_' or '-': it is matched inside captions and must survive tokenizers
+    and prompt syntax (A1111 reads (), [], <>, : and , as weighting)."""
+    if not _IDENTIFIER.fullmatch(text):
+        bad = sorted({c for c in text if not (c.isalnum() or c in "_-")})
+        shown = " ".join("space" if c.isspace() else repr(c) for c in bad) or "a leading '_' or '-'"
+        return f"must be one word of letters and digits (e.g. sks, ohwx); it contains {shown}"
+    return None
+
+
 # --- schema ---------------------------------------------------------------------------------------
 
 
@@ -184,7 +197,7 @@ class Manifest:
     base_model: str = _field(
         "stable-diffusion-v1-5/stable-diffusion-v1-5", nonempty=True
     )  # hub id, diffusers folder, .safetensors file or builtin:NAME
-    identifier: str = _field("sks", nonempty=True)  # rare token that names the subject
+    identifier: str = _field("sks", nonempty=True, check=_identifier)  # rare token that names the subject
     class_noun: str = field(metadata={"rule": _Rule(nonempty=True)})  # what the subject is: dog, person
     instance_prompt: str = _field("a photo of {identifier} {class}", check=_instance_prompt)  # caption
     instance_captions: str = _field("prompt", choices=CAPTION_SOURCES)  # prompt: one for all; files: NAME.txt each

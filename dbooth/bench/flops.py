@@ -49,7 +49,7 @@ def _meta_models(base_model: str):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from dbooth.models.loading import resolve_model
+    from dbooth.models.source import resolve_model
 
     base = Path(resolve_model(base_model).location)
     with torch.device("meta"):

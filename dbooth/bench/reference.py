@@ -23,7 +23,7 @@ RUNNER = Path(__file__).with_name("refrunner.py")
 
 def reference_args(ws, manifest: dict, out_dir: Path, total_steps: int, *, precompute: bool) -> list[str]:
     """The script's options that match a dbooth manifest (a dict) as closely as it allows."""
-    from dbooth.models.loading import resolve_model
+    from dbooth.models.source import resolve_model
     from dbooth.prompts import class_prompt, instance_prompt
     from dbooth.config import manifest_from_dict
 

@@ -8,53 +8,36 @@ up as a ``StableDiffusionPipeline``; nothing downstream knows which kind it was.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from dbooth.errors import DboothError
-
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    kind: str  # builtin | folder | single_file | hub
-    location: str
-    spec: str
+from dbooth.models.source import resolve_model
 
 
-def resolve_model(spec: str) -> ModelSource:
-    spec = spec.strip()
-    if not spec:
-        raise DboothError("base model: empty; set base_model in dbooth.yaml or pass --base")
-    if spec.startswith("builtin:"):
-        from dbooth.builtin import builtin_model_path
+def _honour_progress_env() -> None:
+    """diffusers' "Loading pipeline components" bar ignores the hub's own switch; make it listen."""
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() in ("1", "true", "yes", "on"):
+        from diffusers.utils import logging as diffusers_logging
 
-        return ModelSource("builtin", str(builtin_model_path(spec.split(":", 1)[1])), spec)
-    path = Path(os.path.expanduser(spec))
-    if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise DboothError(
-                f"base model {spec}: folder has no model_index.json; "
-                "pass a diffusers pipeline folder, a .safetensors checkpoint, or a hub id"
-            )
-        return ModelSource("folder", str(path), spec)
-    if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-        if not path.is_file():
-            raise DboothError(f"base model {spec}: file does not exist; check the path")
-        return ModelSource("single_file", str(path), spec)
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise DboothError(f"base model {spec}: no such folder or file; check the path")
-    return ModelSource("hub", spec, spec)
+        diffusers_logging.disable_progress_bar()
+
+
+_honour_progress_env()
+
+
+def dtype_kwarg(dtype: torch.dtype) -> dict:
+    """diffusers renamed ``torch_dtype`` to ``dtype`` (and warns on the old name); use whichever it knows."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
 
 
 def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32) -> StableDiffusionPipeline:
     """Load a base model as a StableDiffusionPipeline (no safety checker)."""
     source = resolve_model(spec)
-    extra = dict(safety_checker=None, requires_safety_checker=False, torch_dtype=dtype)
+    extra = dict(safety_checker=None, requires_safety_checker=False, **dtype_kwarg(dtype))
     try:
         if source.kind == "single_file":
             pipe = StableDiffusionPipeline.from_single_file(source.location, **extra)

@@ -1,5 +1,22 @@
-"""DreamBooth training: data caching, adapters, checkpoints and the loop."""
+"""DreamBooth training: input checks, data caching, adapters, checkpoints and the loop.
 
-from dbooth.training.loop import train
+``train`` checks the inputs first (no torch needed, so mistakes are reported at once) and only
+then imports the loop and loads the model.
+"""
+
+from __future__ import annotations
+
+
+def train(ws, manifest, *, resume: bool = False, reporter=None):
+    """Train a new run (or resume the latest unfinished one) and write its outputs."""
+    from dbooth.reporting import Reporter
+    from dbooth.training.inputs import gather_inputs
+
+    reporter = reporter or Reporter()
+    inputs = gather_inputs(ws, manifest, resume=resume, reporter=reporter)
+    from dbooth.training.loop import train_from_inputs
+
+    return train_from_inputs(ws, inputs, reporter=reporter)
+
 
 __all__ = ["train"]

@@ -7,9 +7,10 @@ as many class images, and minimises MSE(instance) + prior_weight * MSE(class).
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -17,18 +18,18 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from diffusers.optimization import get_scheduler
 
-from dbooth.config import Manifest, apply_overrides, load_manifest, render_manifest
+from dbooth.config import render_manifest
 from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_path, atomic_write_text
-from dbooth.images import scan_folder
 from dbooth.losses import diffusion_target, dreambooth_loss
 from dbooth.models.loading import assemble_pipeline, load_pipeline, training_scheduler
-from dbooth.prompts import class_prompt, format_prompt, instance_captions, instance_prompt
+from dbooth.prompts import class_prompt, format_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.training.adapters import add_lora, save_lora
 from dbooth.training.data import LatentBank, encode_prompts, tokenize
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
-from dbooth.workspace import Run, Workspace, list_runs, new_run
+from dbooth.training.inputs import TrainingInputs
+from dbooth.workspace import Run, Workspace, new_run
 
 
 
@@ -40,18 +41,12 @@ class TrainResult:
     final_loss: float
 
 
-def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
-    """Train a new run (or resume the latest unfinished one) and write its outputs."""
+def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
+    """Train a new run (or continue ``inputs.resumed``) from checked inputs and write its outputs."""
     reporter = reporter or Reporter()
-    resumed = _resumable_run(ws) if resume else None
-    if resumed is not None:
-        saved = load_manifest(resumed.config_path)
-        # a resumed run keeps its own settings; only the step budget may be extended
-        manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
+    manifest, resumed = inputs.manifest, inputs.resumed
+    instance_paths, captions, class_paths = inputs.instance_paths, inputs.captions, inputs.class_paths
     cfg = manifest.train
-    # everything that can be wrong with the inputs is checked before a run folder exists
-    instance_paths, class_paths = _training_images(ws, manifest, reporter)
-    captions = instance_captions(manifest, instance_paths)
     reporter.info(f"loading base model {manifest.base_model}")
     pipe = load_pipeline(manifest.base_model)
 
@@ -67,9 +62,12 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
         "instance_prompt": instance_prompt(manifest),
         "class_prompt": class_prompt(manifest) if manifest.prior.enabled else None,
         "steps": cfg.max_steps,
+        "planned_steps": cfg.max_steps,
         "train_text_encoder": cfg.train_text_encoder,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
         "status": "running",
+        "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
+        "host": socket.gethostname(),
     }
     if manifest.instance_captions == "files":
         info["instance_captions"] = {p.name: c for p, c in zip(instance_paths, captions)}
@@ -80,42 +78,15 @@ def train(ws: Workspace, manifest: Manifest, *, resume: bool = False, reporter: 
                           reporter)
     except KeyboardInterrupt:
         raise
-    except BaseException:
-        info.update(status="failed")
+    except BaseException as exc:
+        info.update(status="failed", error=_one_line(exc))
         run.write_info(info)
         raise
 
 
-def _resumable_run(ws: Workspace) -> Run:
-    runs = [r for r in list_runs(ws) if not r.complete and r.checkpoints()]
-    if not runs:
-        raise DboothError(
-            f"workspace {ws.root}: no unfinished run with a checkpoint in {ws.runs_dir}; start a new one with `dbooth train`"
-        )
-    return runs[-1]
-
-
-def _training_images(ws: Workspace, manifest: Manifest, reporter: Reporter) -> tuple[list[Path], list[Path]]:
-    # a photo smaller than the training resolution is upscaled and teaches a blurry subject
-    size = manifest.train.resolution
-    instance = scan_folder(ws.instance_dir, what="instance images", min_side=size)
-    for p in instance.small:
-        reporter.warn(f"{p.name} is smaller than the {size} px training resolution; it will be upscaled and look soft")
-    class_paths: list[Path] = []
-    if manifest.prior.enabled:
-        found = scan_folder(ws.class_dir, what="class images", min_side=0, allow_empty=True).paths
-        if not found:
-            raise DboothError(
-                f"prior preservation is on but {ws.class_dir} has no class images; "
-                "run `dbooth prior` first or set prior.enabled: false"
-            )
-        class_paths = found[: manifest.prior.num_class_images]
-        if len(class_paths) < manifest.prior.num_class_images:
-            reporter.warn(
-                f"{len(class_paths)} of {manifest.prior.num_class_images} class images present; "
-                "`dbooth prior` generates the rest"
-            )
-    return instance.paths, class_paths
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return first if isinstance(exc, DboothError) else f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def _train_run(ws, manifest, run, info, pipe, instance_paths, captions, class_paths, checkpoints,

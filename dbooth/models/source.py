@@ -1,0 +1,46 @@
+"""Where a base model lives: a hub id, a local diffusers folder, a single checkpoint file, or ``builtin:NAME``.
+
+Model-free (no torch, no diffusers), so a wrong path is reported at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbooth.errors import DboothError
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str  # builtin | folder | single_file | hub
+    location: str
+    spec: str
+
+
+def resolve_model(spec: str) -> ModelSource:
+    spec = spec.strip()
+    if not spec:
+        raise DboothError("base model: empty; set base_model in dbooth.yaml or pass --base")
+    if spec.startswith("builtin:"):
+        from dbooth.builtin import builtin_model_path
+
+        return ModelSource("builtin", str(builtin_model_path(spec.split(":", 1)[1])), spec)
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise DboothError(
+                f"base model {spec}: folder has no model_index.json; "
+                "pass a diffusers pipeline folder, a .safetensors checkpoint, or a hub id"
+            )
+        return ModelSource("folder", str(path), spec)
+    if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+        if not path.is_file():
+            raise DboothError(f"base model {spec}: file does not exist; check the path")
+        return ModelSource("single_file", str(path), spec)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise DboothError(f"base model {spec}: no such folder or file; check the path")
+    return ModelSource("hub", spec, spec)

@@ -1,0 +1,144 @@
+"""What a workspace holds, at a glance: the subject, its photos and class images, and every run's state.
+
+Read-only and model-free: no torch, no image decoding beyond PNG text chunks, so ``dbooth status``
+answers at once even for a workspace with hundreds of class images and several multi-GB runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dbooth.images import IMAGE_SUFFIXES
+from dbooth.pngmeta import read_record
+from dbooth.workspace import Run, Workspace, list_runs
+
+# run.json "status" -> what status reports, before checking whether a "running" process still lives
+STATES = ("running", "finished", "interrupted", "stopped", "failed")
+
+
+@dataclass
+class RunStatus:
+    id: str
+    method: str
+    state: str  # one of STATES; "stopped": run.json says running but its process is gone
+    steps_done: int | None
+    steps_planned: int | None
+    resumable: bool
+    final_loss: float | None
+    train_seconds: float | None
+    size_bytes: int
+    checkpoints: list[int] = field(default_factory=list)  # steps
+    best_checkpoint: str | None = None
+    error: str | None = None
+    pid: int | None = None
+
+
+@dataclass
+class WorkspaceStatus:
+    root: str
+    class_noun: str
+    identifier: str
+    base_model: str
+    resolution: int
+    photos: int
+    class_images: int
+    class_images_wanted: int
+    class_images_stale: int  # generated with another prompt, model or settings than the manifest's
+    prior_enabled: bool
+    runs: list[RunStatus]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def workspace_status(ws: Workspace) -> WorkspaceStatus:
+    """Everything ``dbooth status`` shows, as data."""
+    from dbooth.prior import recipe
+
+    manifest = ws.manifest()
+    want = recipe(manifest)
+    class_images = _images(ws.class_dir)
+    stale = 0
+    for path in class_images:
+        record = read_record(path) if path.suffix.lower() == ".png" else None
+        if record is not None and any(record.get(k) != v for k, v in want.items()):
+            stale += 1
+    return WorkspaceStatus(
+        root=str(ws.root),
+        class_noun=manifest.class_noun,
+        identifier=manifest.identifier,
+        base_model=manifest.base_model,
+        resolution=manifest.train.resolution,
+        photos=len(_images(ws.instance_dir)),
+        class_images=len(class_images),
+        class_images_wanted=manifest.prior.num_class_images,
+        class_images_stale=stale,
+        prior_enabled=manifest.prior.enabled,
+        runs=[run_status(r) for r in list_runs(ws)],
+    )
+
+
+def run_status(run: Run) -> RunStatus:
+    info = run.info()
+    checkpoints = [int(p.name.split("-")[1]) for p in run.checkpoints()]
+    state = {"complete": "finished"}.get(info.get("status"), info.get("status", "failed"))
+    pid = info.get("pid")
+    if state == "running" and not _alive(pid, info.get("host")):
+        state = "stopped"
+    if state == "finished":
+        done = info.get("steps")
+    elif state == "interrupted":
+        done = info.get("interrupted_at")
+    else:
+        done = checkpoints[-1] if checkpoints else 0
+    return RunStatus(
+        id=run.id,
+        method=info.get("method", "?"),
+        state=state,
+        steps_done=done,
+        steps_planned=info.get("planned_steps", info.get("steps")),
+        resumable=state != "finished" and state != "running" and bool(checkpoints),
+        final_loss=info.get("final_loss") if state == "finished" else None,
+        train_seconds=info.get("train_seconds"),
+        size_bytes=_size(run.dir),
+        checkpoints=checkpoints,
+        best_checkpoint=info.get("best_checkpoint"),
+        error=info.get("error"),
+        pid=pid if state == "running" else None,
+    )
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _alive(pid, host) -> bool:
+    """Whether the process that wrote run.json still runs; unknown (another host, no pid) counts as alive."""
+    if not isinstance(pid, int):
+        return True  # written by a dbooth that did not record its pid
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

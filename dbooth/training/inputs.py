@@ -1,0 +1,69 @@
+"""Everything a training run reads besides the model, checked before any model is loaded.
+
+Model-free and torch-free: a missing class folder, a photo that will not open or a caption file
+without the identifier is reported in well under a second, before a run folder exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbooth.config import Manifest, apply_overrides, load_manifest
+from dbooth.errors import DboothError
+from dbooth.images import scan_folder
+from dbooth.prompts import instance_captions
+from dbooth.reporting import Reporter
+from dbooth.workspace import Run, Workspace, list_runs
+
+
+@dataclass
+class TrainingInputs:
+    manifest: Manifest  # a resumed run's own settings, with only the step budget taken from the caller
+    resumed: Run | None
+    instance_paths: list[Path]
+    captions: list[str]  # one per instance photo
+    class_paths: list[Path]
+
+
+def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter) -> TrainingInputs:
+    resumed = resumable_run(ws) if resume else None
+    if resumed is not None:
+        saved = load_manifest(resumed.config_path)
+        # a resumed run keeps its own settings; only the step budget may be extended
+        manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
+    instance_paths, class_paths = training_images(ws, manifest, reporter)
+    captions = instance_captions(manifest, instance_paths)
+    return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths)
+
+
+def resumable_run(ws: Workspace) -> Run:
+    runs = [r for r in list_runs(ws) if not r.complete and r.checkpoints()]
+    if not runs:
+        raise DboothError(
+            f"workspace {ws.root}: no unfinished run with a checkpoint in {ws.runs_dir}; start a new one with `dbooth train`"
+        )
+    return runs[-1]
+
+
+def training_images(ws: Workspace, manifest: Manifest, reporter: Reporter) -> tuple[list[Path], list[Path]]:
+    # a photo smaller than the training resolution is upscaled and teaches a blurry subject
+    size = manifest.train.resolution
+    instance = scan_folder(ws.instance_dir, what="instance images", min_side=size)
+    for p in instance.small:
+        reporter.warn(f"{p.name} is smaller than the {size} px training resolution; it will be upscaled and look soft")
+    class_paths: list[Path] = []
+    if manifest.prior.enabled:
+        found = scan_folder(ws.class_dir, what="class images", min_side=0, allow_empty=True).paths
+        if not found:
+            raise DboothError(
+                f"prior preservation is on but {ws.class_dir} has no class images; "
+                "run `dbooth prior` first or set prior.enabled: false"
+            )
+        class_paths = found[: manifest.prior.num_class_images]
+        if len(class_paths) < manifest.prior.num_class_images:
+            reporter.warn(
+                f"{len(class_paths)} of {manifest.prior.num_class_images} class images present; "
+                "`dbooth prior` generates the rest"
+            )
+    return instance.paths, class_paths
