@@ -23,7 +23,7 @@ from dbooth.errors import DboothError
 from dbooth.export.dtypes import cast_floats
 from dbooth.fsutil import atomic_path
 
-COMPONENTS = ("unet", "text_encoder")
+COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # text_encoder_2: SDXL
 METADATA_KEY = "lora_adapter_metadata"  # where diffusers keeps the LoraConfig in a file's __metadata__
 
 # Key endings of LoRA weights in the layouts diffusers writes (old attn-proc, text-encoder, and peft spellings).

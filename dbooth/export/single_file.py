@@ -1,191 +1,134 @@
 """Write a pipeline as one ``.safetensors`` checkpoint in the original Stable Diffusion key layout.
 
-That layout (``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.transformer.*``) is
-what AUTOMATIC1111, ComfyUI and diffusers' ``from_single_file`` read. The UNet renaming is derived from
-the model's own block structure (how many resnets, attentions and samplers each block has), so it works
-for any UNet2DConditionModel block configuration and gives exactly SD1.x's names for SD1.x.
+That layout is what AUTOMATIC1111, ComfyUI and diffusers' ``from_single_file`` read. Per family:
+
+- ``sd1``: ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE), ``cond_stage_model.transformer.*``
+  (CLIP under its Hugging Face names).
+- ``sd2``: as sd1, but the OpenCLIP text encoder is stored as OpenCLIP under ``cond_stage_model.model.*``.
+- ``sdxl``: UNet and VAE as above, ``conditioner.embedders.0.transformer.*`` (CLIP, Hugging Face names) and
+  ``conditioner.embedders.1.model.*`` (OpenCLIP bigG with its text projection).
+
+A v-prediction model also gets the ``v_pred`` marker key, and every file carries ModelSpec metadata.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import DiffusionPipeline
 from safetensors.torch import save_file
 
 from dbooth.errors import DboothError
+from dbooth.export.clip_layout import clip_to_openclip, hf_clip_state_dict
 from dbooth.export.dtypes import cast_floats
+from dbooth.export.ldm_layout import unet_to_original, vae_to_original
+from dbooth.export.modelspec import check_prediction_type, modelspec_metadata, prediction_markers
 from dbooth.fsutil import atomic_path
 
+LAYOUTS = ("sd1", "sd2", "sdxl")
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
-TEXT_PREFIX = "cond_stage_model.transformer."
-
-# diffusers ResnetBlock2D -> ldm ResBlock
-_UNET_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "time_emb_proj": "emb_layers.1",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "conv_shortcut": "skip_connection",
-}
-_UNET_TOP = {
-    "time_embedding.linear_1": "time_embed.0",
-    "time_embedding.linear_2": "time_embed.2",
-    "conv_in": "input_blocks.0.0",
-    "conv_norm_out": "out.0",
-    "conv_out": "out.2",
-}
-# diffusers VAE attention (linear layers) -> ldm AttnBlock (1x1 convs)
-_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-_VAE_TOP = {"conv_in": "conv_in", "conv_norm_out": "norm_out", "conv_out": "conv_out"}
-_VAE_RESNET = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2", "conv_shortcut": "nin_shortcut"}
+TEXT_PREFIX = "cond_stage_model.transformer."  # sd1
+OPENCLIP_PREFIX = "cond_stage_model.model."  # sd2
+SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_TEXT_2_PREFIX = "conditioner.embedders.1.model."
 
 
-def _resnet(diffusers: str, ldm: str, inner: dict[str, str]) -> dict[str, str]:
-    return {f"{diffusers}.{d}": f"{ldm}.{o}" for d, o in inner.items()}
+def pipeline_layout(pipe: DiffusionPipeline) -> str:
+    """sdxl with a second text encoder; sd2 when the encoder is OpenCLIP-like (GELU, as OpenCLIP; OpenAI's
+    CLIP uses quick_gelu) or 1024 wide (ViT-H); sd1 otherwise."""
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return "sdxl"
+    config = pipe.text_encoder.config
+    return "sd2" if config.hidden_act == "gelu" or config.hidden_size == 1024 else "sd1"
 
 
-def unet_module_map(unet: UNet2DConditionModel) -> dict[str, str]:
-    """diffusers module path -> ldm module path for ``unet``, read off its actual block structure."""
-    out = dict(_UNET_TOP)
-    i = 1  # input_blocks.0 is conv_in
-    for b, block in enumerate(unet.down_blocks):
-        attentions = getattr(block, "attentions", None)
-        for j in range(len(block.resnets)):
-            out |= _resnet(f"down_blocks.{b}.resnets.{j}", f"input_blocks.{i}.0", _UNET_RESNET)
-            if attentions is not None:
-                out[f"down_blocks.{b}.attentions.{j}"] = f"input_blocks.{i}.1"
-            i += 1
-        if block.downsamplers is not None:
-            out[f"down_blocks.{b}.downsamplers.0.conv"] = f"input_blocks.{i}.0.op"
-            i += 1
+def detect_single_file_layout(keys: Iterable[str]) -> str:
+    """The family of a checkpoint in the original layout, from its key names alone."""
+    keys = set(keys)
 
-    mid = unet.mid_block
-    if mid is not None:  # resnet, (attention, resnet)*  ->  middle_block.0, .1, .2, ...
-        for k in range(len(mid.resnets)):
-            out |= _resnet(f"mid_block.resnets.{k}", f"middle_block.{2 * k}", _UNET_RESNET)
-        for k in range(len(getattr(mid, "attentions", None) or [])):
-            out[f"mid_block.attentions.{k}"] = f"middle_block.{2 * k + 1}"
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
 
-    i = 0
-    for b, block in enumerate(unet.up_blocks):
-        attentions = getattr(block, "attentions", None)
-        for j in range(len(block.resnets)):
-            out |= _resnet(f"up_blocks.{b}.resnets.{j}", f"output_blocks.{i}.0", _UNET_RESNET)
-            if attentions is not None:
-                out[f"up_blocks.{b}.attentions.{j}"] = f"output_blocks.{i}.1"
-            i += 1
-        if block.upsamplers is not None:  # rides on the block's last output block, after its attention
-            out[f"up_blocks.{b}.upsamplers.0.conv"] = f"output_blocks.{i - 1}.{2 if attentions is not None else 1}.conv"
-    return out
+    if has("conditioner.embedders.1."):
+        return "sdxl"
+    if has(SDXL_TEXT_PREFIX):
+        return "sdxl"  # a first SDXL encoder without the second is still the SDXL layout
+    if has("conditioner.embedders.0.model.") or has(OPENCLIP_PREFIX):
+        if has(UNET_PREFIX + "label_emb."):  # the SDXL refiner: OpenCLIP only, plus size conditioning
+            raise DboothError("this checkpoint looks like the SDXL refiner, which dbooth does not train")
+        return "sd2"  # conditioner.embedders.0.model: SD 2.x saved by Stability's sgm code
+    if has(TEXT_PREFIX):
+        return "sd1"
+    if has(UNET_PREFIX + "label_emb."):
+        return "sdxl"
+    raise DboothError(
+        "cannot tell this checkpoint's model family: it has no text encoder weights "
+        "(cond_stage_model.* or conditioner.embedders.*) and no SDXL size conditioning"
+    )
 
 
-def vae_module_map(vae: AutoencoderKL) -> dict[str, str]:
-    """diffusers module path -> ldm module path for ``vae``."""
-    out = {f"{part}.{d}": f"{part}.{o}" for part in ("encoder", "decoder") for d, o in _VAE_TOP.items()}
-    out |= {"quant_conv": "quant_conv", "post_quant_conv": "post_quant_conv"}
-    for b, block in enumerate(vae.encoder.down_blocks):
-        for j in range(len(block.resnets)):
-            out |= _resnet(f"encoder.down_blocks.{b}.resnets.{j}", f"encoder.down.{b}.block.{j}", _VAE_RESNET)
-        if block.downsamplers is not None:
-            out[f"encoder.down_blocks.{b}.downsamplers.0"] = f"encoder.down.{b}.downsample"
-    n = len(vae.decoder.up_blocks)  # ldm numbers decoder levels from the lowest resolution up
-    for b, block in enumerate(vae.decoder.up_blocks):
-        for j in range(len(block.resnets)):
-            out |= _resnet(f"decoder.up_blocks.{b}.resnets.{j}", f"decoder.up.{n - 1 - b}.block.{j}", _VAE_RESNET)
-        if block.upsamplers is not None:
-            out[f"decoder.up_blocks.{b}.upsamplers.0"] = f"decoder.up.{n - 1 - b}.upsample"
-    for part in ("encoder", "decoder"):
-        mid = getattr(vae, part).mid_block
-        for k in range(len(mid.resnets)):
-            out |= _resnet(f"{part}.mid_block.resnets.{k}", f"{part}.mid.block_{k + 1}", _VAE_RESNET)
-        for k, attn in enumerate(mid.attentions):
-            if attn is not None:
-                out |= _resnet(f"{part}.mid_block.attentions.{k}", f"{part}.mid.attn_{k + 1}", _VAE_ATTN)
-    return out
+def pipeline_to_original_state_dict(
+    pipe: DiffusionPipeline, layout: str | None = None, *, prediction_type: str | None = None
+) -> dict[str, torch.Tensor]:
+    """All UNet, VAE and text-encoder weights of ``pipe`` under their original names, plus prediction markers.
 
-
-def _rename(key: str, module_map: dict[str, str]) -> str | None:
-    """Rename ``key`` by its longest mapped module prefix; None when no prefix is mapped."""
-    parts = key.split(".")
-    for n in range(len(parts) - 1, 0, -1):
-        prefix = ".".join(parts[:n])
-        if prefix in module_map:
-            return ".".join([module_map[prefix], *parts[n:]])
-    return None
-
-
-def _convert(model: torch.nn.Module, module_map: dict[str, str], what: str) -> dict[str, torch.Tensor]:
-    out, unmapped = {}, []
-    for key, tensor in model.state_dict().items():
-        new = _rename(key, module_map)
-        if new is None:
-            unmapped.append(key)
-        else:
-            out[new] = tensor
-    if unmapped:
-        raise DboothError(
-            f"single-file export has no original-layout name for {what} weights "
-            f"{', '.join(unmapped[:3])}{' ...' if len(unmapped) > 3 else ''}: "
-            "this model has parts the SD1.x layout lacks; export with --format diffusers instead"
-        )
-    return out
-
-
-def unet_to_original(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
-    return _convert(unet, unet_module_map(unet), "UNet")
-
-
-def vae_to_original(vae: AutoencoderKL) -> dict[str, torch.Tensor]:
-    out = _convert(vae, vae_module_map(vae), "VAE")
-    for key, tensor in out.items():  # ldm's VAE attention uses 1x1 convolutions where diffusers uses linears
-        if ".mid.attn_" in key and key.endswith(("q.weight", "k.weight", "v.weight", "proj_out.weight")):
-            if tensor.ndim == 2:
-                out[key] = tensor[:, :, None, None]
-    return out
-
-
-def text_encoder_to_original(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """CLIP keeps its Hugging Face names under ``cond_stage_model.transformer.text_model.``."""
-    hidden = getattr(text_encoder.config, "hidden_size", None)
-    if hidden == 1024:  # SD2.x's OpenCLIP encoder is stored in another layout (cond_stage_model.model.*)
-        raise DboothError(
-            "single-file export writes the SD1.x layout, and this text encoder looks like SD2.x's OpenCLIP "
-            "(hidden size 1024): export with --format diffusers instead"
-        )
-    out = {}
-    for key, tensor in text_encoder.state_dict().items():
-        if key.endswith("position_ids"):
-            continue
-        key = key if key.startswith("text_model.") else f"text_model.{key}"  # transformers>=5 dropped the wrapper
-        out[key] = tensor
-    return out
-
-
-def pipeline_to_original_state_dict(pipe: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
-    """All UNet, VAE and text-encoder weights of ``pipe`` under their original Stable Diffusion names."""
-    out: dict[str, torch.Tensor] = {}
-    for prefix, part in (
-        (UNET_PREFIX, unet_to_original(pipe.unet)),
-        (VAE_PREFIX, vae_to_original(pipe.vae)),
-        (TEXT_PREFIX, text_encoder_to_original(pipe.text_encoder)),
-    ):
-        out.update({prefix + k: v for k, v in part.items()})
-    return out
+    ``layout`` defaults to ``pipeline_layout(pipe)``; ``prediction_type`` to the scheduler's.
+    """
+    layout = _check_layout(pipe, layout)
+    out = _prefixed(UNET_PREFIX, unet_to_original(pipe.unet)) | _prefixed(VAE_PREFIX, vae_to_original(pipe.vae))
+    if layout == "sd1":
+        out |= _prefixed(TEXT_PREFIX, hf_clip_state_dict(pipe.text_encoder))
+    elif layout == "sd2":
+        out |= _prefixed(OPENCLIP_PREFIX, clip_to_openclip(pipe.text_encoder, penultimate=True))
+    else:
+        out |= _prefixed(SDXL_TEXT_PREFIX, hf_clip_state_dict(pipe.text_encoder))
+        out |= _prefixed(SDXL_TEXT_2_PREFIX, clip_to_openclip(pipe.text_encoder_2))
+    zero_snr = bool(getattr(getattr(pipe, "scheduler", None), "config", {}).get("rescale_betas_zero_snr", False))
+    return out | prediction_markers(prediction_type or _prediction_type(pipe), zero_terminal_snr=zero_snr)
 
 
 def save_single_file(
-    pipe: StableDiffusionPipeline,
+    pipe: DiffusionPipeline,
     path: str | Path,
     dtype: torch.dtype = torch.float32,
     metadata: dict[str, str] | None = None,
+    layout: str | None = None,
+    *,
+    prediction_type: str | None = None,
 ) -> Path:
-    """Write ``pipe`` to ``path`` as one safetensors checkpoint (atomically); returns ``path``."""
+    """Write ``pipe`` to ``path`` as one safetensors checkpoint (atomically); returns ``path``.
+
+    The header carries ModelSpec fields (architecture, prediction type, resolution, title = file stem)
+    under ``metadata``, which overrides them.
+    """
     path = Path(path)
-    state_dict = cast_floats(pipeline_to_original_state_dict(pipe), dtype)
+    layout = _check_layout(pipe, layout)
+    prediction_type = prediction_type or _prediction_type(pipe)
+    state_dict = cast_floats(pipeline_to_original_state_dict(pipe, layout, prediction_type=prediction_type), dtype)
+    resolution = pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    spec = modelspec_metadata(layout, prediction_type, title=path.stem, resolution=resolution)
     with atomic_path(path) as tmp:
-        save_file(state_dict, str(tmp), metadata={"format": "pt", **(metadata or {})})
+        save_file(state_dict, str(tmp), metadata={"format": "pt", **spec, **(metadata or {})})
     return path
+
+
+def _check_layout(pipe: DiffusionPipeline, layout: str | None) -> str:
+    if layout is None:
+        return pipeline_layout(pipe)
+    if layout not in LAYOUTS:
+        raise DboothError(f"unknown single-file layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if (layout == "sdxl") != (getattr(pipe, "text_encoder_2", None) is not None):
+        raise DboothError(f"the {layout} layout needs {'two text encoders' if layout == 'sdxl' else 'one'}")
+    return layout
+
+
+def _prediction_type(pipe: DiffusionPipeline) -> str:
+    scheduler = getattr(pipe, "scheduler", None)
+    return check_prediction_type(scheduler.config.get("prediction_type", "epsilon") if scheduler else "epsilon")
+
+
+def _prefixed(prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in state_dict.items()}

@@ -1,4 +1,4 @@
-"""Fixtures for the export tests: private copies of fake runs, one torch thread."""
+"""Fixtures for the export tests: private copies of fake runs, LoRAs on SD 2.x- and SDXL-shaped models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from export_fakes import FakeRun, make_full_run, make_lora_run
+from export_fakes import FakeRun, FamilyLora, make_family_lora, make_full_run, make_lora_run
+from dbooth.models.tiny import tiny_sd2_pipeline, tiny_sdxl_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +29,17 @@ def lora_run_src(tmp_path_factory) -> FakeRun:
 @pytest.fixture(scope="session")
 def full_run_src(tmp_path_factory) -> FakeRun:
     return make_full_run(tmp_path_factory.mktemp("full"))
+
+
+@pytest.fixture(scope="session")
+def sd2_lora(tmp_path_factory) -> FamilyLora:
+    return make_family_lora(tmp_path_factory.mktemp("sd2-lora"), tiny_sd2_pipeline)
+
+
+@pytest.fixture(scope="session")
+def sdxl_lora(tmp_path_factory) -> FamilyLora:
+    """LoRAs on the UNet's attention and on both text encoders, as dbooth trains them."""
+    return make_family_lora(tmp_path_factory.mktemp("sdxl-lora"), tiny_sdxl_pipeline)
 
 
 def _copy(src: FakeRun, tmp_path: Path) -> FakeRun:

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
+from typing import Callable
+
+from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 
 from dbooth.models.tiny import tiny_pipeline
 
@@ -89,6 +92,69 @@ def make_full_run(root: Path) -> FakeRun:
     pipe.save_pretrained(run_dir / "final")
     write_run_json(run_dir, method="full", base_model="builtin:shapes", train_text_encoder=True, lora=None)
     return FakeRun(run_dir, None, pipe)
+
+
+@dataclass
+class FamilyLora:
+    """A LoRA on a tiny pipeline of any family, saved by that pipeline class's ``save_lora_weights``."""
+
+    base_dir: Path  # the base pipeline, saved
+    reference: DiffusionPipeline  # base + live peft adapters
+    path: Path  # the diffusers-format LoRA file
+
+    @property
+    def pipeline_class(self) -> type[DiffusionPipeline]:
+        return type(self.reference)
+
+
+def make_family_lora(
+    root: Path, build: Callable[..., DiffusionPipeline], *, unet_targets=UNET_TARGETS, te_targets=TE_TARGETS
+) -> FamilyLora:
+    """LoRAs on the UNet and every text encoder of ``build(seed=0)``, with random (non-zero) up weights."""
+    base_dir = root / "base"
+    build(seed=0).save_pretrained(base_dir)
+    pipe = build(seed=0)
+    names = ["unet", *(n for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None)]
+    kwargs, gen = {}, torch.Generator().manual_seed(123)
+    for name in names:
+        config = LoraConfig(
+            r=RANK, lora_alpha=ALPHA, init_lora_weights="gaussian",
+            target_modules=unet_targets if name == "unet" else te_targets,
+        )
+        model = getattr(pipe, name)
+        inject_adapter_in_model(config, model)
+        with torch.no_grad():
+            for param_name, p in model.named_parameters():
+                if "lora_B" in param_name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        kwargs[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+        kwargs[f"{name}_lora_adapter_metadata"] = config.to_dict()
+    type(pipe).save_lora_weights(root / "lora", **kwargs)
+    return FamilyLora(base_dir, pipe, root / "lora" / "pytorch_lora_weights.safetensors")
+
+
+def merged_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What fusing ``model``'s live adapters would give: base weights + each LoRA's delta (model untouched)."""
+    out = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            out[f"{name}.weight"] = module.get_base_layer().weight + module.get_delta_weight("default")
+    return out
+
+
+def load_fused(lora: FamilyLora, path: Path) -> DiffusionPipeline:
+    """The base pipeline with the LoRA file at ``path`` loaded by diffusers and fused."""
+    pipe = lora.pipeline_class.from_pretrained(lora.base_dir, local_files_only=True)
+    pipe.load_lora_weights(str(path))
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    return pipe
+
+
+def weight_diff(model: torch.nn.Module, expected: dict[str, torch.Tensor]) -> float:
+    got = {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    assert set(got) <= set(expected), sorted(set(got) - set(expected))[:3]
+    return max((got[k].float() - expected[k].float()).abs().max().item() for k in got)
 
 
 def local_loader(spec: str) -> StableDiffusionPipeline:

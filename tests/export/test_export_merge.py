@@ -10,7 +10,16 @@ from diffusers import StableDiffusionPipeline
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 
-from export_fakes import ALPHA, local_loader, make_lora_run, max_diff, text_probe, unet_probe
+from export_fakes import (
+    ALPHA,
+    local_loader,
+    make_lora_run,
+    max_diff,
+    merged_weights,
+    text_probe,
+    unet_probe,
+    weight_diff,
+)
 from dbooth.errors import DboothError
 from dbooth.export import merge_lora_into_pipeline, merge_run
 
@@ -48,6 +57,15 @@ def test_scale_zero_leaves_the_base_unchanged(lora_run):
     base = local_loader(str(lora_run.base_dir))
     pipe = merge_lora_into_pipeline(local_loader(str(lora_run.base_dir)), _lora_file(lora_run), scale=0.0)
     assert max_diff(unet_probe(pipe.unet), unet_probe(base.unet)) < 1e-6
+
+
+def test_sdxl_merge_covers_both_text_encoders(sdxl_lora):
+    pipe = sdxl_lora.pipeline_class.from_pretrained(sdxl_lora.base_dir, local_files_only=True)
+    merge_lora_into_pipeline(pipe, sdxl_lora.path)
+
+    for name in ("unet", "text_encoder", "text_encoder_2"):
+        assert weight_diff(getattr(pipe, name), merged_weights(getattr(sdxl_lora.reference, name))) < TOL, name
+        assert not any(isinstance(m, BaseTunerLayer) for m in getattr(pipe, name).modules())
 
 
 def test_merge_run_writes_a_loadable_pipeline_equal_to_base_plus_adapter(lora_run):
