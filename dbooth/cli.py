@@ -12,6 +12,7 @@ import typer
 from dbooth import __version__
 from dbooth.console import RichReporter, console, error
 from dbooth.errors import DboothError
+from dbooth.export.clients import FORMATS, clients_text, load_lines
 from dbooth.schema import MIXED_PRECISIONS, SAMPLERS
 
 EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without importing torch
@@ -213,21 +214,33 @@ def merge_lora(
     console.print(f"[green]merged[/] into {path}")
 
 
-@app.command()
+EXPORT_HELP = f"""Export a run for diffusers, ComfyUI, AUTOMATIC1111/Forge, kohya sd-scripts or InvokeAI.
+
+\b
+{clients_text()}
+
+A LoRA run exported as diffusers or single-file is merged into its base model first. \
+The lora file loads only in diffusers: ComfyUI and AUTOMATIC1111/Forge skip every key of it without a word, \
+so use lora-kohya for them. After writing, export prints how to load the file in each client."""
+
+
+@app.command(help=EXPORT_HELP)
 def export(
     workspace: Path = WorkspaceOpt,
-    fmt: str = typer.Option(..., "--format", "-f", help="diffusers, single-file, lora or lora-kohya."),
+    fmt: str = typer.Option(..., "--format", "-f", help=", ".join(FORMATS) + " (see the table above).",
+                            autocompletion=_choices(*FORMATS)),
     run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
                                       autocompletion=_complete_runs),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
 ) -> None:
-    """Export a run for diffusers, ComfyUI or AUTOMATIC1111."""
     from dbooth import api
 
     path = api.export(_ws(workspace), fmt, run_id=run, out=out, dtype=dtype, force=force)
-    console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}")
+    console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}", soft_wrap=True)
+    for line in load_lines(fmt, path):  # unwrapped, so a snippet or path copies whole
+        console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 @app.command()

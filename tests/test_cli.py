@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import dbooth
 from dbooth import api
 from dbooth.config import apply_overrides, write_manifest
 from dbooth.workspace import MANIFEST_NAME
@@ -25,11 +26,17 @@ FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "tr
         "train.validation_every": 0}
 
 
+def subprocess_env() -> dict[str, str]:
+    """The test's environment, with the dbooth these tests import first on the path (not another checkout's)."""
+    paths = [str(Path(dbooth.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", COLUMNS="200", NO_COLOR="1",
+                OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(p for p in paths if p))
+
+
 def run_dbooth(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", COLUMNS="200", NO_COLOR="1",
-               OMP_NUM_THREADS="1")
     return subprocess.run(
-        [sys.executable, "-m", "dbooth", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "dbooth", *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True,
+        timeout=300,
     )
 
 
@@ -72,6 +79,7 @@ def cli(tmp_path_factory, tiny_base):
     commands = {
         "help": ["--help"],
         "demo_help": ["demo", "--help"],
+        "export_help": ["export", "--help"],
         "init": ["init", "fresh", "--class", "dog", "--base", HUB_ID, "--images", str(photos)],
         "missing": ["sample", "-w", "nope", "a photo of sks dog"],
         "empty": ["train", "-w", "empty", "--no-prior"],
@@ -112,6 +120,27 @@ def test_demo_help_names_the_default_subject(cli):
     result = cli[1]["demo_help"]
     assert result.returncode == 0, result.stderr
     assert DEFAULT_SUBJECT in result.stdout, result.stdout
+
+
+def test_export_help_has_the_client_table(cli):
+    from dbooth.export.clients import CLIENTS, FORMATS, clients_text
+
+    result = cli[1]["export_help"]
+    assert result.returncode == 0, result.stderr
+    for row in clients_text().splitlines():
+        assert row.strip() in result.stdout, row
+    for name in (*CLIENTS, *FORMATS):
+        assert name in result.stdout, name
+    assert "use lora-kohya for them" in result.stdout
+
+
+def test_cli_starts_without_torch():
+    """Help text, including export's client table, must not cost the torch and diffusers imports."""
+    code = "import sys, dbooth.cli; print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_init_creates_a_workspace(cli):

@@ -123,7 +123,15 @@ def test_merge_and_export_through_cli(tmp_path, tiny_base, photos):
     assert diff < 1e-4
 
     kohya = tmp_path / "subject.safetensors"
-    invoke("export", "-w", str(ws), "--format", "lora-kohya", "--dtype", "fp16", "--out", str(kohya))
+    printed = invoke("export", "-w", str(ws), "--format", "lora-kohya", "--dtype", "fp16", "--out", str(kohya)).output
+    assert f'  diffusers: pipe.load_lora_weights("{kohya}")' in printed
+    assert "  ComfyUI: copy to ComfyUI/models/loras/" in printed
+    assert "  AUTOMATIC1111/Forge: copy to stable-diffusion-webui/models/Lora/, prompt with <lora:subject:1>" in printed
+    assert "note:" not in printed
+    printed = invoke("export", "-w", str(ws), "--format", "lora", "--out", str(tmp_path / "plain.safetensors")).output
+    assert "ComfyUI: copy" not in printed
+    assert "note: ComfyUI and AUTOMATIC1111/Forge do not load this file" in printed
+    assert "--format lora-kohya" in printed
     from safetensors import safe_open
 
     with safe_open(str(kohya), "pt") as f:

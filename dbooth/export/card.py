@@ -1,15 +1,10 @@
-"""Model card text and safetensors metadata, so every exported artifact says what it is and how to prompt it."""
+"""Model card text and safetensors metadata, so every exported artifact says what it is, where it loads
+and how to prompt it."""
 
 from __future__ import annotations
 
+from dbooth.export.clients import EXPORT_FORMATS, clients_of, load_lines
 from dbooth.export.run_info import RunInfo
-
-FORMAT_TITLES = {
-    "diffusers": "diffusers pipeline folder",
-    "single-file": "single-file Stable Diffusion checkpoint (original key layout)",
-    "lora": "LoRA weights, diffusers format",
-    "lora-kohya": "LoRA weights, kohya / AUTOMATIC1111 format",
-}
 
 
 def example_prompts(run: RunInfo) -> list[str]:
@@ -31,6 +26,8 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> 
         "dbooth.steps": str(run.steps),
         "dbooth.train_text_encoder": str(run.train_text_encoder).lower(),
         "dbooth.usage": usage_line(run, fmt, name=name),
+        "dbooth.clients": ", ".join(clients_of(fmt)),
+        "dbooth.load": "; ".join(load_lines(fmt, _file_name(fmt, name))),
     }
     if run.is_lora:
         meta["dbooth.lora_rank"] = str(run.lora_rank)
@@ -49,6 +46,11 @@ def usage_line(run: RunInfo, fmt: str, *, name: str = "NAME") -> str:
     return line
 
 
+def _file_name(fmt: str, name: str) -> str:
+    """What the exported file or folder is called, so a card's loading lines name it."""
+    return name if EXPORT_FORMATS[fmt].folder else f"{name}.safetensors"
+
+
 def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name: str = "NAME") -> str:
     """A short Markdown model card (README.md for folders, a sidecar .md for files)."""
     if run.is_lora:
@@ -59,9 +61,10 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name
     if merged:
         how += ", merged into the base weights"
     prompts = "\n".join(f"- `{p}`" for p in example_prompts(run))
+    loads = "\n".join(f"- {line}" for line in load_lines(fmt, _file_name(fmt, name), markdown=True))
     return f"""# {run.run_id}: DreamBooth of "{run.identifier} {run.class_noun}"
 
-{FORMAT_TITLES.get(fmt, fmt)}, {dtype}, exported by dbooth.
+{EXPORT_FORMATS[fmt].title}, {dtype}, exported by dbooth.
 
 | | |
 |---|---|
@@ -71,6 +74,10 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name
 | method | {how} |
 | training steps | {run.steps} |
 | instance prompt | `{run.instance_prompt}` |
+
+## Where it loads
+
+{loads}
 
 ## How to prompt it
 

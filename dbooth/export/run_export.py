@@ -9,6 +9,7 @@ from diffusers import StableDiffusionPipeline
 
 from dbooth.errors import DboothError
 from dbooth.export.card import card_metadata, model_card
+from dbooth.export.clients import FOLDER_FORMATS, FORMATS, LORA_FORMATS
 from dbooth.export.dtypes import parse_dtype
 from dbooth.export.folder import save_pipeline_folder
 from dbooth.export.kohya import kohya_metadata, save_kohya_lora
@@ -17,10 +18,6 @@ from dbooth.export.merge import merge_lora_into_pipeline
 from dbooth.export.run_info import RunInfo, read_run
 from dbooth.export.single_file import save_single_file
 from dbooth.fsutil import atomic_write_text
-
-FORMATS = ("diffusers", "single-file", "lora", "lora-kohya")
-LORA_FORMATS = ("lora", "lora-kohya")
-FOLDER_FORMATS = ("diffusers",)
 
 PipelineLoader = Callable[[str], StableDiffusionPipeline]
 
@@ -37,8 +34,9 @@ def export_run(
     """Export the run in ``run_dir`` as ``fmt`` (one of ``FORMATS``) and return the path written.
 
     ``diffusers`` writes a pipeline folder with README.md; the other formats write one ``.safetensors``
-    file whose ``__metadata__`` carries the model card fields, plus a sidecar ``.md`` card. A LoRA run
-    exported as ``diffusers`` or ``single-file`` is merged into its base model first; the base comes from
+    file whose ``__metadata__`` carries the model card fields, plus a sidecar ``.md`` card; both say which
+    clients load it and how (``dbooth.export.clients``). A LoRA run exported as ``diffusers`` or
+    ``single-file`` is merged into its base model first; the base comes from
     ``base_pipeline_loader(run.base_model)`` (default: the base must be a local diffusers folder).
     Default ``out``: ``run_dir/export/<run_id>-<fmt>[-<dtype>]`` (+ ``.safetensors`` for files).
     """
@@ -95,7 +93,7 @@ def merge_run(
     default = run.run_dir / _default_name(dtype, "merged", is_file=False)
     path = _output_path(out, default, "merge-lora", is_file=False, force=force)
     pipe = trained_pipeline(run, base_pipeline_loader, scale=scale)
-    card = model_card(run, "diffusers", dtype, merged=True)
+    card = model_card(run, "diffusers", dtype, merged=True, name=path.name)
     if scale != 1.0:
         card += f"\nMerged with LoRA scale {scale:g}.\n"
     return save_pipeline_folder(pipe, path, dtype=torch_dtype, card=card)

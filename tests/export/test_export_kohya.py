@@ -69,6 +69,10 @@ def test_metadata_carries_kohya_and_dbooth_keys(lora_run):
     assert "<lora:lora-run-lora-kohya-fp16:1>" in meta["dbooth.usage"]
     card = path.with_suffix(".md").read_text()
     assert "<lora:lora-run-lora-kohya-fp16:1>" in card and "kohya" in card and "sks dog" in card
+    assert meta["dbooth.clients"] == "diffusers, ComfyUI, AUTOMATIC1111/Forge, kohya sd-scripts, InvokeAI"
+    assert "ComfyUI: copy to ComfyUI/models/loras/" in meta["dbooth.load"]
+    assert "- AUTOMATIC1111/Forge: copy to `stable-diffusion-webui/models/Lora/`" in card
+    assert "note:" not in card
 
 
 def test_unet_only_run_has_no_text_encoder_keys(tmp_path):

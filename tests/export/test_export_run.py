@@ -30,6 +30,8 @@ def test_diffusers_export_of_a_full_run(full_run):
     readme = (out / "README.md").read_text()
     for fact in ("builtin:shapes", "`sks`", "`dog`", "full fine-tune", "800", "a photo of sks dog", "bf16"):
         assert fact in readme, fact
+    assert '- diffusers: `StableDiffusionPipeline.from_pretrained("full-run-diffusers-bf16")`' in readme
+    assert "- InvokeAI: import `full-run-diffusers-bf16` in the Model Manager" in readme
 
 
 def test_diffusers_export_of_a_lora_run_is_merged(lora_run):
@@ -52,7 +54,13 @@ def test_lora_export_records_alpha_so_diffusers_applies_it(lora_run):
     adapter = json.loads(meta["lora_adapter_metadata"])
     assert adapter["unet.lora_alpha"] == 2.0 and adapter["text_encoder.r"] == 4
     assert meta["dbooth.class_noun"] == "dog" and meta["dbooth.method"] == "lora"
-    assert "load_lora_weights" in out.with_suffix(".md").read_text()
+    card = out.with_suffix(".md").read_text()
+    assert '- diffusers: `pipe.load_lora_weights("lora-run-lora-fp16.safetensors")`' in card
+    note = next(line for line in card.splitlines() if line.startswith("- note:"))
+    assert "ComfyUI" in note and "AUTOMATIC1111" in note and "`dbooth export --format lora-kohya`" in note
+    assert meta["dbooth.clients"] == "diffusers"
+    assert "ComfyUI and AUTOMATIC1111/Forge do not load this file" in meta["dbooth.load"]
+    assert "--format lora-kohya" in meta["dbooth.load"]
 
     pipe = local_loader(str(lora_run.base_dir))
     pipe.load_lora_weights(str(out))

@@ -42,7 +42,11 @@ def test_full_run_round_trips_through_from_single_file(full_run):
     assert meta["dbooth.identifier"] == "sks" and meta["dbooth.class_noun"] == "dog"
     assert meta["dbooth.method"] == "full" and meta["dbooth.steps"] == "800"
     assert {k.split(".")[0] for k in keys} == {"model", "first_stage_model", "cond_stage_model"}
-    assert "sks dog" in path.with_suffix(".md").read_text()
+    card = path.with_suffix(".md").read_text()
+    assert "sks dog" in card
+    assert "- ComfyUI: copy to `ComfyUI/models/checkpoints/`, pick it in Load Checkpoint" in card
+    assert meta["dbooth.clients"] == "diffusers, ComfyUI, AUTOMATIC1111/Forge, kohya sd-scripts, InvokeAI"
+    assert 'from_single_file("full-run-single-file.safetensors")' in meta["dbooth.load"]
 
 
 def test_lora_run_is_merged_before_writing(lora_run, tmp_path):

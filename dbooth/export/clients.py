@@ -1,0 +1,133 @@
+"""Which export format each client (diffusers, ComfyUI, AUTOMATIC1111, ...) takes, and how to load it there.
+
+One table, ``EXPORT_FORMATS``, feeds ``dbooth export --help``, the lines ``export`` prints after
+writing, every model card and metadata block, and README's table (a test keeps README in step).
+Pure data and string formatting: the CLI imports this at startup, so no torch or diffusers here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+CLIENTS = ("diffusers", "ComfyUI", "AUTOMATIC1111/Forge", "kohya sd-scripts", "InvokeAI")
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One ``--format``: what it writes and, per client that reads it, how to load it.
+
+    ``loads_in`` values are Markdown (code in backticks) with ``{path}`` (the exported file or folder)
+    and ``{name}`` (its stem, which AUTOMATIC1111 uses as the LoRA's name) left to fill in.
+    """
+
+    name: str
+    title: str
+    lora: bool  # a LoRA file (LoRA runs only) rather than a whole model (any run; LoRA runs are merged)
+    folder: bool
+    loads_in: dict[str, str] = field(default_factory=dict)
+    note: str = ""  # what a user would otherwise get wrong, said wherever the loading lines are
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat(
+            "diffusers",
+            "diffusers pipeline folder",
+            lora=False,
+            folder=True,
+            loads_in={
+                "diffusers": '`StableDiffusionPipeline.from_pretrained("{path}")`',
+                "InvokeAI": "import `{path}` in the Model Manager",
+            },
+        ),
+        ExportFormat(
+            "single-file",
+            "single-file Stable Diffusion checkpoint (original key layout)",
+            lora=False,
+            folder=False,
+            loads_in={
+                "diffusers": '`StableDiffusionPipeline.from_single_file("{path}")`',
+                "ComfyUI": "copy to `ComfyUI/models/checkpoints/`, pick it in Load Checkpoint",
+                "AUTOMATIC1111/Forge": "copy to `stable-diffusion-webui/models/Stable-diffusion/`",
+                "kohya sd-scripts": "`--pretrained_model_name_or_path {path}`",
+                "InvokeAI": "import `{path}` in the Model Manager",
+            },
+        ),
+        ExportFormat(
+            "lora",
+            "LoRA weights, diffusers format",
+            lora=True,
+            folder=False,
+            loads_in={"diffusers": '`pipe.load_lora_weights("{path}")`'},
+            note="ComfyUI and AUTOMATIC1111/Forge do not load this file (none of its keys map, and they say "
+            "nothing): export with `dbooth export --format lora-kohya` for them",
+        ),
+        ExportFormat(
+            "lora-kohya",
+            "LoRA weights, kohya / AUTOMATIC1111 format",
+            lora=True,
+            folder=False,
+            loads_in={
+                "diffusers": '`pipe.load_lora_weights("{path}")`',
+                "ComfyUI": "copy to `ComfyUI/models/loras/`, apply it with a Load LoRA node",
+                "AUTOMATIC1111/Forge": "copy to `stable-diffusion-webui/models/Lora/`, prompt with `<lora:{name}:1>`",
+                "kohya sd-scripts": "`--network_weights {path}`",
+                "InvokeAI": "import `{path}` in the Model Manager",
+            },
+        ),
+    )
+}
+
+FORMATS = tuple(EXPORT_FORMATS)
+LORA_FORMATS = tuple(f.name for f in EXPORT_FORMATS.values() if f.lora)
+FOLDER_FORMATS = tuple(f.name for f in EXPORT_FORMATS.values() if f.folder)
+
+
+def clients_of(fmt: str) -> tuple[str, ...]:
+    """The clients that load ``fmt``, in ``CLIENTS`` order."""
+    return tuple(c for c in CLIENTS if c in EXPORT_FORMATS[fmt].loads_in)
+
+
+def load_lines(fmt: str, path: str | PurePath, *, markdown: bool = False) -> list[str]:
+    """``client: how to load it`` per client of ``fmt`` for the file or folder at ``path``, then its note.
+
+    Plain text by default (for the terminal); ``markdown=True`` keeps the backticks.
+    """
+    spec = EXPORT_FORMATS[fmt]
+    name = PurePath(path).name if spec.folder else PurePath(path).stem
+
+    def text(template: str) -> str:  # backticks go before filling in, so a path keeps any of its own
+        return (template if markdown else template.replace("`", "")).format(path=path, name=name)
+
+    lines = [f"{c}: {text(spec.loads_in[c])}" for c in clients_of(fmt)]
+    return lines + ([f"note: {text(spec.note)}"] if spec.note else [])
+
+
+def formats_for(client: str, *, lora: bool) -> tuple[str, ...]:
+    """The formats ``client`` loads, for a full model (``lora=False``) or a LoRA file."""
+    return tuple(f.name for f in EXPORT_FORMATS.values() if f.lora == lora and client in f.loads_in)
+
+
+def clients_table() -> str:
+    """README's "Which file for which client" table, as Markdown."""
+    rows = ["| client | full run | LoRA run | how to load it |", "|---|---|---|---|"]
+    for client in CLIENTS:
+        full, lora = (" or ".join(f"`{f}`" for f in formats_for(client, lora=x)) for x in (False, True))
+        ways: dict[str, list[str]] = {}  # one entry per way of loading, naming every format loaded that way
+        for f in (*formats_for(client, lora=False), *formats_for(client, lora=True)):
+            ways.setdefault(EXPORT_FORMATS[f].loads_in[client].format(path="PATH", name="NAME"), []).append(f"`{f}`")
+        how = "; ".join(f"{', '.join(fmts)}: {way}" for way, fmts in ways.items())
+        rows.append(f"| {client} | {full or '-'} | {lora or '-'} | {how} |")
+    return "\n".join(rows) + "\n"
+
+
+def clients_text() -> str:
+    """The same choice as a plain-text table for ``dbooth export --help``."""
+    rows = [("client", "full run", "LoRA run")]
+    for client in CLIENTS:
+        full, lora = (", ".join(formats_for(client, lora=x)) or "-" for x in (False, True))
+        rows.append((client, full, lora))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
