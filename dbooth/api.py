@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dbooth.config import Manifest, apply_overrides
@@ -12,21 +11,14 @@ from dbooth.workspace import Workspace, create_workspace, find_run, open_workspa
 
 
 def native_resolution(base_model: str) -> int | None:
-    """The image size a local/builtin base model was trained at, read from its configs."""
+    """The image size a base model was trained at, read from its configs (None when they cannot be read)."""
+    from dbooth.families import native_resolution as read
     from dbooth.models.source import resolve_model
 
     try:
-        source = resolve_model(base_model)
+        return read(resolve_model(base_model))
     except DboothError:
         return None
-    if source.kind not in ("builtin", "folder"):
-        return None
-    try:
-        unet = json.loads((Path(source.location) / "unet" / "config.json").read_text())
-        vae = json.loads((Path(source.location) / "vae" / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
 
 
 def init(

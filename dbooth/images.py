@@ -88,6 +88,19 @@ def resize_and_crop(
     flip: bool = False,
 ) -> Image.Image:
     """Scale the shorter side to `resolution` (small images are upscaled), then cut a square."""
+    return resize_and_crop_with_geometry(img, resolution, crop=crop, rng=rng, flip=flip)[0]
+
+
+def resize_and_crop_with_geometry(
+    img: Image.Image,
+    resolution: int,
+    *,
+    crop: str = "center",
+    rng: random.Random | None = None,
+    flip: bool = False,
+) -> tuple[Image.Image, tuple[int, int, int, int, int, int]]:
+    """``resize_and_crop`` plus where the square came from, as SDXL conditions on it:
+    (original height, original width, crop top, crop left, target height, target width)."""
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
     width, height = img.size
@@ -104,7 +117,8 @@ def resize_and_crop(
         rng = rng or random.Random()
         left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
     img = img.crop((left, top, left + resolution, top + resolution))
-    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
+    geometry = (height, width, top, left, resolution, resolution)
+    return (img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img), geometry
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

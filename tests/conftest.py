@@ -28,6 +28,26 @@ def tiny_base(tmp_path_factory) -> Path:
     return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
 
 
+@pytest.fixture(scope="session")
+def tiny_sd2_base(tmp_path_factory) -> Path:
+    """A tiny random SD 2.x-shaped (v-prediction, OpenCLIP-style encoder) pipeline folder."""
+    from dbooth.models.tiny import tiny_sd2_pipeline
+
+    path = tmp_path_factory.mktemp("models") / "tiny-sd2"
+    tiny_sd2_pipeline().save_pretrained(path, safe_serialization=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_base(tmp_path_factory) -> Path:
+    """A tiny random SDXL-shaped (two text encoders, text_time conditioning) pipeline folder."""
+    from dbooth.models.tiny import tiny_sdxl_pipeline
+
+    path = tmp_path_factory.mktemp("models") / "tiny-sdxl"
+    tiny_sdxl_pipeline().save_pretrained(path, safe_serialization=True)
+    return path
+
+
 def draw_subject(path: Path, i: int, size: int = 96) -> Path:
     """A blue disc on a warm background, shifted a little per image."""
     im = Image.new("RGB", (size, size), (200, 120 + 10 * i, 60))

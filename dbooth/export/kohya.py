@@ -30,16 +30,13 @@ from dbooth.export.dtypes import cast_floats
 from dbooth.export.ldm_layout import ldm_name, unet_module_map
 from dbooth.export.lora_file import LoraFile
 from dbooth.export.modelspec import check_prediction_type, modelspec_metadata
+from dbooth.families import FAMILIES as _FAMILIES
 from dbooth.fsutil import atomic_path
 
-FAMILIES = ("sd1", "sd2", "sdxl")
-_SD_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
-PREFIXES = {
-    "sd1": _SD_PREFIXES,
-    "sd2": _SD_PREFIXES,
-    "sdxl": {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"},
-}
-BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+# each family (dbooth.families) says its kohya prefixes and version tag; kept here by name for the writers
+FAMILIES = tuple(_FAMILIES)
+PREFIXES = {name: dict(f.kohya_prefixes) for name, f in _FAMILIES.items()}
+BASE_MODEL_VERSIONS = {name: f.kohya_base_version for name, f in _FAMILIES.items()}
 
 
 def kohya_name(component: str, module: str, family: str = "sd1", unet_map: dict[str, str] | None = None) -> str:
@@ -47,10 +44,10 @@ def kohya_name(component: str, module: str, family: str = "sd1", unet_map: dict[
     prefixes = PREFIXES[_check_family(family)]
     if component not in prefixes:
         raise DboothError(f"a {family} LoRA has no {component} (kohya names exist for {', '.join(prefixes)})")
-    if component == "unet" and family == "sdxl":
+    if component == "unet" and _FAMILIES[family].kohya_unet_names == "original":
         renamed = ldm_name(module, unet_map) if unet_map is not None else None
         if renamed is None:
-            raise DboothError(f"no original SDXL UNet name for LoRA module {module!r}")
+            raise DboothError(f"no original {family} UNet name for LoRA module {module!r}")
         module = renamed
     if component.startswith("text_encoder") and not module.startswith(("text_model.", "text_projection")):
         module = f"text_model.{module}"
@@ -66,9 +63,9 @@ def lora_to_kohya(
     original block numbering.
     """
     unet_map = None
-    if _check_family(family) == "sdxl" and "unet" in lora.components:
+    if _FAMILIES[_check_family(family)].kohya_unet_names == "original" and "unet" in lora.components:
         if unet is None:
-            raise DboothError("kohya names for an SDXL UNet LoRA need the base UNet (or its config)")
+            raise DboothError(f"kohya names for a {family} UNet LoRA need the base UNet (or its config)")
         unet_map = unet_module_map(_as_unet(unet))
     out: dict[str, torch.Tensor] = {}
     for component in lora.components.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 
 from dbooth.errors import DboothError
 from dbooth.export.card import card_metadata, model_card
@@ -17,9 +17,10 @@ from dbooth.export.lora_file import read_lora_file, save_lora_file
 from dbooth.export.merge import merge_lora_into_pipeline
 from dbooth.export.run_info import RunInfo, read_run
 from dbooth.export.single_file import save_single_file
+from dbooth.families import get_family
 from dbooth.fsutil import atomic_write_text
 
-PipelineLoader = Callable[[str], StableDiffusionPipeline]
+PipelineLoader = Callable[[str], DiffusionPipeline]
 
 
 def export_run(
@@ -57,18 +58,20 @@ def export_run(
 
     if fmt == "diffusers":
         return save_pipeline_folder(trained_pipeline(run, base_pipeline_loader), path, dtype=torch_dtype, card=card)
+    family = get_family(run.family)
     if fmt == "single-file":
-        save_single_file(trained_pipeline(run, base_pipeline_loader), path, torch_dtype, meta)
+        save_single_file(trained_pipeline(run, base_pipeline_loader), path, torch_dtype, meta,
+                         layout=family.single_file_layout, prediction_type=run.prediction_type)
     else:
         lora = read_lora_file(run.lora_file, default_alpha=run.lora_alpha)
         if fmt == "lora":
             save_lora_file(lora, path, dtype=torch_dtype, metadata=meta)
         else:
             comment = f"dbooth run {run.run_id}; prompt with '{run.identifier} {run.class_noun}'"
-            ss = kohya_metadata(
-                lora, base_model=run.base_model, output_name=path.stem, steps=run.steps, comment=comment
-            )
-            save_kohya_lora(lora, path, dtype=torch_dtype, metadata=meta | ss)
+            ss = kohya_metadata(lora, base_model=run.base_model, output_name=path.stem, steps=run.steps,
+                                comment=comment, family=family.name, prediction_type=run.prediction_type)
+            unet = _base_unet_config(run, base_pipeline_loader) if family.kohya_unet_names == "original" else None
+            save_kohya_lora(lora, path, dtype=torch_dtype, metadata=meta | ss, family=family.name, unet=unet)
     atomic_write_text(path.with_suffix(".md"), card)
     return path
 
@@ -101,22 +104,37 @@ def merge_run(
 
 def trained_pipeline(
     run: RunInfo, base_pipeline_loader: PipelineLoader | None = None, *, scale: float = 1.0
-) -> StableDiffusionPipeline:
+) -> DiffusionPipeline:
     """The run's result as one float32 pipeline: ``final/`` for full runs, base + fused LoRA for LoRA runs."""
     if not run.is_lora:
-        return StableDiffusionPipeline.from_pretrained(run.final_dir, local_files_only=True)
+        return DiffusionPipeline.from_pretrained(run.final_dir, local_files_only=True)
     loader = base_pipeline_loader or _local_base_loader
     base = loader(run.base_model)
     return merge_lora_into_pipeline(base, run.lora_file, scale, default_alpha=run.lora_alpha)
 
 
-def _local_base_loader(spec: str) -> StableDiffusionPipeline:
+def _local_base_loader(spec: str) -> DiffusionPipeline:
     if not (Path(spec) / "model_index.json").is_file():
         raise DboothError(
             f"base model {spec!r} is not a local diffusers folder: pass base_pipeline_loader "
             "(dbooth.models.loading.load_pipeline) to resolve it"
         )
-    return StableDiffusionPipeline.from_pretrained(spec, local_files_only=True)
+    return DiffusionPipeline.from_pretrained(spec, local_files_only=True)
+
+
+def _base_unet_config(run: RunInfo, base_pipeline_loader: PipelineLoader | None) -> dict:
+    """The base UNet's config (kohya names SDXL modules by its block structure): read from a local
+    folder when there is one, else from the loaded base pipeline."""
+    import json
+
+    config = Path(run.base_model) / "unet" / "config.json"
+    if not config.is_file() and run.base_model.startswith("builtin:"):
+        from dbooth.builtin import builtin_model_path
+
+        config = builtin_model_path(run.base_model) / "unet" / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text())
+    return dict((base_pipeline_loader or _local_base_loader)(run.base_model).unet.config)
 
 
 def _default_name(dtype: str, stem: str, *, is_file: bool) -> str:

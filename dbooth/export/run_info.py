@@ -27,6 +27,8 @@ class RunInfo:
     train_text_encoder: bool
     lora_rank: int | None
     lora_alpha: float | None
+    family: str = "sd1"  # runs from before model families were recorded all trained SD 1.x
+    prediction_type: str = "epsilon"
 
     @property
     def final_dir(self) -> Path:
@@ -88,6 +90,8 @@ def read_run(run_dir: str | Path) -> RunInfo:
         train_text_encoder=bool(data.get("train_text_encoder", False)),
         lora_rank=rank,
         lora_alpha=alpha,
+        family=str(data.get("family") or "sd1"),
+        prediction_type=str(data.get("prediction_type") or "epsilon"),
     )
     expected = info.lora_file if info.is_lora else info.final_dir / "model_index.json"
     if not expected.is_file():

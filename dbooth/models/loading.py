@@ -1,8 +1,9 @@
 """Resolve a base-model spec and load it with diffusers' own loaders.
 
 A spec is a hub id (``stable-diffusion-v1-5/stable-diffusion-v1-5``), a local diffusers
-folder, a single ``.safetensors``/``.ckpt`` checkpoint, or ``builtin:NAME``. All of them end
-up as a ``StableDiffusionPipeline``; nothing downstream knows which kind it was.
+folder, a single ``.safetensors``/``.ckpt`` checkpoint, or ``builtin:NAME``. The model family
+(SD 1.x, 2.x, SDXL) is detected from the model itself and picks the pipeline class; nothing
+downstream knows which kind of source it was.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 
 import torch
-from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers import DDPMScheduler
 
 from dbooth.errors import DboothError
 from dbooth.models.source import resolve_model
@@ -34,17 +35,17 @@ def dtype_kwarg(dtype: torch.dtype) -> dict:
     return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
 
 
-def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32) -> StableDiffusionPipeline:
-    """Load a base model as a StableDiffusionPipeline (no safety checker)."""
+def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32):
+    """Load a base model (any family: see dbooth.families) with its family's diffusers pipeline class."""
+    from dbooth.families import detect_family
+
     source = resolve_model(spec)
-    extra = dict(safety_checker=None, requires_safety_checker=False, **dtype_kwarg(dtype))
     try:
-        if source.kind == "single_file":
-            pipe = StableDiffusionPipeline.from_single_file(source.location, **extra)
-        elif source.kind == "hub":
-            pipe = _load_from_hub(source.location, extra)
+        family = detect_family(source)
+        if source.kind == "hub":
+            pipe = _load_from_hub(family, source, dtype)
         else:
-            pipe = StableDiffusionPipeline.from_pretrained(source.location, local_files_only=True, **extra)
+            pipe = family.load(source, dtype=dtype)
     except DboothError:
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
@@ -60,18 +61,18 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32) -> StableDif
     return pipe
 
 
-def _load_from_hub(repo_id: str, extra: dict) -> StableDiffusionPipeline:
+def _load_from_hub(family, source, dtype):
     try:
-        return StableDiffusionPipeline.from_pretrained(repo_id, local_files_only=True, **extra)
+        return family.load(source, dtype=dtype)
     except OSError:
         pass
     try:
-        return StableDiffusionPipeline.from_pretrained(repo_id, **extra)
+        return family.load(source, dtype=dtype, local_files_only=False)
     except OSError as exc:
         raise DboothError(
-            f"base model {repo_id} cannot be reached: it is not in the local Hugging Face cache "
+            f"base model {source.location} cannot be reached: it is not in the local Hugging Face cache "
             "and the hub is unreachable (offline?); download it once while online "
-            f"(huggingface-cli download {repo_id}) or pass a local folder / .safetensors file with --base"
+            f"(huggingface-cli download {source.location}) or pass a local folder / .safetensors file with --base"
         ) from exc
 
 
@@ -85,33 +86,20 @@ def inference_dtype() -> torch.dtype:
     return torch.float16 if torch.cuda.is_available() else torch.float32
 
 
-def training_scheduler(pipe: StableDiffusionPipeline) -> DDPMScheduler:
+def training_scheduler(pipe) -> DDPMScheduler:
     """The noise schedule used for training, taken from the base model's scheduler config."""
     return DDPMScheduler.from_config(pipe.scheduler.config)
 
 
-def compose_pipeline(*, vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:
-    """A StableDiffusionPipeline from its parts, without the safety checker dbooth never uses."""
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+def compose_pipeline(*, vae, text_encoder, tokenizer, unet, scheduler):
+    """An SD 1.x/2.x-shaped StableDiffusionPipeline from its parts, without the safety checker."""
+    from dbooth.families import SD1
+
+    return SD1.compose(dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler))
 
 
-def assemble_pipeline(base: StableDiffusionPipeline, *, unet=None, text_encoder=None) -> StableDiffusionPipeline:
-    """A new pipeline sharing ``base``'s parts, with the given UNet / text encoder swapped in."""
-    pipe = compose_pipeline(
-        vae=base.vae,
-        text_encoder=text_encoder if text_encoder is not None else base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=unet if unet is not None else base.unet,
-        scheduler=base.scheduler,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def assemble_pipeline(base, **replacements):
+    """A new pipeline of ``base``'s family sharing its parts, with ``unet=``, ``text_encoder=``... swapped in."""
+    from dbooth.families import family_of
+
+    return family_of(base).assemble(base, **replacements)

@@ -6,7 +6,7 @@ import pytest
 
 from dbooth import api
 from dbooth.errors import DboothError
-from dbooth.training import loop
+from dbooth.families.base import Family
 
 
 def _write_captions(ws, texts):
@@ -21,8 +21,8 @@ def test_each_photo_trains_with_its_own_caption(make_workspace, monkeypatch):
     photos = _write_captions(ws, ["a {identifier} {class} on the beach", "sks dog in the snow",
                                   "a photo of {identifier} {class}\n"])
     seen = []
-    real = loop.tokenize
-    monkeypatch.setattr(loop, "tokenize", lambda tok, prompts: seen.append(list(prompts)) or real(tok, prompts))
+    real = Family.tokenize
+    monkeypatch.setattr(Family, "tokenize", lambda self, toks, prompts: seen.append(list(prompts)) or real(self, toks, prompts))
     run = api.train(ws).run
     expected = ["a sks dog on the beach", "sks dog in the snow", "a photo of sks dog"]
     assert seen[0] == expected  # what the text encoder is given, one prompt per photo

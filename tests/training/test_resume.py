@@ -53,6 +53,32 @@ def test_resume_matches_uninterrupted(make_workspace, method):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
+def test_sdxl_resume_matches_uninterrupted(tmp_path, tiny_sdxl_base, photos):
+    from dbooth.config import apply_overrides, write_manifest
+    from dbooth.workspace import find_run
+
+    settings = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2, "train.crop": "random",
+                "train.random_flip": True, "train.train_text_encoder": True, "prior.num_class_images": 2,
+                "prior.steps": 2, "train.validation_every": 0}
+
+    def workspace(name):
+        ws = api.init(tmp_path / name, "dog", base_model=str(tiny_sdxl_base), images=photos)
+        write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), settings))
+        api.prior(ws)
+        return ws
+
+    straight = api.train(workspace("straight")).run
+    ws = workspace("resumed")
+    with pytest.raises(KeyboardInterrupt):
+        api.train(ws, reporter=InterruptAt(3))
+    assert find_run(ws, complete=False).info()["status"] == "interrupted"
+    result = api.train(ws, resume=True)
+    a, b = load_file(straight.lora_file), load_file(result.run.lora_file)
+    assert a.keys() == b.keys() and any(k.startswith("text_encoder_2.") for k in a)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
 def test_checkpoints_keep_last_k(make_workspace):
     ws = make_workspace(**{"train.method": "lora", "train.max_steps": 7, "train.checkpoint_every": 2,
                            "train.keep_checkpoints": 2, "prior.enabled": False})

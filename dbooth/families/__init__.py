@@ -1,0 +1,134 @@
+"""Model families (SD 1.x, SD 2.x, SDXL): everything that differs between them lives in one module each.
+
+``detect_family(source)`` reads the model itself (``model_index.json`` and the text encoder's config
+for folders and hub ids, key names for single files); ``family_of(pipe)`` answers for a loaded pipeline.
+Nobody configures the family by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dbooth.errors import DboothError
+from dbooth.families.base import Conditioning, Family
+from dbooth.families.sd import SD1, SD2
+from dbooth.families.sdxl import SDXL
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL)}
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise DboothError(f"unknown model family {name!r}; dbooth knows {', '.join(FAMILIES)}") from None
+
+
+def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> Family:
+    """The family a diffusers pipeline belongs to, from its model_index.json and text encoder config."""
+    cls = model_index.get("_class_name", "")
+    if cls.startswith("StableDiffusionXL"):
+        return SDXL
+    if cls.startswith("StableDiffusion") and "Upscale" not in cls and "Img2Img" not in cls:
+        # SD 2.x's OpenCLIP ViT-H uses plain gelu; SD 1.x's CLIP ViT-L uses quick_gelu
+        return SD2 if (text_encoder_config or {}).get("hidden_act") == "gelu" else SD1
+    raise DboothError(
+        f"model is a {cls or 'pipeline of unknown class'}; dbooth trains StableDiffusionPipeline "
+        "(SD 1.x, 2.x) and StableDiffusionXLPipeline models"
+    )
+
+
+def family_from_keys(keys) -> Family:
+    """The family of an original-layout single-file checkpoint, from its tensor names."""
+    keys = list(keys)
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return SDXL
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return SD2
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return SD1
+    raise DboothError("single-file checkpoint: no known text-encoder keys (SD 1.x, 2.x or SDXL layout)")
+
+
+def detect_family(source) -> Family:
+    """The family of a resolved model source (see dbooth.models.source)."""
+    if source.kind == "single_file":
+        return family_from_keys(_checkpoint_keys(Path(source.location)))
+    if source.kind == "hub":
+        index = _hub_json(source.location, "model_index.json")
+        te = _hub_json(source.location, "text_encoder/config.json", required=False)
+        return family_from_configs(index, te)
+    folder = Path(source.location)
+    index = json.loads((folder / "model_index.json").read_text())
+    te_path = folder / "text_encoder" / "config.json"
+    return family_from_configs(index, json.loads(te_path.read_text()) if te_path.is_file() else None)
+
+
+def native_resolution(source) -> int | None:
+    """The size a model was trained at: UNet sample size x VAE scale from its configs (a local folder, the
+    built-in model, or a hub id already in the Hugging Face cache), else its family's default for single
+    files; None for a hub model that is not cached (nothing is downloaded for this)."""
+    if source.kind == "single_file":
+        return detect_family(source).default_resolution
+    unet, vae = (_config(source, f"{part}/config.json") for part in ("unet", "vae"))
+    if unet is None or vae is None:
+        return None
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def _config(source, name: str) -> dict | None:
+    if source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(source.location, name)
+        path = Path(path) if isinstance(path, str) else None
+    else:
+        path = Path(source.location) / name
+    try:
+        return json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def family_of(pipe) -> Family:
+    """The family of a loaded pipeline."""
+    te = getattr(pipe, "text_encoder", None)
+    return family_from_configs({"_class_name": type(pipe).__name__}, te.config.to_dict() if te is not None else None)
+
+
+def _checkpoint_keys(path: Path) -> list[str]:
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    import torch
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    return list(state.get("state_dict", state))
+
+
+def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for local_only in (True, False):
+        try:
+            return json.loads(Path(hf_hub_download(repo_id, filename, local_files_only=local_only)).read_text())
+        except EntryNotFoundError:
+            if not required:
+                return None
+            break
+        except Exception:  # not cached, offline, or no such repo: try the hub, then give up
+            continue
+    if not required:
+        return None
+    raise DboothError(
+        f"base model {repo_id} cannot be reached: it is not in the local Hugging Face cache "
+        "and the hub is unreachable (offline?); download it once while online "
+        f"(huggingface-cli download {repo_id}) or pass a local folder / .safetensors file with --base"
+    )
+
+
+__all__ = ["FAMILIES", "Conditioning", "Family", "SD1", "SD2", "SDXL", "detect_family", "family_of", "get_family"]

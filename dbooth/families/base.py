@@ -1,0 +1,124 @@
+"""What every model family provides, and the behaviour SD 1.x, SD 2.x and SDXL share.
+
+The training loop, prior, sample, merge-lora and export ask a ``Family`` for these things and never
+test which family it is (OneTrainer's split: the generic trainer names no model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+    from dbooth.models.source import ModelSource
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What the UNet is conditioned on for a batch of captions."""
+
+    embeds: "torch.Tensor"  # [N, tokens, dim]: the UNet's encoder_hidden_states
+    pooled: "torch.Tensor | None" = None  # [N, dim]: SDXL's pooled text embedding, None elsewhere
+
+    def select(self, index) -> "Conditioning":
+        return Conditioning(self.embeds[index], None if self.pooled is None else self.pooled[index])
+
+    def to(self, device=None, dtype=None) -> "Conditioning":
+        return Conditioning(self.embeds.to(device, dtype), None if self.pooled is None else self.pooled.to(device, dtype))
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family. Instances are constants (``SD1``, ``SD2``, ``SDXL``); subclasses add behaviour."""
+
+    name: str  # "sd1", "sd2", "sdxl": recorded in run.json and export metadata
+    title: str  # for people: "Stable Diffusion 2.x"
+    pipeline_class_name: str  # the diffusers pipeline that loads, samples and saves this family
+    default_resolution: int  # the training/sampling size when the model's configs do not say
+    single_file_layout: str  # key layout of original-format checkpoints (export/single_file.py)
+    kohya_base_version: str  # kohya's ss_base_model_version
+    text_encoder_names: tuple[str, ...] = ("text_encoder",)
+    tokenizer_names: tuple[str, ...] = ("tokenizer",)
+    kohya_prefixes: dict = field(default_factory=lambda: {"unet": "lora_unet_", "text_encoder": "lora_te_"})
+    kohya_unet_names: str = "diffusers"  # "original": kohya names UNet modules by the ldm/sgm block numbering
+
+    # -- pipelines -----------------------------------------------------------------------------
+    def pipeline_class(self):
+        import diffusers
+
+        return getattr(diffusers, self.pipeline_class_name)
+
+    def pipeline_extras(self) -> dict:
+        """Constructor arguments beyond the model parts (SD: no safety checker)."""
+        return {}
+
+    def load(self, source: "ModelSource", *, dtype: "torch.dtype", local_files_only: bool = True):
+        """The pipeline for ``source`` (a folder, builtin, hub id or single file) in ``dtype``."""
+        from dbooth.models.loading import dtype_kwarg
+
+        cls = self.pipeline_class()
+        extra = {**self.pipeline_extras(), **dtype_kwarg(dtype)}
+        if source.kind == "single_file":
+            return cls.from_single_file(source.location, **extra)
+        return cls.from_pretrained(source.location, local_files_only=local_files_only, **extra)
+
+    def compose(self, parts: dict):
+        """A pipeline from its parts (``pipe.components``-style dict)."""
+        cls = self.pipeline_class()
+        import inspect
+
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        kwargs = {k: v for k, v in parts.items() if k in accepted}
+        kwargs.update({k: v for k, v in self.pipeline_extras().items() if k in accepted})
+        pipe = cls(**kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def assemble(self, base, **replacements):
+        """A new pipeline sharing ``base``'s parts, with some (``unet=...``, ``text_encoder_2=...``) swapped."""
+        return self.compose({**base.components, **{k: v for k, v in replacements.items() if v is not None}})
+
+    # -- text conditioning ---------------------------------------------------------------------
+    def text_encoders(self, pipe) -> dict:
+        return {name: getattr(pipe, name) for name in self.text_encoder_names}
+
+    def tokenizers(self, pipe) -> list:
+        return [getattr(pipe, name) for name in self.tokenizer_names]
+
+    def tokenize(self, tokenizers: Sequence, prompts: list[str]) -> list["torch.Tensor"]:
+        """Token ids per text encoder, padded to each tokenizer's length as the pipelines do."""
+        return [
+            tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                return_tensors="pt").input_ids
+            for tok in tokenizers
+        ]
+
+    def encode(self, encoders: Sequence, ids: Sequence["torch.Tensor"]) -> Conditioning:
+        """The conditioning the family's own pipeline builds for these token ids (no guidance)."""
+        raise NotImplementedError
+
+    def unet_kwargs(self, cond: Conditioning, geometry: "torch.Tensor") -> dict:
+        """Keyword arguments for ``unet(noisy, t, ...)`` beyond the hidden states.
+
+        ``geometry`` is [N, 6] per image: original height, width, crop top, left, target height, width.
+        """
+        return {}
+
+    # -- outputs -------------------------------------------------------------------------------
+    def save_lora(self, path: Path, unet, text_encoders: dict) -> None:
+        """``pytorch_lora_weights.safetensors`` in diffusers' format (what ``load_lora_weights`` reads)."""
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        def layers(model) -> dict:
+            state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+            return {k: v.detach().float().contiguous() for k, v in state.items()}
+
+        kwargs = {"unet_lora_layers": layers(unet), "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict()}
+        for name, encoder in text_encoders.items():
+            kwargs[f"{name}_lora_layers"] = layers(encoder)
+            kwargs[f"{name}_lora_adapter_metadata"] = encoder.peft_config["default"].to_dict()
+        self.pipeline_class().save_lora_weights(save_directory=str(path), safe_serialization=True, **kwargs)

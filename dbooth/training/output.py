@@ -1,0 +1,23 @@
+"""A run's final weights: the family's LoRA file, or a full pipeline folder with the trained parts swapped in."""
+
+from __future__ import annotations
+
+import torch
+
+from dbooth.fsutil import atomic_path
+from dbooth.models.loading import load_pipeline
+
+
+def save_final(accelerator, manifest, run, models) -> None:
+    unet = accelerator.unwrap_model(models.unet)
+    encoders = {name: accelerator.unwrap_model(m) for name, m in models.trained_encoders.items()}
+    with atomic_path(run.final_dir) as tmp:
+        tmp.mkdir(parents=True)
+        if manifest.train.method == "lora":
+            models.family.save_lora(tmp, unet, encoders)
+        else:
+            # reload frozen parts in full precision so mixed precision never degrades them
+            base = load_pipeline(manifest.base_model)
+            parts = {name: m.to("cpu", torch.float32) for name, m in encoders.items()}
+            out = models.family.assemble(base, unet=unet.to("cpu", torch.float32), **parts)
+            out.save_pretrained(str(tmp), safe_serialization=True)

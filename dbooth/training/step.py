@@ -1,0 +1,50 @@
+"""One DreamBooth step's maths: draw a batch, noise it, predict, and score against the family's target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dbooth.losses import LossParts, diffusion_target, dreambooth_loss
+from dbooth.training.conditioning import PromptBank
+from dbooth.training.data import LatentBank
+from dbooth.training.setup import Models
+
+
+@dataclass
+class Batch:
+    latents: torch.Tensor  # [B, C, h, w], instance rows first, then class rows
+    geometry: torch.Tensor  # [B, 6], see LatentBank.sample
+    captions: list[int]  # PromptBank index per row
+    num_instance: int
+
+
+def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int,
+               device: torch.device) -> Batch:
+    """``batch_size`` subject images and, with prior preservation, as many class images."""
+    ii = torch.randint(0, len(instance), (batch_size,))
+    latents, geometry = instance.sample(ii)
+    parts, geometries, captions = [latents], [geometry], ii.tolist()
+    if classes is not None:
+        ci = torch.randint(0, len(classes), (batch_size,))
+        latents, geometry = classes.sample(ci)
+        parts.append(latents)
+        geometries.append(geometry)
+        captions += [class_caption] * batch_size
+    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size)
+
+
+def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float) -> LossParts:
+    """Noise the batch at random timesteps and return the (instance + weighted prior) loss."""
+    scheduler = models.noise_scheduler
+    latents = batch.latents
+    noise = torch.randn_like(latents)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
+                              device=latents.device).long()
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    cond = prompts.get(batch.captions, grad=bool(models.trained_encoders))
+    extra = models.family.unet_kwargs(cond, batch.geometry)
+    pred = models.unet(noisy, timesteps, cond.embeds, return_dict=False, **extra)[0]
+    target = diffusion_target(scheduler.config.prediction_type, noise, latents, scheduler, timesteps)
+    return dreambooth_loss(pred, target, batch.num_instance, prior_weight)

@@ -1,0 +1,41 @@
+"""One training step's target follows the model: the velocity for v-prediction, the noise for epsilon."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dbooth.models.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.schema import TrainConfig
+from dbooth.training.conditioning import PromptBank
+from dbooth.training.setup import prepare_models
+from dbooth.training.step import Batch, dreambooth_step_loss
+
+
+@pytest.mark.parametrize("build,kind", [(tiny_pipeline, "epsilon"), (tiny_sd2_pipeline, "v_prediction"),
+                                        (tiny_sdxl_pipeline, "epsilon")])
+def test_step_loss_is_the_mse_to_the_schedulers_target(build, kind):
+    pipe = build()
+    models = prepare_models(pipe, TrainConfig(), torch.device("cpu"), torch.float32)
+    assert models.noise_scheduler.config.prediction_type == kind
+    prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, ["a photo of sks dog"],
+                         cache=True, device=torch.device("cpu"), dtype=torch.float32)
+    latents = torch.randn(2, 4, 16, 16)
+    geometry = torch.tensor([[40, 32, 0, 4, 32, 32]] * 2)
+    batch = Batch(latents, geometry, [0, 0], num_instance=2)
+
+    torch.manual_seed(7)
+    loss = dreambooth_step_loss(models, prompts, batch, prior_weight=1.0)
+
+    # the same draws by hand: noise, then timesteps; the target from the scheduler's own get_velocity
+    torch.manual_seed(7)
+    noise = torch.randn_like(latents)
+    t = torch.randint(0, 1000, (2,)).long()
+    noisy = models.noise_scheduler.add_noise(latents, noise, t)
+    cond = prompts.get([0, 0], grad=False)
+    with torch.no_grad():
+        pred = models.unet(noisy, t, cond.embeds, **models.family.unet_kwargs(cond, geometry)).sample
+    target = models.noise_scheduler.get_velocity(latents, noise, t) if kind == "v_prediction" else noise
+    torch.testing.assert_close(loss.total.detach(), F.mse_loss(pred, target), rtol=0, atol=1e-6)
+    assert loss.prior is None
