@@ -41,14 +41,10 @@ def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> 
 
 def family_from_keys(keys) -> Family:
     """The family of an original-layout single-file checkpoint, from its tensor names."""
-    keys = list(keys)
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        return SDXL
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        return SD2
-    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
-        return SD1
-    raise DboothError("single-file checkpoint: no known text-encoder keys (SD 1.x, 2.x or SDXL layout)")
+    from dbooth.export.single_file import detect_single_file_layout
+
+    layout = detect_single_file_layout(keys)
+    return next(f for f in FAMILIES.values() if f.single_file_layout == layout)
 
 
 def detect_family(source) -> Family:
@@ -60,9 +56,15 @@ def detect_family(source) -> Family:
         te = _hub_json(source.location, "text_encoder/config.json", required=False)
         return family_from_configs(index, te)
     folder = Path(source.location)
-    index = json.loads((folder / "model_index.json").read_text())
     te_path = folder / "text_encoder" / "config.json"
-    return family_from_configs(index, json.loads(te_path.read_text()) if te_path.is_file() else None)
+    return family_from_configs(_read_json(folder / "model_index.json"), _read_json(te_path) if te_path.is_file() else None)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DboothError(f"{path}: cannot be read as JSON ({exc}); the model folder is damaged") from None
 
 
 def native_resolution(source) -> int | None:

@@ -40,6 +40,7 @@ class Family:
     default_resolution: int  # the training/sampling size when the model's configs do not say
     single_file_layout: str  # key layout of original-format checkpoints (export/single_file.py)
     kohya_base_version: str  # kohya's ss_base_model_version
+    config_repo: str  # the reference model whose configs diffusers reads for single-file checkpoints
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
     tokenizer_names: tuple[str, ...] = ("tokenizer",)
     kohya_prefixes: dict = field(default_factory=lambda: {"unet": "lora_unet_", "text_encoder": "lora_te_"})

@@ -31,6 +31,7 @@ SD1 = StableDiffusion(
     default_resolution=512,
     single_file_layout="sd1",
     kohya_base_version="sd_v1",
+    config_repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
 )
 
 SD2 = StableDiffusion(
@@ -40,4 +41,5 @@ SD2 = StableDiffusion(
     default_resolution=768,
     single_file_layout="sd2",
     kohya_base_version="sd_v2",
+    config_repo="stabilityai/stable-diffusion-2-1",
 )

@@ -38,6 +38,7 @@ SDXL = StableDiffusionXL(
     default_resolution=1024,
     single_file_layout="sdxl",
     kohya_base_version="sdxl_base_v1-0",
+    config_repo="stabilityai/stable-diffusion-xl-base-1.0",
     text_encoder_names=("text_encoder", "text_encoder_2"),
     tokenizer_names=("tokenizer", "tokenizer_2"),
     kohya_unet_names="original",

@@ -40,8 +40,8 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32):
     from dbooth.families import detect_family
 
     source = resolve_model(spec)
+    family = detect_family(source)
     try:
-        family = detect_family(source)
         if source.kind == "hub":
             pipe = _load_from_hub(family, source, dtype)
         else:
@@ -50,13 +50,17 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32):
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        hint = (
-            "download it once while online (huggingface-cli download "
-            f"{spec}) or pass a local folder / .safetensors file with --base"
-            if source.kind in ("hub", "single_file")
-            else "check that the folder is a complete diffusers pipeline"
-        )
-        raise DboothError(f"base model {spec} cannot be loaded: {reason[:200]}; {hint}") from None
+        if source.kind == "single_file":
+            # diffusers builds a single file's pipeline from the family's reference configs on the hub
+            hint = (f"a {family.title} single file needs that family's configs once: run online once, or "
+                    f"`huggingface-cli download {family.config_repo} --include '*.json' '*.txt'`, "
+                    "or pass a diffusers folder with --base")
+        elif source.kind == "hub":
+            hint = (f"download it once while online (huggingface-cli download {spec}) "
+                    "or pass a local folder / .safetensors file with --base")
+        else:
+            hint = "check that the folder is a complete diffusers pipeline"
+        raise DboothError(f"base model {spec} cannot be loaded: {reason[:160]}; {hint}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

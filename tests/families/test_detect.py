@@ -38,3 +38,9 @@ def test_other_pipelines_are_refused_by_name(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(DboothError, match="FluxPipeline"):
         detect_family(resolve_model(str(tmp_path)))
+
+
+def test_a_damaged_model_index_is_a_one_line_error(tmp_path):
+    (tmp_path / "model_index.json").write_text("{not json")
+    with pytest.raises(DboothError, match="model_index.json: cannot be read as JSON"):
+        detect_family(resolve_model(str(tmp_path)))

@@ -39,3 +39,15 @@ def test_step_loss_is_the_mse_to_the_schedulers_target(build, kind):
     target = models.noise_scheduler.get_velocity(latents, noise, t) if kind == "v_prediction" else noise
     torch.testing.assert_close(loss.total.detach(), F.mse_loss(pred, target), rtol=0, atol=1e-6)
     assert loss.prior is None
+
+
+def test_a_vae_that_asks_for_it_encodes_in_float32_under_fp16():
+    from types import SimpleNamespace
+
+    from dbooth.training.setup import vae_precision
+
+    sdxl_like = SimpleNamespace(config=SimpleNamespace(force_upcast=True))
+    sd_like = SimpleNamespace(config=SimpleNamespace(force_upcast=False))
+    assert vae_precision(sdxl_like, torch.float16) == torch.float32
+    assert vae_precision(sdxl_like, torch.bfloat16) == torch.bfloat16  # bf16 has the range
+    assert vae_precision(sd_like, torch.float16) == torch.float16
