@@ -134,4 +134,11 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
     return export_run(run.dir, fmt, base_pipeline_loader=load_pipeline, out=out, dtype=dtype, force=force)
 
 
+def run_family(ws: Workspace, run_id: str | None = None):
+    """The model family a finished run trained (runs from before families were recorded are SD 1.x)."""
+    from dbooth.families import get_family
+
+    return get_family(find_run(ws, run_id).info().get("family") or "sd1")
+
+
 __all__ = ["init", "prior", "train", "sample", "merge_lora", "export", "open_workspace"]

@@ -237,9 +237,11 @@ def export(
 ) -> None:
     from dbooth import api
 
-    path = api.export(_ws(workspace), fmt, run_id=run, out=out, dtype=dtype, force=force)
+    ws = _ws(workspace)
+    path = api.export(ws, fmt, run_id=run, out=out, dtype=dtype, force=force)
     console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}", soft_wrap=True)
-    for line in load_lines(fmt, path):  # unwrapped, so a snippet or path copies whole
+    pipeline = api.run_family(ws, run).pipeline_class_name
+    for line in load_lines(fmt, path, pipeline=pipeline):  # unwrapped, so a snippet or path copies whole
         console.print(f"  {line}", markup=False, soft_wrap=True)
 
 

@@ -12,6 +12,12 @@ def example_prompts(run: RunInfo) -> list[str]:
     return [run.instance_prompt, f"a {token} on the beach", f"a painting of {token} in the snow"]
 
 
+def _pipeline(run: RunInfo) -> str:
+    from dbooth.families import get_family
+
+    return get_family(run.family).pipeline_class_name
+
+
 def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> dict[str, str]:
     """``dbooth.*`` keys for a safetensors ``__metadata__`` (all values are strings, as the format requires)."""
     meta = {
@@ -27,7 +33,7 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> 
         "dbooth.train_text_encoder": str(run.train_text_encoder).lower(),
         "dbooth.usage": usage_line(run, fmt, name=name),
         "dbooth.clients": ", ".join(clients_of(fmt)),
-        "dbooth.load": "; ".join(load_lines(fmt, _file_name(fmt, name))),
+        "dbooth.load": "; ".join(load_lines(fmt, _file_name(fmt, name), pipeline=_pipeline(run))),
     }
     if run.is_lora:
         meta["dbooth.lora_rank"] = str(run.lora_rank)
@@ -61,7 +67,8 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name
     if merged:
         how += ", merged into the base weights"
     prompts = "\n".join(f"- `{p}`" for p in example_prompts(run))
-    loads = "\n".join(f"- {line}" for line in load_lines(fmt, _file_name(fmt, name), markdown=True))
+    loads = "\n".join(f"- {line}" for line in load_lines(fmt, _file_name(fmt, name), markdown=True,
+                                                           pipeline=_pipeline(run)))
     return f"""# {run.run_id}: DreamBooth of "{run.identifier} {run.class_noun}"
 
 {EXPORT_FORMATS[fmt].title}, {dtype}, exported by dbooth.

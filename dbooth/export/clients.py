@@ -38,7 +38,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             lora=False,
             folder=True,
             loads_in={
-                "diffusers": '`StableDiffusionPipeline.from_pretrained("{path}")`',
+                "diffusers": '`DiffusionPipeline.from_pretrained("{path}")`',
                 "InvokeAI": "import `{path}` in the Model Manager",
             },
         ),
@@ -48,7 +48,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             lora=False,
             folder=False,
             loads_in={
-                "diffusers": '`StableDiffusionPipeline.from_single_file("{path}")`',
+                "diffusers": '`{pipeline}.from_single_file("{path}")`',
                 "ComfyUI": "copy to `ComfyUI/models/checkpoints/`, pick it in Load Checkpoint",
                 "AUTOMATIC1111/Forge": "copy to `stable-diffusion-webui/models/Stable-diffusion/`",
                 "kohya sd-scripts": "`--pretrained_model_name_or_path {path}`",
@@ -90,16 +90,18 @@ def clients_of(fmt: str) -> tuple[str, ...]:
     return tuple(c for c in CLIENTS if c in EXPORT_FORMATS[fmt].loads_in)
 
 
-def load_lines(fmt: str, path: str | PurePath, *, markdown: bool = False) -> list[str]:
+def load_lines(fmt: str, path: str | PurePath, *, markdown: bool = False,
+               pipeline: str = "StableDiffusionPipeline") -> list[str]:
     """``client: how to load it`` per client of ``fmt`` for the file or folder at ``path``, then its note.
 
-    Plain text by default (for the terminal); ``markdown=True`` keeps the backticks.
+    Plain text by default (for the terminal); ``markdown=True`` keeps the backticks. ``pipeline`` is the
+    run's diffusers pipeline class (its model family's: ``StableDiffusionXLPipeline`` for SDXL).
     """
     spec = EXPORT_FORMATS[fmt]
     name = PurePath(path).name if spec.folder else PurePath(path).stem
 
     def text(template: str) -> str:  # backticks go before filling in, so a path keeps any of its own
-        return (template if markdown else template.replace("`", "")).format(path=path, name=name)
+        return (template if markdown else template.replace("`", "")).format(path=path, name=name, pipeline=pipeline)
 
     lines = [f"{c}: {text(spec.loads_in[c])}" for c in clients_of(fmt)]
     return lines + ([f"note: {text(spec.note)}"] if spec.note else [])
@@ -117,7 +119,7 @@ def clients_table() -> str:
         full, lora = (" or ".join(f"`{f}`" for f in formats_for(client, lora=x)) for x in (False, True))
         ways: dict[str, list[str]] = {}  # one entry per way of loading, naming every format loaded that way
         for f in (*formats_for(client, lora=False), *formats_for(client, lora=True)):
-            ways.setdefault(EXPORT_FORMATS[f].loads_in[client].format(path="PATH", name="NAME"), []).append(f"`{f}`")
+            ways.setdefault(EXPORT_FORMATS[f].loads_in[client].format(path="PATH", name="NAME", pipeline="StableDiffusionPipeline"), []).append(f"`{f}`")
         how = "; ".join(f"{', '.join(fmts)}: {way}" for way, fmts in ways.items())
         rows.append(f"| {client} | {full or '-'} | {lora or '-'} | {how} |")
     return "\n".join(rows) + "\n"

@@ -28,14 +28,14 @@ def get_family(name: str) -> Family:
 def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> Family:
     """The family a diffusers pipeline belongs to, from its model_index.json and text encoder config."""
     cls = model_index.get("_class_name", "")
-    if cls.startswith("StableDiffusionXL"):
+    if cls == SDXL.pipeline_class_name:
         return SDXL
-    if cls.startswith("StableDiffusion") and "Upscale" not in cls and "Img2Img" not in cls:
+    if cls == SD1.pipeline_class_name:
         # SD 2.x's OpenCLIP ViT-H uses plain gelu; SD 1.x's CLIP ViT-L uses quick_gelu
         return SD2 if (text_encoder_config or {}).get("hidden_act") == "gelu" else SD1
     raise DboothError(
-        f"model is a {cls or 'pipeline of unknown class'}; dbooth trains StableDiffusionPipeline "
-        "(SD 1.x, 2.x) and StableDiffusionXLPipeline models"
+        f"model is a {cls or 'pipeline of unknown class'}; dbooth trains text-to-image StableDiffusionPipeline "
+        "(SD 1.x, 2.x) and StableDiffusionXLPipeline models (not refiners, img2img or upscalers)"
     )
 
 

@@ -62,6 +62,11 @@ def test_load_lines_name_the_file_written():
 
     folder = load_lines("diffusers", "/out/my.model", markdown=True)
     assert folder == [
-        'diffusers: `StableDiffusionPipeline.from_pretrained("/out/my.model")`',
+        'diffusers: `DiffusionPipeline.from_pretrained("/out/my.model")`',
         "InvokeAI: import `/out/my.model` in the Model Manager",
     ]
+
+
+def test_load_lines_name_the_runs_pipeline_class():
+    lines = load_lines("single-file", "/out/xl.safetensors", pipeline="StableDiffusionXLPipeline")
+    assert lines[0] == 'diffusers: StableDiffusionXLPipeline.from_single_file("/out/xl.safetensors")'

@@ -30,7 +30,7 @@ def test_diffusers_export_of_a_full_run(full_run):
     readme = (out / "README.md").read_text()
     for fact in ("builtin:shapes", "`sks`", "`dog`", "full fine-tune", "800", "a photo of sks dog", "bf16"):
         assert fact in readme, fact
-    assert '- diffusers: `StableDiffusionPipeline.from_pretrained("full-run-diffusers-bf16")`' in readme
+    assert '- diffusers: `DiffusionPipeline.from_pretrained("full-run-diffusers-bf16")`' in readme
     assert "- InvokeAI: import `full-run-diffusers-bf16` in the Model Manager" in readme
 
 

@@ -44,3 +44,9 @@ def test_a_damaged_model_index_is_a_one_line_error(tmp_path):
     (tmp_path / "model_index.json").write_text("{not json")
     with pytest.raises(DboothError, match="model_index.json: cannot be read as JSON"):
         detect_family(resolve_model(str(tmp_path)))
+
+
+def test_the_sdxl_refiner_is_refused(tmp_path):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline"}))
+    with pytest.raises(DboothError, match="not refiners"):
+        detect_family(resolve_model(str(tmp_path)))

@@ -91,8 +91,10 @@ def test_full_fine_tuning(family, request, tmp_path, photos):
     invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
     _same_weights(final, _load(tmp_path / "folder"))
     single = tmp_path / "model.safetensors"
-    invoke("export", "-w", str(ws), "--format", "single-file", "--out", str(single))
+    printed = invoke("export", "-w", str(ws), "--format", "single-file", "--out", str(single)).output
     cls = type(final)
+    assert f'{cls.__name__}.from_single_file("{single}")' in printed  # the family's own class
+    assert f"{cls.__name__}.from_single_file" in single.with_suffix(".md").read_text()
     _same_weights(final, cls.from_single_file(str(single), config=str(base), local_files_only=True))
 
 
