@@ -1,8 +1,9 @@
 """Named benchmark configurations and the ablation that switches each speed setting.
 
-A configuration is a model (``sd15``, ``shapes``, ``tiny`` or any base-model spec) plus
-manifest overrides. ``sd15-*`` settings are the recommended ones; ``*-10gb`` / ``*-6gb`` are the
-memory tiers (their GPU figures are estimates until measured on a GPU, see BENCHMARKS.md).
+A configuration is a model (``sd15``, ``sdxl``, ``shapes``, ``tiny`` or any base-model spec) plus
+manifest overrides. ``sd15-*`` and ``sdxl-*`` settings are the recommended ones; ``*-10gb``, ``*-6gb``,
+``*-24gb`` and ``*-12gb`` are the memory tiers (GPU figures are estimates until measured on a GPU,
+see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ BENCH_FIXED = {
 @dataclass(frozen=True)
 class BenchConfig:
     name: str
-    model: str  # sd15 | shapes | tiny | a base-model spec (folder, hub id, builtin:NAME)
+    model: str  # sd15 | sdxl | shapes | tiny | a base-model spec (folder, hub id, builtin:NAME)
     description: str
     overrides: dict = field(default_factory=dict)  # manifest overrides, dotted keys
     num_instance: int = 4  # subject images drawn for the throwaway workspace
@@ -47,6 +48,9 @@ _SD15_FAST = {
     "train.channels_last": False,
     "train.allow_tf32": True,
 }
+
+# SDXL trains at its native 1024 px with the same speed settings.
+_SDXL_FAST = {**_SD15_FAST, "train.resolution": 1024}
 
 CONFIGS: dict[str, BenchConfig] = {
     c.name: c
@@ -72,6 +76,20 @@ CONFIGS: dict[str, BenchConfig] = {
                      "train.mixed_precision": "no", "prior.enabled": True}, num_instance=2, num_class=2),
         BenchConfig("sd15-lora-256", "sd15", "SD 1.5 shapes at 256 px, LoRA rank 8, fp32 (CPU-sized)",
                     {"train.resolution": 256, "train.method": "lora", "train.mixed_precision": "no",
+                     "prior.enabled": True}, num_instance=2, num_class=2),
+        BenchConfig("sdxl-full", "sdxl", "SDXL shapes, 1024 px, full UNet fine-tune, bf16 autocast, SDPA, cached latents",
+                    {**_SDXL_FAST, "train.method": "full"}),
+        BenchConfig("sdxl-lora", "sdxl", "SDXL shapes, 1024 px, LoRA rank 8, bf16 autocast, SDPA, cached latents",
+                    {**_SDXL_FAST, "train.method": "lora"}),
+        BenchConfig("sdxl-full-24gb", "sdxl",
+                    "memory tier: full UNet in ~24 GB: + gradient checkpointing + 8-bit AdamW (CUDA only)",
+                    {**_SDXL_FAST, "train.method": "full", "train.gradient_checkpointing": True,
+                     "train.optimizer": "adamw8bit"}),
+        BenchConfig("sdxl-lora-12gb", "sdxl", "memory tier: LoRA at 1024 px in ~12 GB: + gradient checkpointing",
+                    {**_SDXL_FAST, "train.method": "lora", "train.gradient_checkpointing": True}),
+        # bf16 even on the CPU: fp32 weights alone would be 14 GB
+        BenchConfig("sdxl-lora-256", "sdxl", "SDXL shapes at 256 px, LoRA rank 8, bf16 autocast (CPU-sized)",
+                    {"train.resolution": 256, "train.method": "lora", "train.mixed_precision": "bf16",
                      "prior.enabled": True}, num_instance=2, num_class=2),
     ]
 }

@@ -1,7 +1,7 @@
 """What one training step costs on paper: FLOPs and the memory that does not depend on activations.
 
 Both are computed from the base model's configs on the ``meta`` device, so they cost no memory and
-no compute and work for SD 1.5 on any machine. FLOPs are counted by torch's FlopCounterMode
+no compute and work for SD 1.5 or SDXL on any machine. FLOPs are counted by torch's FlopCounterMode
 (matmuls, convolutions, attention); achieved TFLOP/s = FLOPs per step x steps/s.
 """
 
@@ -45,18 +45,34 @@ def _read_config(base: Path, part: str) -> dict:
 
 
 def _meta_models(base_model: str):
-    """UNet, VAE and text encoder of a local base model, built from its configs on the meta device."""
+    """UNet, VAE and text encoders (by pipeline attribute name) of a local base model, built from its
+    configs on the meta device."""
+    import transformers
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     from dbooth.models.source import resolve_model
 
     base = Path(resolve_model(base_model).location)
+    index = json.loads((base / "model_index.json").read_text())
+    names = [n for n in ("text_encoder", "text_encoder_2") if (index.get(n) or [None])[0] is not None]
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(_read_config(base, "unet"))
         vae = AutoencoderKL.from_config(_read_config(base, "vae"))
-        te = CLIPTextModel(CLIPTextConfig(**_read_config(base, "text_encoder")))
-    return unet, vae, te
+        encoders = {}
+        for name in names:  # CLIPTextModel, or SDXL's CLIPTextModelWithProjection
+            cls = getattr(transformers, index[name][1])
+            encoders[name] = cls(transformers.CLIPTextConfig(**_read_config(base, name)))
+    return unet, vae, encoders
+
+
+def _added_conditioning(unet, n: int) -> dict:
+    """SDXL's ``added_cond_kwargs``: the pooled text embedding and 6 size/crop ids per image; {} elsewhere."""
+    if unet.config.addition_embed_type != "text_time":
+        return {}
+    ids = 6  # original height, width, crop top, left, target height, width
+    pooled = unet.config.projection_class_embeddings_input_dim - ids * unet.config.addition_time_embed_dim
+    return {"added_cond_kwargs": {"text_embeds": torch.empty(n, pooled, device="meta"),
+                                  "time_ids": torch.empty(n, ids, device="meta")}}
 
 
 def _count(fn) -> int:
@@ -68,7 +84,13 @@ def _count(fn) -> int:
 
 
 def step_flops(base_model: str, train: dict, prior: bool) -> dict[str, int]:
-    """FLOPs of one optimizer step with the given ``train`` settings (a dict of TrainConfig).
+    """FLOPs of one optimizer step of a local base model; see ``count_step_flops``."""
+    return count_step_flops(*_meta_models(base_model), train, prior)
+
+
+def count_step_flops(unet, vae, encoders: dict, train: dict, prior: bool) -> dict[str, int]:
+    """FLOPs of one optimizer step of meta-device models with the given ``train`` settings (a dict of
+    TrainConfig); ``encoders`` are the text encoders by pipeline attribute name.
 
     Counted without gradient-checkpointing recomputation (the useful work, as in MFU). LoRA's
     backward is counted as the gradient with respect to activations through the frozen UNet,
@@ -76,13 +98,12 @@ def step_flops(base_model: str, train: dict, prior: bool) -> dict[str, int]:
     """
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    unet, vae, te = _meta_models(base_model)
     unet.set_attn_processor(AttnProcessor2_0() if train["attention"] == "sdpa" else AttnProcessor())
     n = train["batch_size"] * (2 if prior else 1)
     res = train["resolution"]
     down = 2 ** (len(vae.config.block_out_channels) - 1)
     latent = torch.empty(n, unet.config.in_channels, res // down, res // down, device="meta")
-    tokens = te.config.max_position_embeddings
+    tokens = next(iter(encoders.values())).config.max_position_embeddings
     ids = torch.zeros(n, tokens, dtype=torch.long, device="meta")
     timesteps = torch.zeros(n, dtype=torch.long, device="meta")
     full = train["method"] == "full"
@@ -93,22 +114,26 @@ def step_flops(base_model: str, train: dict, prior: bool) -> dict[str, int]:
         pixels = torch.empty(n, 3, res, res, device="meta")
         with torch.no_grad():
             out["vae_encode"] = _count(lambda: vae.encode(pixels))
-    embeds = torch.empty(n, tokens, te.config.hidden_size, device="meta")
+    # the context the UNet attends to: SDXL's is both encoders' hidden states side by side
+    embeds = torch.empty(n, tokens, unet.config.cross_attention_dim, device="meta")
     if train_te or not train["cache_text_embeddings"]:
-        te.requires_grad_(train_te)
+        for te in encoders.values():
+            te.requires_grad_(train_te)
 
         def text():
-            hidden = te(ids)[0]
-            if train_te:
-                hidden.sum().backward()
+            for te in encoders.values():
+                hidden = te(ids)[0]
+                if train_te:
+                    hidden.sum().backward()
 
         out["text_encoder"] = _count(text)
 
     unet.requires_grad_(full)
     x = latent.clone().requires_grad_(not full)
+    added = _added_conditioning(unet, n)
 
     def step():
-        pred = unet(x, timesteps, embeds, return_dict=False)[0]
+        pred = unet(x, timesteps, embeds, return_dict=False, **added)[0]
         pred.float().pow(2).mean().backward()
 
     out["unet"] = _count(step)
@@ -125,12 +150,16 @@ def _lora_parameters(model: torch.nn.Module, rank: int, targets: list[str]) -> i
 
 
 def static_memory(base_model: str, train: dict, device_type: str) -> dict[str, float]:
+    """Static memory of a local base model's training; see ``static_memory_of``."""
+    return static_memory_of(*_meta_models(base_model), train, device_type)
+
+
+def static_memory_of(unet, vae, encoders: dict, train: dict, device_type: str) -> dict[str, float]:
     """Bytes (as MB) that sit on the training device whatever the activations: weights, gradients and
     optimizer state, laid out the way dbooth's trainer places them. A floor for peak memory."""
-    unet, vae, te = _meta_models(base_model)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_vae = sum(p.numel() for p in vae.parameters())
-    n_te = sum(p.numel() for p in te.parameters())
+    n_te = sum(p.numel() for te in encoders.values() for p in te.parameters())
     mp = train["mixed_precision"]
     frozen_bytes = 2 if mp in ("fp16", "bf16") else 4
     lora = train["method"] == "lora"
@@ -139,7 +168,8 @@ def static_memory(base_model: str, train: dict, device_type: str) -> dict[str, f
     if lora:
         trainable = _lora_parameters(unet, lcfg["rank"], lcfg["target_modules"])
         if train_te:
-            trainable += _lora_parameters(te, lcfg["rank"], lcfg["text_encoder_target_modules"])
+            for te in encoders.values():
+                trainable += _lora_parameters(te, lcfg["rank"], lcfg["text_encoder_target_modules"])
         weights = (n_unet + n_te) * frozen_bytes + trainable * 4
     else:
         trainable = n_unet + (n_te if train_te else 0)

@@ -17,11 +17,19 @@ import torch
 from dbooth.images import load_rgb, resize_and_crop_with_geometry, to_tensor
 
 CACHED_VARIANTS = 8  # augmented views per image when random crop or flip is on
+ENCODE_PIXELS = 8 * 512 * 512  # pixels per VAE call when caching: 8 images at 512 px
+
+
+def encode_batch_for(resolution: int) -> int:
+    """Images per VAE call when caching latents. The encoder's activations grow with the pixel count
+    (~0.33 GB per 512 px image in bf16, ~1.3 GB at 1024 px, measured on the CPU), and caching runs with
+    the UNet already on the device: 8 at a time at 1024 px would add ~10 GB to SDXL's set-up peak."""
+    return max(1, min(8, ENCODE_PIXELS // (resolution * resolution)))
 
 
 class LatentBank:
     def __init__(self, paths: list[Path], vae, *, resolution: int, crop: str, flip: bool, cache: bool,
-                 seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int = 8):
+                 seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int | None = None):
         if not paths:
             raise ValueError("LatentBank needs at least one image")
         self.paths = list(paths)
@@ -41,7 +49,7 @@ class LatentBank:
             pixels = torch.stack([pixels for pixels, _ in views])  # [N*V, 3, H, W]
             means, stds = [], []
             with torch.no_grad():
-                for chunk in pixels.split(encode_batch):
+                for chunk in pixels.split(encode_batch or encode_batch_for(resolution)):
                     dist = vae.encode(chunk.to(device, dtype)).latent_dist
                     means.append(dist.mean.float())
                     stds.append(dist.std.float())

@@ -47,3 +47,17 @@ def test_ablation_rows_change_one_thing(cuda):
     assert {r.patches.get("adamw") for r in rows} >= {"fused", "foreach", "for-loop"}
     assert any(r.overrides.get("train.mixed_precision") == "fp16" for r in rows) == cuda
     assert {r.label for r in rows if r.cuda_only} == {"adamw 8-bit", "TF32 off"}
+
+
+def test_sdxl_tiers_say_what_they_turn_on():
+    for name in ("sdxl-full", "sdxl-lora", "sdxl-full-24gb", "sdxl-lora-12gb"):
+        o = CONFIGS[name].overrides
+        assert CONFIGS[name].model == "sdxl" and o["train.resolution"] == 1024
+        assert o["train.mixed_precision"] == "bf16" and o["train.attention"] == "sdpa" and o["prior.enabled"]
+        assert o["train.cache_latents"] and o["train.cache_text_embeddings"] and o["train.batch_size"] == 1
+    full24 = CONFIGS["sdxl-full-24gb"].overrides
+    assert full24["train.method"] == "full" and full24["train.gradient_checkpointing"]
+    assert full24["train.optimizer"] == "adamw8bit"
+    lora12 = CONFIGS["sdxl-lora-12gb"].overrides
+    assert lora12["train.method"] == "lora" and lora12["train.gradient_checkpointing"]
+    assert "train.optimizer" not in lora12  # plain AdamW: the adapters' state is ~90 MB
