@@ -6,6 +6,7 @@ test which family it is (OneTrainer's split: the generic trainer names no model)
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -69,8 +70,6 @@ class Family:
     def compose(self, parts: dict):
         """A pipeline from its parts (``pipe.components``-style dict)."""
         cls = self.pipeline_class()
-        import inspect
-
         accepted = set(inspect.signature(cls.__init__).parameters)
         kwargs = {k: v for k, v in parts.items() if k in accepted}
         kwargs.update({k: v for k, v in self.pipeline_extras().items() if k in accepted})
