@@ -137,6 +137,8 @@ def train(
                                                   autocompletion=_choices(*MIXED_PRECISIONS)),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    snr_gamma: Optional[float] = typer.Option(None, "--snr-gamma", help="Min-SNR loss weighting gamma (5 is usual)."),
+    noise_offset: Optional[float] = typer.Option(None, "--noise-offset", help="Offset noise strength (0.05-0.1)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
@@ -154,6 +156,8 @@ def train(
         "train.mixed_precision": mixed_precision,
         "train.gradient_checkpointing": gradient_checkpointing,
         "train.seed": seed,
+        "train.snr_gamma": snr_gamma,
+        "train.noise_offset": noise_offset,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]

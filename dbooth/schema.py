@@ -146,6 +146,11 @@ class TrainConfig:
     optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes
     adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
     max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
+    snr_gamma: float | None = _field(None, gt=0)  # Min-SNR loss weighting; None = off, 5 is the usual value
+    noise_offset: float = _field(0.0, ge=0)  # offset noise strength; 0 = off
+    min_timestep: int = _field(0, ge=0)  # lowest noise timestep trained on
+    max_timestep: int | None = _field(None, ge=1)  # one past the highest; None = the schedule's length
+    input_perturbation: float = _field(0.0, ge=0)  # input perturbation strength; 0 = off
     seed: int = _field(42)  # seeds noise, timesteps and crops
     resolution: int = _field(512, ge=8, multiple_of=8)  # training image side in pixels
     crop: str = _field("center", choices=CROPS)  # how images are cropped to square

@@ -187,7 +187,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
                 batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
-                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight)
+                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
