@@ -139,6 +139,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     snr_gamma: Optional[float] = typer.Option(None, "--snr-gamma", help="Min-SNR loss weighting gamma (5 is usual)."),
     noise_offset: Optional[float] = typer.Option(None, "--noise-offset", help="Offset noise strength (0.05-0.1)."),
+    ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
@@ -158,6 +159,7 @@ def train(
         "train.seed": seed,
         "train.snr_gamma": snr_gamma,
         "train.noise_offset": noise_offset,
+        "train.ema.enabled": ema,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]

@@ -128,6 +128,17 @@ class LoraConfig:
 
 
 @dataclass
+class EmaConfig:
+    """An exponential moving average of the trained weights, kept beside them."""
+
+    enabled: bool = _field(False)  # off: DreamBooth runs are short and the anchors default it off
+    decay: float = _field(0.995, gt=0, lt=1)  # the most weight the old average keeps per update
+    every: int = _field(1, ge=1)  # steps between updates
+    on_cpu: bool = _field(False)  # keep the average in CPU memory
+    use_for_output: bool = _field(True)  # final weights and validation samples use the average
+
+
+@dataclass
 class TrainConfig:
     """How the fine-tune runs."""
 
@@ -146,6 +157,7 @@ class TrainConfig:
     optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes
     adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
     max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
+    ema: EmaConfig = field(default_factory=EmaConfig)  # moving average of the trained weights
     snr_gamma: float | None = _field(None, gt=0)  # Min-SNR loss weighting; None = off, 5 is the usual value
     noise_offset: float = _field(0.0, ge=0)  # offset noise strength; 0 = off
     min_timestep: int = _field(0, ge=0)  # lowest noise timestep trained on

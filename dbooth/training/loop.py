@@ -30,6 +30,7 @@ from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
+from dbooth.training.ema import EmaWeights, ema_applied
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
@@ -62,6 +63,7 @@ class Session:
     class_caption: int  # the class prompt's index in prompts
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
+    ema: EmaWeights | None = None
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -143,7 +145,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     models.trained_encoders = dict(zip(models.trained_encoders, prepared[1:-2]))
     models.text_encoders.update(models.trained_encoders)
     optimizer, lr_scheduler = prepared[-2], prepared[-1]
-    register_trainable_hooks(accelerator, models.trained)
+    ema = EmaWeights(models.trained, cfg.ema) if cfg.ema.enabled else None
+    register_trainable_hooks(accelerator, models.trained, ema)
 
     # one caption per instance photo (all the same unless instance_captions: files), then the class prompt
     captions = list(inputs.captions) + ([class_prompt(manifest)] if classes else [])
@@ -156,7 +159,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),
-                      optimizer, lr_scheduler)
+                      optimizer, lr_scheduler, ema)
     started = time.time()
     info.update(status="running")
     run.write_info(info)
@@ -168,6 +171,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         raise
 
     reporter.info("saving")
+    if ema is not None and cfg.ema.use_for_output:
+        ema.copy_to_models()
     save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
@@ -197,6 +202,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            if s.ema is not None:
+                s.ema.after_step(step)
             loss_value = loss.total.detach().item()
             fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
@@ -204,7 +211,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints)
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
-                validate(accelerator, s.pipe, models, s.manifest, s.run, step)
+                with ema_applied(s.ema, cfg.ema.use_for_output):
+                    validate(accelerator, s.pipe, models, s.manifest, s.run, step)
             reporter.advance(step, **fields)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None
