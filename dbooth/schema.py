@@ -180,6 +180,7 @@ class TrainConfig:
     )  # prompts sampled during training
     validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
     validation_images: int = _field(2, ge=1)  # images per validation prompt
+    tensorboard: bool = _field(True)  # loss, learning rate and validation images in RUN/tensorboard/
 
     def resolved_learning_rate(self) -> float:
         """The UNet learning rate, with null replaced by the method's default."""

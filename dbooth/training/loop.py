@@ -34,6 +34,7 @@ from dbooth.training.ema import EmaWeights, ema_applied
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
+from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.step import draw_batch, dreambooth_step_loss
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.validation import validate
@@ -120,7 +121,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
-        project_config=ProjectConfiguration(project_dir=str(run.dir)),
+        project_config=ProjectConfiguration(project_dir=str(run.dir), logging_dir=str(run.dir)),
+        **tracker_settings(cfg.tensorboard, reporter),
         cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
     )
     set_seed(cfg.seed)
@@ -160,6 +162,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         reporter.info(f"resumed {run.id} from step {step}")
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),
                       optimizer, lr_scheduler, ema)
+    start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
     run.write_info(info)
@@ -169,6 +172,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         info.update(status="interrupted", interrupted_at=stop.args[0] if stop.args else None)
         run.write_info(info)
         raise
+    finally:
+        accelerator.end_training()
 
     reporter.info("saving")
     if ema is not None and cfg.ema.use_for_output:
@@ -208,6 +213,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
                 fields["prior_loss"] = loss.prior.detach().item()
+            accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints)
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
