@@ -13,7 +13,7 @@ from dbooth import __version__
 from dbooth.console import RichReporter, console, error
 from dbooth.errors import DboothError
 from dbooth.export.clients import FORMATS, clients_text, load_lines
-from dbooth.schema import MIXED_PRECISIONS, SAMPLERS
+from dbooth.schema import MIXED_PRECISIONS, OPTIMIZERS, SAMPLERS
 
 EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without importing torch
 
@@ -139,6 +139,8 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     snr_gamma: Optional[float] = typer.Option(None, "--snr-gamma", help="Min-SNR loss weighting gamma (5 is usual)."),
     noise_offset: Optional[float] = typer.Option(None, "--noise-offset", help="Offset noise strength (0.05-0.1)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, adamw8bit, adafactor or prodigy.",
+                                            autocompletion=_choices(*OPTIMIZERS)),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
 ) -> None:
@@ -160,6 +162,7 @@ def train(
         "train.snr_gamma": snr_gamma,
         "train.noise_offset": noise_offset,
         "train.ema.enabled": ema,
+        "train.optimizer": optimizer,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]

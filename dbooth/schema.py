@@ -21,7 +21,7 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 METHODS = ("full", "lora")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
-OPTIMIZERS = ("adamw", "adamw8bit")
+OPTIMIZERS = ("adamw", "adamw8bit", "adafactor", "prodigy")
 CROPS = ("center", "random")
 CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
@@ -29,6 +29,8 @@ SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
 DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
+# Prodigy estimates the step size itself; its learning rate is a multiplier on that estimate.
+PRODIGY_LEARNING_RATE = 1.0
 
 
 # --- schema rules -------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = _field(1, ge=1)  # micro-batches per optimizer step
     mixed_precision: str = _field("no", choices=MIXED_PRECISIONS)  # autocast precision
     gradient_checkpointing: bool = _field(False)  # trade compute for memory
-    optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes
+    optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes, prodigy prodigyopt
     adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
     max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
     ema: EmaConfig = field(default_factory=EmaConfig)  # moving average of the trained weights
@@ -186,6 +188,8 @@ class TrainConfig:
         """The UNet learning rate, with null replaced by the method's default."""
         if self.learning_rate is not None:
             return self.learning_rate
+        if self.optimizer == "prodigy":
+            return PRODIGY_LEARNING_RATE
         return DEFAULT_LEARNING_RATES[self.method]
 
     def resolved_text_encoder_learning_rate(self) -> float:

@@ -31,6 +31,7 @@ from dbooth.reporting import Reporter
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
@@ -232,7 +233,7 @@ def _optimisation(models: Models, cfg, accelerator):
     for encoder in models.trained_encoders.values():
         groups.append({"params": [p for p in encoder.parameters() if p.requires_grad],
                        "lr": cfg.resolved_text_encoder_learning_rate()})
-    optimizer = _make_optimizer(cfg, groups, accelerator.device)
+    optimizer = make_optimizer(cfg, groups, accelerator.device)
     lr_scheduler = get_scheduler(
         cfg.lr_scheduler,
         optimizer=optimizer,
@@ -240,18 +241,3 @@ def _optimisation(models: Models, cfg, accelerator):
         num_training_steps=cfg.max_steps * accelerator.num_processes,
     )
     return optimizer, lr_scheduler
-
-
-def _make_optimizer(cfg, groups, device):
-    if cfg.optimizer == "adamw8bit":
-        if device.type != "cuda":
-            raise DboothError("train.optimizer: adamw8bit needs a CUDA GPU (bitsandbytes); use adamw here")
-        try:
-            import bitsandbytes as bnb
-        except ImportError:
-            raise DboothError(
-                "train.optimizer: adamw8bit needs bitsandbytes; `pip install bitsandbytes` or set train.optimizer: adamw"
-            ) from None
-        return bnb.optim.AdamW8bit(groups, weight_decay=cfg.adam_weight_decay)
-    # torch's fused kernel runs on CUDA and the CPU; on the CPU it is ~3x faster than the per-tensor default
-    return torch.optim.AdamW(groups, weight_decay=cfg.adam_weight_decay, fused=device.type in ("cuda", "cpu"))
