@@ -23,6 +23,7 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 OPTIMIZERS = ("adamw", "adamw8bit", "adafactor", "prodigy")
 CROPS = ("center", "random")
+LORA_INITS = ("gaussian", "kaiming")
 CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
@@ -123,6 +124,11 @@ class LoraConfig:
     rank: int = _field(8, ge=1)  # adapter rank (capacity)
     alpha: float = _field(8.0, gt=0)  # update scale is alpha / rank
     dropout: float = _field(0.0, ge=0, lt=1)  # dropout on adapter inputs
+    use_dora: bool = _field(False)  # DoRA: a learned magnitude per output channel besides the low-rank direction
+    use_rslora: bool = _field(False)  # rank-stabilised scale alpha / sqrt(rank) instead of alpha / rank
+    init: str = _field("gaussian", choices=LORA_INITS)  # how the A matrices start (B starts at zero)
+    text_encoder_rank: int | None = _field(None, ge=1)  # None = rank
+    text_encoder_alpha: float | None = _field(None, gt=0)  # None = alpha
     target_modules: list[str] = _field(["to_q", "to_k", "to_v", "to_out.0"], nonempty=True)  # UNet layers
     text_encoder_target_modules: list[str] = _field(
         ["q_proj", "k_proj", "v_proj", "out_proj"], nonempty=True

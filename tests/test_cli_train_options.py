@@ -27,6 +27,6 @@ def _overrides(monkeypatch, make_ws, args: list[str]) -> dict:
 def test_training_options_become_overrides(monkeypatch, tmp_path):
     ws = api.init(tmp_path / "ws", "dog", base_model="builtin:shapes")
     seen = _overrides(monkeypatch, ws.root, ["--snr-gamma", "5", "--noise-offset", "0.05", "--ema",
-                                             "--optimizer", "prodigy"])
+                                             "--optimizer", "prodigy", "--dora"])
     assert seen == {"train.snr_gamma": 5.0, "train.noise_offset": 0.05, "train.ema.enabled": True,
-                    "train.optimizer": "prodigy"}
+                    "train.optimizer": "prodigy", "train.lora.use_dora": True}
