@@ -13,7 +13,7 @@ from dbooth import __version__
 from dbooth.console import RichReporter, console, error
 from dbooth.errors import DboothError
 from dbooth.export.clients import FORMATS, clients_text, load_lines
-from dbooth.schema import MIXED_PRECISIONS, SAMPLERS
+from dbooth.schema import MIXED_PRECISIONS, OPTIMIZERS, SAMPLERS
 
 EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without importing torch
 
@@ -131,12 +131,18 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="UNet learning rate."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Subject images per step."),
     rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank."),
+    dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA: LoRA plus a learned magnitude per channel."),
     prior_preservation: Optional[bool] = typer.Option(None, "--prior/--no-prior", help="Prior-preservation loss."),
     train_text_encoder: Optional[bool] = typer.Option(None, "--train-text-encoder/--freeze-text-encoder"),
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no, fp16 or bf16.",
                                                   autocompletion=_choices(*MIXED_PRECISIONS)),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    snr_gamma: Optional[float] = typer.Option(None, "--snr-gamma", help="Min-SNR loss weighting gamma (5 is usual)."),
+    noise_offset: Optional[float] = typer.Option(None, "--noise-offset", help="Offset noise strength (0.05-0.1)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, adamw8bit, adafactor or prodigy.",
+                                            autocompletion=_choices(*OPTIMIZERS)),
+    ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
@@ -149,11 +155,16 @@ def train(
         "train.learning_rate": lr,
         "train.batch_size": batch_size,
         "train.lora.rank": rank,
+        "train.lora.use_dora": dora,
         "prior.enabled": prior_preservation,
         "train.train_text_encoder": train_text_encoder,
         "train.mixed_precision": mixed_precision,
         "train.gradient_checkpointing": gradient_checkpointing,
         "train.seed": seed,
+        "train.snr_gamma": snr_gamma,
+        "train.noise_offset": noise_offset,
+        "train.ema.enabled": ema,
+        "train.optimizer": optimizer,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]

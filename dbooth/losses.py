@@ -17,6 +17,27 @@ def diffusion_target(prediction_type: str, noise: torch.Tensor, latents: torch.T
     raise ValueError(f"unsupported prediction_type {prediction_type!r}; expected epsilon or v_prediction")
 
 
+def snr(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) of each timestep's noisy latents."""
+    abar = alphas_cumprod.to(timesteps.device)[timesteps].float()
+    return abar / (1 - abar)
+
+
+def min_snr_weights(snr_values: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023), one per row.
+
+    The weight min(SNR, gamma) / SNR on the noise error equals min(SNR, gamma) on the error of the
+    clean latents: low-noise timesteps, which teach little but dominate the gradient, are capped at
+    gamma. A velocity error is (SNR + 1) x the clean-latent error, hence min(SNR, gamma) / (SNR + 1).
+    """
+    if prediction_type == "epsilon":
+        # min(SNR, g) / SNR, written so a zero-SNR timestep weighs 1 instead of 0/0
+        return (gamma / snr_values).clamp(max=1.0)
+    if prediction_type == "v_prediction":
+        return snr_values.clamp(max=gamma) / (snr_values + 1)
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}; expected epsilon or v_prediction")
+
+
 @dataclass
 class LossParts:
     total: torch.Tensor
@@ -24,14 +45,24 @@ class LossParts:
     prior: torch.Tensor | None
 
 
-def dreambooth_loss(pred: torch.Tensor, target: torch.Tensor, num_instance: int, prior_weight: float) -> LossParts:
+def dreambooth_loss(pred: torch.Tensor, target: torch.Tensor, num_instance: int, prior_weight: float,
+                    weights: torch.Tensor | None = None) -> LossParts:
     """MSE on the first ``num_instance`` rows plus ``prior_weight`` x MSE on the rest (class images).
 
-    With no class rows the prior term is absent (prior preservation off).
+    With no class rows the prior term is absent (prior preservation off). ``weights`` (one per row,
+    e.g. ``min_snr_weights``) scale each row's MSE before the rows are averaged.
     """
     pred, target = pred.float(), target.float()
-    instance = F.mse_loss(pred[:num_instance], target[:num_instance])
+    if weights is None:
+        def mse(rows: slice) -> torch.Tensor:
+            return F.mse_loss(pred[rows], target[rows])
+    else:
+        per_row = (pred - target).pow(2).flatten(1).mean(dim=1) * weights.float()
+
+        def mse(rows: slice) -> torch.Tensor:
+            return per_row[rows].mean()
+    instance = mse(slice(0, num_instance))
     if pred.shape[0] == num_instance:
         return LossParts(instance, instance, None)
-    prior = F.mse_loss(pred[num_instance:], target[num_instance:])
+    prior = mse(slice(num_instance, None))
     return LossParts(instance + prior_weight * prior, instance, prior)

@@ -21,14 +21,17 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 METHODS = ("full", "lora")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
-OPTIMIZERS = ("adamw", "adamw8bit")
+OPTIMIZERS = ("adamw", "adamw8bit", "adafactor", "prodigy")
 CROPS = ("center", "random")
+LORA_INITS = ("gaussian", "kaiming")
 CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
 DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
+# Prodigy estimates the step size itself; its learning rate is a multiplier on that estimate.
+PRODIGY_LEARNING_RATE = 1.0
 
 
 # --- schema rules -------------------------------------------------------------------------------
@@ -121,10 +124,26 @@ class LoraConfig:
     rank: int = _field(8, ge=1)  # adapter rank (capacity)
     alpha: float = _field(8.0, gt=0)  # update scale is alpha / rank
     dropout: float = _field(0.0, ge=0, lt=1)  # dropout on adapter inputs
+    use_dora: bool = _field(False)  # DoRA: a learned magnitude per output channel besides the low-rank direction
+    use_rslora: bool = _field(False)  # rank-stabilised scale alpha / sqrt(rank) instead of alpha / rank
+    init: str = _field("gaussian", choices=LORA_INITS)  # how the A matrices start (B starts at zero)
+    text_encoder_rank: int | None = _field(None, ge=1)  # None = rank
+    text_encoder_alpha: float | None = _field(None, gt=0)  # None = alpha
     target_modules: list[str] = _field(["to_q", "to_k", "to_v", "to_out.0"], nonempty=True)  # UNet layers
     text_encoder_target_modules: list[str] = _field(
         ["q_proj", "k_proj", "v_proj", "out_proj"], nonempty=True
     )  # text encoder layers, when it is trained
+
+
+@dataclass
+class EmaConfig:
+    """An exponential moving average of the trained weights, kept beside them."""
+
+    enabled: bool = _field(False)  # off: DreamBooth runs are short and the anchors default it off
+    decay: float = _field(0.995, gt=0, lt=1)  # the most weight the old average keeps per update
+    every: int = _field(1, ge=1)  # steps between updates
+    on_cpu: bool = _field(False)  # keep the average in CPU memory
+    use_for_output: bool = _field(True)  # final weights and validation samples use the average
 
 
 @dataclass
@@ -143,9 +162,15 @@ class TrainConfig:
     gradient_accumulation_steps: int = _field(1, ge=1)  # micro-batches per optimizer step
     mixed_precision: str = _field("no", choices=MIXED_PRECISIONS)  # autocast precision
     gradient_checkpointing: bool = _field(False)  # trade compute for memory
-    optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes
+    optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes, prodigy prodigyopt
     adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
     max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
+    ema: EmaConfig = field(default_factory=EmaConfig)  # moving average of the trained weights
+    snr_gamma: float | None = _field(None, gt=0)  # Min-SNR loss weighting; None = off, 5 is the usual value
+    noise_offset: float = _field(0.0, ge=0)  # offset noise strength; 0 = off
+    min_timestep: int = _field(0, ge=0)  # lowest noise timestep trained on
+    max_timestep: int | None = _field(None, ge=1)  # one past the highest; None = the schedule's length
+    input_perturbation: float = _field(0.0, ge=0)  # input perturbation strength; 0 = off
     seed: int = _field(42)  # seeds noise, timesteps and crops
     resolution: int = _field(512, ge=8, multiple_of=8)  # training image side in pixels
     crop: str = _field("center", choices=CROPS)  # how images are cropped to square
@@ -163,11 +188,14 @@ class TrainConfig:
     )  # prompts sampled during training
     validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
     validation_images: int = _field(2, ge=1)  # images per validation prompt
+    tensorboard: bool = _field(True)  # loss, learning rate and validation images in RUN/tensorboard/
 
     def resolved_learning_rate(self) -> float:
         """The UNet learning rate, with null replaced by the method's default."""
         if self.learning_rate is not None:
             return self.learning_rate
+        if self.optimizer == "prodigy":
+            return PRODIGY_LEARNING_RATE
         return DEFAULT_LEARNING_RATES[self.method]
 
     def resolved_text_encoder_learning_rate(self) -> float:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from dbooth.losses import diffusion_target, dreambooth_loss
+from dbooth.losses import diffusion_target, dreambooth_loss, min_snr_weights, snr
 
 
 @pytest.fixture
@@ -79,3 +79,54 @@ def test_loss_is_computed_in_float32_and_differentiable():
     assert parts.total.dtype == torch.float32
     parts.total.backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+# --- Min-SNR weighting ------------------------------------------------------------------------------
+
+def _direct_snr(scheduler, t: int) -> float:
+    abar = float(scheduler.alphas_cumprod[t])
+    return abar / (1 - abar)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_min_snr_weights_match_the_formula_per_timestep(kind):
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear")
+    timesteps = torch.tensor([0, 50, 300, 999])
+    gamma = 5.0
+    weights = min_snr_weights(snr(scheduler.alphas_cumprod, timesteps), gamma, kind)
+    for w, t in zip(weights.tolist(), timesteps.tolist()):
+        s = _direct_snr(scheduler, t)
+        expected = min(s, gamma) / s if kind == "epsilon" else min(s, gamma) / (s + 1)
+        assert w == pytest.approx(expected, rel=1e-5)
+    # low-noise timesteps are capped, high-noise ones keep (almost) their whole weight under epsilon
+    assert weights[0] < 0.01
+    if kind == "epsilon":
+        assert weights[-1] == pytest.approx(1.0)
+
+
+def test_min_snr_epsilon_weight_is_one_at_zero_snr():
+    weights = min_snr_weights(torch.tensor([0.0, 2.0, 10.0]), 5.0, "epsilon")
+    torch.testing.assert_close(weights, torch.tensor([1.0, 1.0, 0.5]))
+    torch.testing.assert_close(min_snr_weights(torch.tensor([0.0, 4.0]), 5.0, "v_prediction"), torch.tensor([0.0, 0.8]))
+
+
+def test_min_snr_rejects_unknown_prediction_type():
+    with pytest.raises(ValueError, match="prediction_type"):
+        min_snr_weights(torch.ones(2), 5.0, "sample")
+
+
+def test_weighted_loss_scales_each_rows_mse_and_keeps_the_prior_split():
+    g = torch.Generator().manual_seed(3)
+    pred, target = torch.randn(4, 2, 3, 3, generator=g), torch.randn(4, 2, 3, 3, generator=g)
+    weights = torch.tensor([0.5, 2.0, 1.0, 0.25])
+    parts = dreambooth_loss(pred, target, 2, prior_weight=0.7, weights=weights)
+    row = [float(((pred[i] - target[i]) ** 2).mean()) for i in range(4)]
+    inst = (0.5 * row[0] + 2.0 * row[1]) / 2
+    prior = (1.0 * row[2] + 0.25 * row[3]) / 2
+    assert float(parts.instance) == pytest.approx(inst, rel=1e-6)
+    assert float(parts.prior) == pytest.approx(prior, rel=1e-6)
+    assert float(parts.total) == pytest.approx(inst + 0.7 * prior, rel=1e-6)
+    # unit weights are the plain loss
+    plain = dreambooth_loss(pred, target, 2, 0.7)
+    ones = dreambooth_loss(pred, target, 2, 0.7, weights=torch.ones(4))
+    torch.testing.assert_close(ones.total, plain.total)

@@ -62,6 +62,11 @@ def lora_to_kohya(
     ``unet`` (the base UNet, or just its config) is needed for SDXL, whose kohya names follow the UNet's
     original block numbering.
     """
+    if lora.is_dora:
+        raise DboothError(
+            f"{lora.path}: a DoRA LoRA (train.lora.use_dora) has magnitude vectors the kohya format cannot hold; "
+            "export --format lora (diffusers) or a merged format (diffusers, single-file)"
+        )
     unet_map = None
     if _FAMILIES[_check_family(family)].kohya_unet_names == "original" and "unet" in lora.components:
         if unet is None:

@@ -34,6 +34,9 @@ _ENDINGS = {
     ".lora_linear_layer.up.weight": "up",
     ".lora_A.weight": "down",
     ".lora_B.weight": "up",
+    # DoRA's magnitude per output channel (the text encoders' carry ".weight", see Family.save_lora)
+    ".lora_magnitude_vector": "magnitude",
+    ".lora_magnitude_vector.weight": "magnitude",
 }
 
 
@@ -44,6 +47,11 @@ class LoraComponent:
     name: str
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]]
     config: dict = field(default_factory=dict)  # LoraConfig keyword arguments
+    magnitudes: dict[str, torch.Tensor] = field(default_factory=dict)  # DoRA: module path -> magnitude vector
+
+    @property
+    def is_dora(self) -> bool:
+        return bool(self.magnitudes)
 
     def rank(self, module: str) -> int:
         return self.modules[module][0].shape[0]
@@ -60,6 +68,9 @@ class LoraComponent:
         for module, (down, up) in self.modules.items():
             out[f"{module}.lora_A.weight"] = down
             out[f"{module}.lora_B.weight"] = up
+        suffix = ".weight" if self.name.startswith("text_encoder") else ""
+        for module, magnitude in self.magnitudes.items():
+            out[f"{module}.lora_magnitude_vector{suffix}"] = magnitude
         return out
 
 @dataclass
@@ -67,6 +78,10 @@ class LoraFile:
     path: Path
     components: dict[str, LoraComponent]
     file_metadata: dict[str, str]
+
+    @property
+    def is_dora(self) -> bool:
+        return any(c.is_dora for c in self.components.values())
 
     def adapter_metadata(self) -> dict:
         """The flat ``{"unet.r": ..., "text_encoder.lora_alpha": ...}`` dict diffusers stores and reads back."""
@@ -89,7 +104,7 @@ def read_lora_file(path: str | Path, *, default_alpha: float | None = None) -> L
         if component not in pairs or ending is None:
             raise DboothError(
                 f"{path}: unexpected key {key!r}; expected diffusers LoRA keys like "
-                "'unet.<module>.lora.down.weight' (DoRA, LoRA biases and other adapters are not supported)"
+                "'unet.<module>.lora.down.weight' (LoRA biases and other adapters are not supported)"
             )
         pairs[component].setdefault(rest[: -len(ending)], {})[_ENDINGS[ending]] = tensor
 
@@ -98,11 +113,12 @@ def read_lora_file(path: str | Path, *, default_alpha: float | None = None) -> L
         if not modules:
             continue
         for module, pair in modules.items():
-            if set(pair) != {"down", "up"}:
+            if not {"down", "up"} <= set(pair):
                 raise DboothError(f"{path}: {name}.{module} has no matching lora up/down pair")
+        magnitudes = {m: p["magnitude"] for m, p in sorted(modules.items()) if "magnitude" in p}
         modules = {m: (p["down"], p["up"]) for m, p in sorted(modules.items())}
-        config = _stored_config(stored, name) or _inferred_config(modules, default_alpha)
-        components[name] = LoraComponent(name, modules, config)
+        config = _stored_config(stored, name) or _inferred_config(modules, default_alpha, dora=bool(magnitudes))
+        components[name] = LoraComponent(name, modules, config, magnitudes)
     if not components:
         raise DboothError(f"{path}: no LoRA weights in the file")
     return LoraFile(path, components, file_metadata)
@@ -117,7 +133,8 @@ def _stored_config(stored: dict, component: str) -> dict | None:
     return {k: v for k, v in config.items() if k in known}
 
 
-def _inferred_config(modules: dict[str, tuple[torch.Tensor, torch.Tensor]], alpha: float | None) -> dict:
+def _inferred_config(modules: dict[str, tuple[torch.Tensor, torch.Tensor]], alpha: float | None,
+                     dora: bool = False) -> dict:
     ranks = {m: down.shape[0] for m, (down, _) in modules.items()}
     r = collections.Counter(ranks.values()).most_common(1)[0][0]
     rank_pattern = {m: k for m, k in ranks.items() if k != r}
@@ -129,6 +146,7 @@ def _inferred_config(modules: dict[str, tuple[torch.Tensor, torch.Tensor]], alph
         "alpha_pattern": {} if alpha is not None else dict(rank_pattern),
         "target_modules": sorted(modules),
         "init_lora_weights": False,
+        "use_dora": dora,
     }
 
 

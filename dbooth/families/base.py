@@ -113,12 +113,16 @@ class Family:
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        def layers(model) -> dict:
+        def layers(model, *, text_encoder: bool = False) -> dict:
             state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+            if text_encoder:
+                # diffusers 0.42 loads a text encoder's DoRA magnitudes only as "...lora_magnitude_vector.weight"
+                # (without the suffix they are dropped with a warning); the UNet's load either way
+                state = {k + ".weight" if k.endswith(".lora_magnitude_vector") else k: v for k, v in state.items()}
             return {k: v.detach().float().contiguous() for k, v in state.items()}
 
         kwargs = {"unet_lora_layers": layers(unet), "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict()}
         for name, encoder in text_encoders.items():
-            kwargs[f"{name}_lora_layers"] = layers(encoder)
+            kwargs[f"{name}_lora_layers"] = layers(encoder, text_encoder=True)
             kwargs[f"{name}_lora_adapter_metadata"] = encoder.peft_config["default"].to_dict()
         self.pipeline_class().save_lora_weights(save_directory=str(path), safe_serialization=True, **kwargs)

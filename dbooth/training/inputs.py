@@ -32,6 +32,9 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
         saved = load_manifest(resumed.config_path)
         # a resumed run keeps its own settings; only the step budget may be extended
         manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
+    cfg = manifest.train
+    if cfg.max_timestep is not None and cfg.min_timestep >= cfg.max_timestep:
+        raise DboothError(f"train.min_timestep ({cfg.min_timestep}) must be below train.max_timestep ({cfg.max_timestep})")
     instance_paths, class_paths = training_images(ws, manifest, reporter)
     captions = instance_captions(manifest, instance_paths)
     return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths)

@@ -30,9 +30,12 @@ from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
+from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
+from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.step import draw_batch, dreambooth_step_loss
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.validation import validate
@@ -62,6 +65,7 @@ class Session:
     class_caption: int  # the class prompt's index in prompts
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
+    ema: EmaWeights | None = None
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -118,7 +122,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
-        project_config=ProjectConfiguration(project_dir=str(run.dir)),
+        project_config=ProjectConfiguration(project_dir=str(run.dir), logging_dir=str(run.dir)),
+        **tracker_settings(cfg.tensorboard, reporter),
         cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
     )
     set_seed(cfg.seed)
@@ -143,7 +148,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     models.trained_encoders = dict(zip(models.trained_encoders, prepared[1:-2]))
     models.text_encoders.update(models.trained_encoders)
     optimizer, lr_scheduler = prepared[-2], prepared[-1]
-    register_trainable_hooks(accelerator, models.trained)
+    ema = EmaWeights(models.trained, cfg.ema) if cfg.ema.enabled else None
+    register_trainable_hooks(accelerator, models.trained, ema)
 
     # one caption per instance photo (all the same unless instance_captions: files), then the class prompt
     captions = list(inputs.captions) + ([class_prompt(manifest)] if classes else [])
@@ -156,7 +162,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),
-                      optimizer, lr_scheduler)
+                      optimizer, lr_scheduler, ema)
+    start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
     run.write_info(info)
@@ -166,8 +173,12 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         info.update(status="interrupted", interrupted_at=stop.args[0] if stop.args else None)
         run.write_info(info)
         raise
+    finally:
+        accelerator.end_training()
 
     reporter.info("saving")
+    if ema is not None and cfg.ema.use_for_output:
+        ema.copy_to_models()
     save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
@@ -187,7 +198,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
                 batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
-                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight)
+                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -197,14 +208,18 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            if s.ema is not None:
+                s.ema.after_step(step)
             loss_value = loss.total.detach().item()
             fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
                 fields["prior_loss"] = loss.prior.detach().item()
+            accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints)
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
-                validate(accelerator, s.pipe, models, s.manifest, s.run, step)
+                with ema_applied(s.ema, cfg.ema.use_for_output):
+                    validate(accelerator, s.pipe, models, s.manifest, s.run, step)
             reporter.advance(step, **fields)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None
@@ -218,7 +233,7 @@ def _optimisation(models: Models, cfg, accelerator):
     for encoder in models.trained_encoders.values():
         groups.append({"params": [p for p in encoder.parameters() if p.requires_grad],
                        "lr": cfg.resolved_text_encoder_learning_rate()})
-    optimizer = _make_optimizer(cfg, groups, accelerator.device)
+    optimizer = make_optimizer(cfg, groups, accelerator.device)
     lr_scheduler = get_scheduler(
         cfg.lr_scheduler,
         optimizer=optimizer,
@@ -226,18 +241,3 @@ def _optimisation(models: Models, cfg, accelerator):
         num_training_steps=cfg.max_steps * accelerator.num_processes,
     )
     return optimizer, lr_scheduler
-
-
-def _make_optimizer(cfg, groups, device):
-    if cfg.optimizer == "adamw8bit":
-        if device.type != "cuda":
-            raise DboothError("train.optimizer: adamw8bit needs a CUDA GPU (bitsandbytes); use adamw here")
-        try:
-            import bitsandbytes as bnb
-        except ImportError:
-            raise DboothError(
-                "train.optimizer: adamw8bit needs bitsandbytes; `pip install bitsandbytes` or set train.optimizer: adamw"
-            ) from None
-        return bnb.optim.AdamW8bit(groups, weight_decay=cfg.adam_weight_decay)
-    # torch's fused kernel runs on CUDA and the CPU; on the CPU it is ~3x faster than the per-tensor default
-    return torch.optim.AdamW(groups, weight_decay=cfg.adam_weight_decay, fused=device.type in ("cuda", "cpu"))

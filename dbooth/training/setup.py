@@ -13,7 +13,7 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from dbooth.families import Family, family_of
 from dbooth.models.loading import training_scheduler
-from dbooth.training.adapters import add_lora
+from dbooth.training.adapters import add_lora, lora_config
 
 
 @dataclass
@@ -46,10 +46,10 @@ def prepare_models(pipe, cfg, device: torch.device, weight_dtype: torch.dtype) -
     if cfg.method == "lora":
         unet.requires_grad_(False)
         unet.to(device, weight_dtype)
-        add_lora(unet, cfg.lora, cfg.lora.target_modules)
+        add_lora(unet, lora_config(cfg.lora, cfg.lora.target_modules))
         for encoder in trained_encoders.values():
             encoder.to(device, weight_dtype)
-            add_lora(encoder, cfg.lora, cfg.lora.text_encoder_target_modules)
+            add_lora(encoder, lora_config(cfg.lora, cfg.lora.text_encoder_target_modules, text_encoder=True))
         for model in [unet, *trained_encoders.values()]:
             for p in model.parameters():
                 if p.requires_grad:

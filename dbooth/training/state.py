@@ -16,12 +16,19 @@ from safetensors.torch import load_file, save_file
 from dbooth.fsutil import atomic_path
 
 
-def register_trainable_hooks(accelerator, models: list) -> None:
+EMA_FILE = "ema.safetensors"
+
+
+def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
+    """Checkpoints hold the trained tensors of ``models`` (and ``ema``'s averages, when there is one)."""
+
     def save_hook(_models, weights, output_dir):
         for i, model in enumerate(models):
             model = accelerator.unwrap_model(model)
             tensors = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
             save_file(tensors, str(Path(output_dir) / f"trainable_{i}.safetensors"))
+        if ema is not None:
+            save_file(ema.state_dict(), str(Path(output_dir) / EMA_FILE))
         weights.clear()
 
     def load_hook(loaded_models, input_dir):
@@ -34,6 +41,11 @@ def register_trainable_hooks(accelerator, models: list) -> None:
                 raise RuntimeError(f"checkpoint {input_dir} lacks {len(missing)} trained tensors, e.g. {missing[0]}")
             for name, value in tensors.items():
                 params[name].data.copy_(value.to(params[name].device, params[name].dtype))
+        if ema is not None:
+            path = Path(input_dir) / EMA_FILE
+            if not path.is_file():
+                raise RuntimeError(f"checkpoint {input_dir} has no {EMA_FILE} for this run's EMA")
+            ema.load_state_dict(load_file(str(path)))
         loaded_models.clear()
 
     accelerator.register_save_state_pre_hook(save_hook)

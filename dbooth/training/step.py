@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from dbooth.losses import LossParts, diffusion_target, dreambooth_loss
+from dbooth.losses import LossParts, diffusion_target, dreambooth_loss, min_snr_weights, snr
+from dbooth.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
+from dbooth.schema import TrainConfig
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.setup import Models
@@ -35,16 +37,26 @@ def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int
     return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size)
 
 
-def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float) -> LossParts:
-    """Noise the batch at random timesteps and return the (instance + weighted prior) loss."""
+def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float,
+                         settings: TrainConfig | None = None) -> LossParts:
+    """Noise the batch at random timesteps and return the (instance + weighted prior) loss.
+
+    ``settings`` supplies the noise options (offset, timestep range, input perturbation) and Min-SNR's
+    gamma; without it the step is plain DreamBooth.
+    """
+    settings = settings or TrainConfig()
     scheduler = models.noise_scheduler
     latents = batch.latents
-    noise = torch.randn_like(latents)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
-                              device=latents.device).long()
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+    noise = training_noise(latents, settings.noise_offset)
+    low, high = timestep_bounds(scheduler.config.num_train_timesteps, settings.min_timestep, settings.max_timestep)
+    timesteps = sample_timesteps(latents.shape[0], low, high, latents.device)
+    noisy = scheduler.add_noise(latents, perturbed(noise, settings.input_perturbation), timesteps)
     cond = prompts.get(batch.captions, grad=bool(models.trained_encoders))
     extra = models.family.unet_kwargs(cond, batch.geometry)
     pred = models.unet(noisy, timesteps, cond.embeds, return_dict=False, **extra)[0]
-    target = diffusion_target(scheduler.config.prediction_type, noise, latents, scheduler, timesteps)
-    return dreambooth_loss(pred, target, batch.num_instance, prior_weight)
+    kind = scheduler.config.prediction_type
+    target = diffusion_target(kind, noise, latents, scheduler, timesteps)
+    weights = None
+    if settings.snr_gamma is not None:
+        weights = min_snr_weights(snr(scheduler.alphas_cumprod, timesteps), settings.snr_gamma, kind)
+    return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights)

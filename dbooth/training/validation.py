@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dbooth.prompts import format_prompt
+from dbooth.training.tracking import log_images
 
 
 def validate(accelerator, pipe, models, manifest, run, step: int) -> None:
@@ -19,6 +20,7 @@ def validate(accelerator, pipe, models, manifest, run, step: int) -> None:
     view.unet.eval()
     vae_device = view.vae.device
     view.vae.to(accelerator.device)
+    logged = {}
     for p_index, template in enumerate(manifest.train.validation_prompts):
         prompt = format_prompt(template, manifest.identifier, manifest.class_noun, where="train.validation_prompts")
         for k in range(manifest.train.validation_images):
@@ -34,6 +36,8 @@ def validate(accelerator, pipe, models, manifest, run, step: int) -> None:
                     generator=torch.Generator("cpu").manual_seed(seed),
                 ).images[0]
             write_png(folder / f"p{p_index}-s{seed}.png", image, {"prompt": prompt, "seed": seed, "step": step})
+            logged.setdefault(f"validation/p{p_index}", []).append(image)
+    log_images(accelerator, step, logged)
     view.vae.to(vae_device)
     for model in models.trained:
         model.train()

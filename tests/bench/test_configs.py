@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbooth.bench.configs import CONFIGS, ablation, get_config
-from dbooth.config import Manifest, apply_overrides, manifest_to_dict
+from dbooth.config import Manifest, TrainConfig, apply_overrides, manifest_to_dict
 from dbooth.errors import DboothError
 
 
@@ -38,12 +38,17 @@ def test_ablation_rows_change_one_thing(cuda):
     for row in rows[1:]:
         assert len(row.overrides) + len(row.patches) == 1, row
         for key, value in row.overrides.items():
-            assert train[key.split(".", 1)[1]] != value, row  # really a change
+            now = train
+            for part in key.split(".")[1:]:
+                now = now[part]
+            assert now != value, row  # really a change
     # every speed setting a user can turn on is in the ablation
     keys = {k for r in rows for k in r.overrides}
     assert {"train.cache_latents", "train.cache_text_embeddings", "train.attention", "train.optimizer",
             "train.gradient_checkpointing", "train.mixed_precision", "train.channels_last", "train.allow_tf32",
-            "train.compile"} <= keys
+            "train.compile", "train.ema.enabled"} <= keys
+    lora = manifest_to_dict(Manifest(class_noun="dog", train=TrainConfig(method="lora")))["train"]
+    assert any(r.overrides == {"train.lora.use_dora": True} for r in ablation(lora, cuda=cuda))
     assert {r.patches.get("adamw") for r in rows} >= {"fused", "foreach", "for-loop"}
     assert any(r.overrides.get("train.mixed_precision") == "fp16" for r in rows) == cuda
     assert {r.label for r in rows if r.cuda_only} == {"adamw 8-bit", "TF32 off"}

@@ -51,3 +51,37 @@ def test_a_vae_that_asks_for_it_encodes_in_float32_under_fp16():
     assert vae_precision(sdxl_like, torch.float16) == torch.float32
     assert vae_precision(sdxl_like, torch.bfloat16) == torch.bfloat16  # bf16 has the range
     assert vae_precision(sd_like, torch.float16) == torch.float16
+
+
+@pytest.mark.parametrize("build,kind", [(tiny_pipeline, "epsilon"), (tiny_sd2_pipeline, "v_prediction")])
+def test_noise_options_and_min_snr_in_the_step(build, kind):
+    from dbooth.losses import min_snr_weights, snr
+
+    pipe = build()
+    settings = TrainConfig(snr_gamma=5.0, noise_offset=0.1, min_timestep=100, max_timestep=900,
+                           input_perturbation=0.1)
+    models = prepare_models(pipe, settings, torch.device("cpu"), torch.float32)
+    prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, ["a sks dog", "a dog"],
+                         cache=True, device=torch.device("cpu"), dtype=torch.float32)
+    latents = torch.randn(4, 4, 16, 16)
+    geometry = torch.tensor([[32, 32, 0, 0, 32, 32]] * 4)
+    batch = Batch(latents, geometry, [0, 0, 1, 1], num_instance=2)
+
+    torch.manual_seed(11)
+    loss = dreambooth_step_loss(models, prompts, batch, prior_weight=0.5, settings=settings)
+
+    torch.manual_seed(11)
+    noise = torch.randn_like(latents) + 0.1 * torch.randn(4, 4, 1, 1)
+    t = torch.randint(100, 900, (4,)).long()
+    noisy = models.noise_scheduler.add_noise(latents, noise + 0.1 * torch.randn_like(noise), t)
+    cond = prompts.get([0, 0, 1, 1], grad=False)
+    with torch.no_grad():
+        pred = models.unet(noisy, t, cond.embeds).sample
+    target = models.noise_scheduler.get_velocity(latents, noise, t) if kind == "v_prediction" else noise
+    abar = models.noise_scheduler.alphas_cumprod[t]
+    s = abar / (1 - abar)
+    w = torch.minimum(s, torch.full_like(s, 5.0)) / (s + 1 if kind == "v_prediction" else s)
+    rows = ((pred - target) ** 2).mean(dim=(1, 2, 3)) * w
+    expected = rows[:2].mean() + 0.5 * rows[2:].mean()
+    torch.testing.assert_close(loss.total.detach(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss.prior.detach(), rows[2:].mean(), rtol=1e-5, atol=1e-6)
