@@ -1,7 +1,7 @@
 """TensorBoard logging through accelerate's trackers, into ``RUN/tensorboard/``.
 
 Every run writes into its own folder, so ``tensorboard --logdir WS/runs`` shows all of a workspace's
-runs side by side. The ``tensorboard`` package is optional: without it a run warns once and trains on.
+runs side by side. ``tensorboard`` is a dependency; should it be missing, a run warns once and trains on.
 """
 
 from __future__ import annotations
