@@ -32,9 +32,10 @@ from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
+from dbooth.training.state import checkpoint_name, checkpoint_step, register_trainable_hooks, save_checkpoint
 from dbooth.training.step import draw_batch, dreambooth_step_loss
 from dbooth.training.inputs import TrainingInputs
+from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -168,6 +169,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         raise
 
     reporter.info("saving")
+    check_weights_finite(models.trained, f"run {run.id}")
     save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
@@ -182,15 +184,22 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     for model in models.trained:
         model.train()  # once, not per step: only validation switches to eval, and it switches back
     loss_value = float("nan")
+    done = [p for p in s.run.checkpoints() if p.name <= checkpoint_name(step)]
+    last_checkpoint = checkpoint_step(done[-1]) if done else None
+    guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
                 batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
                 loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight)
+                check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    # an fp16 GradScaler skips overflowing steps itself; without one a NaN gradient reaches the weights
+                    if accelerator.scaler is None and norm is not None:
+                        check_finite(norm, "gradient norm", step + 1, last_checkpoint=last_checkpoint, **guard)
                 s.optimizer.step()
                 s.lr_scheduler.step()
                 s.optimizer.zero_grad(set_to_none=True)
@@ -203,6 +212,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 fields["prior_loss"] = loss.prior.detach().item()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints)
+                last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 validate(accelerator, s.pipe, models, s.manifest, s.run, step)
             reporter.advance(step, **fields)
