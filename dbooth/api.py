@@ -66,14 +66,28 @@ def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False
     from dbooth.prior import generate_class_images
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
+    with _writer(ws, "prior", reporter):
+        return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
 
 
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None):
     from dbooth.training import train as run_training
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    return run_training(ws, manifest, resume=resume, reporter=reporter)
+    with _writer(ws, "train", reporter):
+        return run_training(ws, manifest, resume=resume, reporter=reporter)
+
+
+def _writer(ws: Workspace, verb: str, reporter: Reporter | None):
+    """The workspace lock that keeps a second ``train``/``prior`` from writing beside this one."""
+    from dbooth.lock import workspace_lock
+
+    def stale(previous: dict) -> None:
+        if reporter is not None:
+            reporter.warn(f"taking over the workspace lock of `dbooth {previous.get('verb', '?')}` "
+                          f"(pid {previous.get('pid', '?')}), which is no longer running")
+
+    return workspace_lock(ws.root, verb, on_stale=stale)
 
 
 def sample(
