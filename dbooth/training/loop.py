@@ -22,6 +22,7 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
 from dbooth.config import render_manifest
+from dbooth.diskspace import parameter_bytes, require_free, writing
 from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_write_text
 from dbooth.families import family_of
@@ -63,6 +64,7 @@ class Session:
     class_caption: int  # the class prompt's index in prompts
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
+    checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -157,7 +159,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),
-                      optimizer, lr_scheduler)
+                      optimizer, lr_scheduler, _check_space(cfg, run, pipe, models))
     started = time.time()
     info.update(status="running")
     run.write_info(info)
@@ -170,7 +172,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
 
     reporter.info("saving")
     check_weights_finite(models.trained, f"run {run.id}")
-    save_final(accelerator, manifest, run, models)
+    kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
+    with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+        save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
     run.write_info(info)
@@ -211,7 +215,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if loss.prior is not None:
                 fields["prior_loss"] = loss.prior.detach().item()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints)
+                save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
+                                needed=s.checkpoint_bytes)
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 validate(accelerator, s.pipe, models, s.manifest, s.run, step)
@@ -221,6 +226,20 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     finally:
         reporter.stop()
     return step, loss_value
+
+
+def _check_space(cfg, run: Run, pipe, models: Models) -> int:
+    """Fail before the first step when a checkpoint and the final weights will not fit; returns a checkpoint's size."""
+    trainable = parameter_bytes(models.trained, trainable_only=True)
+    checkpoint = 3 * trainable  # the weights and AdamW's two moments
+    if cfg.method == "lora":
+        final = trainable
+    else:
+        final = parameter_bytes([m for m in pipe.components.values() if isinstance(m, torch.nn.Module)],
+                                trainable_only=False)
+    needed = final + (checkpoint if cfg.checkpoint_every and cfg.checkpoint_every < cfg.max_steps else 0)
+    require_free(run.dir, needed, f"run {run.id} (a checkpoint and the final weights)")
+    return checkpoint
 
 
 def _optimisation(models: Models, cfg, accelerator):

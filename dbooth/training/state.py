@@ -13,6 +13,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from dbooth.diskspace import require_free, writing
 from dbooth.fsutil import atomic_path
 
 
@@ -51,9 +52,17 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1))
 
 
-def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int) -> Path:
+def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *, needed: int = 0) -> Path:
+    """Write step ``step``'s state beside the others, then drop all but the last ``keep``.
+
+    Older checkpoints are removed only after the new one is complete, so a full disk or a crash
+    mid-write leaves the previous one as it was. ``needed``: the expected size, checked first.
+    """
     target = checkpoints_dir / checkpoint_name(step)
-    with atomic_path(target) as tmp:
+    previous = [p.name for p in checkpoints_dir.glob("step-*")] if checkpoints_dir.is_dir() else []
+    kept = f"checkpoint {max(previous)} is intact" if previous else ""
+    require_free(checkpoints_dir, needed, f"checkpoint {target.name}")
+    with writing(f"checkpoint {target.name}", checkpoints_dir, kept=kept), atomic_path(target) as tmp:
         accelerator.save_state(str(tmp), safe_serialization=True)
     existing = sorted(
         (p for p in checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)),
