@@ -92,11 +92,14 @@ def init(
     base: Optional[str] = typer.Option(None, "--base", help="Hub id, diffusers folder, .safetensors file, or builtin:shapes."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of subject photos to copy into instance/."),
     example: Optional[str] = typer.Option(None, "--example", help="Start from a built-in example subject."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="Accept a pickle-based (.ckpt/.bin/.pt) base model: loading one can run code."),
 ) -> None:
     """Create a workspace folder with dbooth.yaml, instance/, class/ and runs/."""
     from dbooth import api
 
-    ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example)
+    ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example,
+                  allow_pickle=allow_pickle)
     m = ws.manifest()
     from dbooth.images import scan_folder
 

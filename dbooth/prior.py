@@ -104,7 +104,7 @@ def generate_class_images(
         from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
 
         reporter.info(f"loading base model {manifest.base_model}")
-        pipe = load_pipeline(manifest.base_model, dtype=inference_dtype())
+        pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
         pipe.to(inference_device())
     import torch
 

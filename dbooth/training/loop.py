@@ -33,7 +33,8 @@ from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import checkpoint_name, checkpoint_step, register_trainable_hooks, save_checkpoint
+from dbooth.training.state import (checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks,
+                                   save_checkpoint)
 from dbooth.training.step import draw_batch, dreambooth_step_loss
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.numerics import check_finite, check_weights_finite
@@ -73,7 +74,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     manifest, resumed = inputs.manifest, inputs.resumed
     cfg = manifest.train
     reporter.info(f"loading base model {manifest.base_model}")
-    pipe = load_pipeline(manifest.base_model)
+    pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
 
     run = resumed or new_run(ws, cfg.method)
@@ -155,7 +156,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
 
     step = 0
     if checkpoints:
-        accelerator.load_state(str(checkpoints[-1]))
+        load_checkpoint(accelerator, checkpoints[-1])
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),

@@ -14,6 +14,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from dbooth.diskspace import require_free, writing
+from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_path
 
 
@@ -39,6 +40,24 @@ def register_trainable_hooks(accelerator, models: list) -> None:
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
+
+
+def load_checkpoint(accelerator, path: Path) -> None:
+    """Restore a checkpoint: tensors from safetensors, the rest with torch's weights-only loader.
+
+    accelerate keeps the optimizer, LR scheduler and RNG states as torch.save files; weights_only
+    rebuilds only tensors and plain containers from them, so a planted pickle cannot run code.
+    """
+    try:
+        from accelerate.utils.other import load as weights_only_load
+
+        for rng in Path(path).glob("random_states_*.pkl"):
+            weights_only_load(rng)  # accelerate skips an unreadable RNG file silently: the resume would drift
+        accelerator.load_state(str(path), load_kwargs={"weights_only": True})
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise DboothError(f"checkpoint {path}: cannot be loaded safely ({type(exc).__name__}: {reason}); it is damaged "
+                          "or was not written by dbooth; remove that folder to resume from the one before it") from None
 
 
 def checkpoint_name(step: int) -> str:

@@ -54,3 +54,31 @@ def test_too_little_space_for_the_run_is_refused_before_the_first_step(make_work
         api.train(ws)
     run = find_run(ws, complete=False)
     assert not run.checkpoints_dir.exists() and not run.final_dir.exists()
+
+
+@pytest.mark.parametrize("name", ["optimizer.bin", "random_states_0.pkl", "scheduler.bin"])
+def test_resume_state_is_loaded_without_running_pickles(make_workspace, tmp_path, name):
+    import pickle
+    import shutil
+
+    from test_resume import InterruptAt
+
+    class Planted:  # unpickling it would create ``marker``
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    marker = tmp_path / "ran"
+    ws = make_workspace(**SETTINGS)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(ws, reporter=InterruptAt(3))
+    ckpt = find_run(ws, complete=False).checkpoints()[-1]
+    kept = tmp_path / "kept"
+    shutil.copy2(ckpt / name, kept)
+    with open(ckpt / name, "wb") as f:
+        pickle.dump({"state": Planted()}, f)
+    with pytest.raises(DboothError) as err:
+        api.train(ws, resume=True)
+    assert "cannot be loaded safely" in str(err.value) and "step-000002" in str(err.value)
+    assert not marker.exists()
+    shutil.copy2(kept, ckpt / name)
+    assert api.train(ws, resume=True).steps == 6
