@@ -93,9 +93,13 @@ def _writer(ws: Workspace, verb: str, reporter: Reporter | None):
     from dbooth.lock import workspace_lock
 
     def stale(previous: dict) -> None:
+        from dbooth.workspace import clear_leftovers
+
+        removed = clear_leftovers(ws)  # the dead process cannot finish its temporary files
         if reporter is not None:
             reporter.warn(f"taking over the workspace lock of `dbooth {previous.get('verb', '?')}` "
-                          f"(pid {previous.get('pid', '?')}), which is no longer running")
+                          f"(pid {previous.get('pid', '?')}), which is no longer running"
+                          + (f"; removed {removed} unfinished temporary files" if removed else ""))
 
     return workspace_lock(ws.root, verb, on_stale=stale)
 

@@ -61,3 +61,30 @@ def _remove(p: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Clear what a killed writer left in ``folder``: its temporary files, and a replaced output's ``.old``.
+
+    Call it only while holding the workspace lock (no writer is active). An output moved aside by
+    ``atomic_path`` whose replacement never arrived is moved back; otherwise the leftover is removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    handled = []
+    for p in folder.iterdir():
+        if not p.name.startswith("."):
+            continue
+        if p.name.endswith(".tmp"):
+            _remove(p)
+        elif p.name.endswith(".old"):
+            original = p.with_name(p.name[1:-len(".old")])
+            if original.exists():
+                _remove(p)
+            else:
+                os.replace(p, original)
+        else:
+            continue
+        handled.append(p)
+    return handled
