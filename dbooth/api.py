@@ -117,6 +117,10 @@ def sample(
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     run = None if base_only else find_run(ws, run_id)
+    if run is not None:
+        from dbooth.paths import require_inside
+
+        require_inside([run.final_dir], run.dir, "run outputs")
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
     from dbooth.sample import generate, load_for_sampling, sample_folder  # torch and diffusers: after the checks
 

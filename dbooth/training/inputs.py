@@ -12,7 +12,8 @@ from pathlib import Path
 from dbooth.config import Manifest, apply_overrides, load_manifest
 from dbooth.errors import DboothError
 from dbooth.images import scan_folder
-from dbooth.prompts import instance_captions
+from dbooth.paths import require_inside
+from dbooth.prompts import caption_file, instance_captions
 from dbooth.reporting import Reporter
 from dbooth.workspace import Run, Workspace, list_runs
 
@@ -33,6 +34,9 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
         # a resumed run keeps its own settings; only the step budget may be extended
         manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
     instance_paths, class_paths = training_images(ws, manifest, reporter)
+    require_inside(instance_paths + class_paths, ws.root, "images")
+    if manifest.instance_captions == "files":
+        require_inside([caption_file(p) for p in instance_paths], ws.root, "caption files")
     captions = instance_captions(manifest, instance_paths)
     return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths)
 
