@@ -49,6 +49,8 @@ class Workspace:
 
 def open_workspace(path: str | Path = ".") -> Workspace:
     root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DboothError(f"workspace {path}: is a file, not a folder; pass the workspace folder with -w")
     if not root.is_dir():
         raise DboothError(f"workspace {path}: folder does not exist; create one with `dbooth init NAME --class NOUN`")
     ws = Workspace(root)
