@@ -466,5 +466,15 @@ def main() -> None:
         error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        error("interrupted; `dbooth train --resume` continues a training run from its last checkpoint")
+        error(interrupted_message(sys.argv[1:]))
         sys.exit(130)
+
+
+def interrupted_message(args: list[str]) -> str:
+    """What Ctrl-C left and how to go on: every output is complete or absent, so each verb just continues."""
+    verb = next((a for a in args if not a.startswith("-")), "")
+    if verb == "train":
+        return "interrupted; `dbooth train --resume` continues the run from its last checkpoint"
+    if verb == "prior":
+        return "interrupted; the class images written so far are kept and `dbooth prior` makes the rest"
+    return "interrupted; nothing was half-written, run the command again to finish it"
