@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_cli import run_dbooth, user_error
 
 from dbooth import api
 from dbooth.config import apply_overrides, write_manifest
 from dbooth.lock import LOCK_NAME
 from dbooth.workspace import MANIFEST_NAME
-from test_cli import run_dbooth, user_error
 
 FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "train.checkpoint_every": 0,
         "train.validation_every": 0, "prior.enabled": False}
@@ -102,7 +102,7 @@ def build(c: Cases) -> dict[str, tuple[list[str], tuple[str, ...]]]:
     c.ws("none-finished")
     api.init(root / "no-photos", "dog", base_model=str(c.base))
     c.finished_run("full-run", "full")
-    unknown = c.ws("unknown-run")
+    c.ws("unknown-run")
     c.ws("nothing-to-resume")
     c.ws("resume-options")
     c.ws("sample-placeholder")
@@ -233,7 +233,7 @@ NAMES = ["yaml", "type", "range", "range-float", "choice", "unknown-key", "newer
 @pytest.mark.parametrize("case", NAMES)
 def test_one_line_exit_2_no_traceback_nothing_written(outcomes, case):
     cases, results, before, after = outcomes
-    args, words = cases[case]
+    _, words = cases[case]
     message = user_error(results[case])
     for word in words:
         assert word.lower() in message.lower(), f"{case}: {word!r} not in {message!r}"

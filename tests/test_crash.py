@@ -16,16 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from test_cli import subprocess_env
 
 from dbooth import api
 from dbooth.config import apply_overrides, load_manifest, write_manifest
 from dbooth.pngmeta import read_record
 from dbooth.workspace import list_runs
-from test_cli import subprocess_env
 
 FULL = os.environ.get("DBOOTH_FULL_CRASH_TEST") == "1"
 KILLS = {"prior": 20, "train": 20, "export": 20, "merge-lora": 20} if FULL else {

@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from test_cli import run_dbooth, subprocess_env, user_error
 
 from dbooth import api
 from dbooth.errors import DboothError
 from dbooth.lock import LOCK_NAME, holder, workspace_lock
 from dbooth.reporting import Reporter
-from test_cli import run_dbooth, subprocess_env, user_error
 
 
 class Warnings(Reporter):

@@ -24,20 +24,25 @@ from diffusers.optimization import get_scheduler
 from dbooth.config import render_manifest
 from dbooth.diskspace import parameter_bytes, require_free, writing
 from dbooth.errors import DboothError
-from dbooth.fsutil import atomic_write_text
 from dbooth.families import family_of
+from dbooth.fsutil import atomic_write_text
 from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
-from dbooth.training.output import save_final
-from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import (checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks,
-                                   save_checkpoint)
-from dbooth.training.step import draw_batch, dreambooth_step_loss
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.numerics import check_finite, check_weights_finite
+from dbooth.training.output import save_final
+from dbooth.training.setup import Models, prepare_models
+from dbooth.training.state import (
+    checkpoint_name,
+    checkpoint_step,
+    load_checkpoint,
+    register_trainable_hooks,
+    save_checkpoint,
+)
+from dbooth.training.step import draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
