@@ -148,3 +148,6 @@ def test_kill_minus_nine_loses_nothing_and_resumes_bitwise(tmp_path, tiny_base, 
         finish(args, tmp_path)
         assert_nothing_half_written(crashed)
     assert load_file(out)
+    # a finished export or merge clears what the killed ones left behind
+    assert not list(tmp_path.glob(".out.safetensors.*")), list(tmp_path.glob(".*"))
+    assert not list(done[-1].dir.glob(".merged.*")), list(done[-1].dir.glob(".*"))

@@ -34,3 +34,19 @@ def test_atomic_path_replaces_only_when_complete(tmp_path):
         pass
     assert (target / "a").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    mine = tmp_path / f".out.safetensors.{os.getpid()}.abcd1234.tmp"
+    theirs = tmp_path / f".out.safetensors.{dead}.abcd1234.tmp"
+    mine.write_bytes(b"in progress")
+    theirs.write_bytes(b"left by a killed export")
+    (tmp_path / ".final.old").mkdir()
+    remove_temporaries(tmp_path, outputs_moved_aside=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, ".final.old"])
