@@ -10,13 +10,13 @@ from dbooth.reporting import Reporter
 from dbooth.workspace import Workspace, create_workspace, find_run, open_workspace
 
 
-def native_resolution(base_model: str) -> int | None:
+def native_resolution(base_model: str, *, allow_pickle: bool = False) -> int | None:
     """The image size a base model was trained at, read from its configs (None when they cannot be read)."""
     from dbooth.families import native_resolution as read
     from dbooth.models.source import resolve_model
 
     try:
-        return read(resolve_model(base_model))
+        return read(resolve_model(base_model, allow_pickle=allow_pickle))
     except DboothError:
         return None
 
@@ -29,8 +29,12 @@ def init(
     base_model: str | None = None,
     images: Path | None = None,
     example: str | None = None,
+    allow_pickle: bool = False,
 ) -> Workspace:
-    """Create a workspace folder with its manifest (and subject photos, if given)."""
+    """Create a workspace folder with its manifest (and subject photos, if given).
+
+    A pickle-based base model (``.ckpt``, ``.bin``) is refused unless ``allow_pickle``, which the manifest keeps.
+    """
     data: dict = {}
     if example is not None:
         from dbooth.demo import example_settings
@@ -45,12 +49,18 @@ def init(
     if identifier is not None:
         data["identifier"] = identifier
     if base_model is not None:
+        from dbooth.models.source import PICKLE_SUFFIXES, resolve_model
+
         local = Path(base_model).expanduser()
         # a local model is stored as an absolute path so the manifest works from any folder
         data["base_model"] = str(local.resolve()) if local.exists() else base_model
+        if local.suffix.lower() in PICKLE_SUFFIXES:
+            resolve_model(base_model, allow_pickle=allow_pickle)  # a pickle is refused before anything is written
+    if allow_pickle:
+        data["allow_pickle"] = True
     manifest = Manifest(class_noun=data.pop("class_noun"))
     overrides = dict(data)
-    resolution = native_resolution(overrides.get("base_model", manifest.base_model))
+    resolution = native_resolution(overrides.get("base_model", manifest.base_model), allow_pickle=allow_pickle)
     if resolution is not None and "train.resolution" not in overrides:
         overrides["train.resolution"] = resolution
     manifest = apply_overrides(manifest, overrides)
@@ -66,14 +76,32 @@ def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False
     from dbooth.prior import generate_class_images
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
+    with _writer(ws, "prior", reporter):
+        return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
 
 
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None):
     from dbooth.training import train as run_training
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    return run_training(ws, manifest, resume=resume, reporter=reporter)
+    with _writer(ws, "train", reporter):
+        return run_training(ws, manifest, resume=resume, reporter=reporter)
+
+
+def _writer(ws: Workspace, verb: str, reporter: Reporter | None):
+    """The workspace lock that keeps a second ``train``/``prior`` from writing beside this one."""
+    from dbooth.lock import workspace_lock
+
+    def stale(previous: dict) -> None:
+        from dbooth.workspace import clear_leftovers
+
+        removed = clear_leftovers(ws)  # the dead process cannot finish its temporary files
+        if reporter is not None:
+            reporter.warn(f"taking over the workspace lock of `dbooth {previous.get('verb', '?')}` "
+                          f"(pid {previous.get('pid', '?')}), which is no longer running"
+                          + (f"; removed {removed} unfinished temporary files" if removed else ""))
+
+    return workspace_lock(ws.root, verb, on_stale=stale)
 
 
 def sample(
@@ -89,10 +117,14 @@ def sample(
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     run = None if base_only else find_run(ws, run_id)
+    if run is not None:
+        from dbooth.paths import require_inside
+
+        require_inside([run.final_dir], run.dir, "run outputs")
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
     from dbooth.sample import generate, load_for_sampling, sample_folder  # torch and diffusers: after the checks
 
-    pipe = load_for_sampling(manifest.base_model, run)
+    pipe = load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
     s = manifest.sample
     label = "base" if run is None else run.id
     return generate(
@@ -119,9 +151,8 @@ def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, 
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
     from dbooth.export import merge_run
-    from dbooth.models.loading import load_pipeline
 
-    return merge_run(run.dir, base_pipeline_loader=load_pipeline, out=out, scale=scale, dtype=dtype, force=force)
+    return merge_run(run.dir, base_pipeline_loader=_base_loader(ws), out=out, scale=scale, dtype=dtype, force=force)
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
@@ -129,9 +160,17 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
     """Export a finished run as diffusers, single-file, lora or lora-kohya."""
     run = find_run(ws, run_id)
     from dbooth.export import export_run
+
+    return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
+
+
+def _base_loader(ws: Workspace):
+    """Loads a run's base model with the workspace's consent (or not) to pickle files."""
+    from functools import partial
+
     from dbooth.models.loading import load_pipeline
 
-    return export_run(run.dir, fmt, base_pipeline_loader=load_pipeline, out=out, dtype=dtype, force=force)
+    return partial(load_pipeline, allow_pickle=ws.manifest().allow_pickle)
 
 
 def run_family(ws: Workspace, run_id: str | None = None):

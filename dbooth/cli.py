@@ -92,11 +92,14 @@ def init(
     base: Optional[str] = typer.Option(None, "--base", help="Hub id, diffusers folder, .safetensors file, or builtin:shapes."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of subject photos to copy into instance/."),
     example: Optional[str] = typer.Option(None, "--example", help="Start from a built-in example subject."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="Accept a pickle-based (.ckpt/.bin/.pt) base model: loading one can run code."),
 ) -> None:
     """Create a workspace folder with dbooth.yaml, instance/, class/ and runs/."""
     from dbooth import api
 
-    ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example)
+    ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example,
+                  allow_pickle=allow_pickle)
     m = ws.manifest()
     from dbooth.images import scan_folder
 
@@ -476,5 +479,15 @@ def main() -> None:
         error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        error("interrupted; `dbooth train --resume` continues a training run from its last checkpoint")
+        error(interrupted_message(sys.argv[1:]))
         sys.exit(130)
+
+
+def interrupted_message(args: list[str]) -> str:
+    """What Ctrl-C left and how to go on: every output is complete or absent, so each verb just continues."""
+    verb = next((a for a in args if not a.startswith("-")), "")
+    if verb == "train":
+        return "interrupted; `dbooth train --resume` continues the run from its last checkpoint"
+    if verb == "prior":
+        return "interrupted; the class images written so far are kept and `dbooth prior` makes the rest"
+    return "interrupted; nothing was half-written, run the command again to finish it"

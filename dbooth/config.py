@@ -372,7 +372,7 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     except FileNotFoundError:
         raise DboothError(f"{path}: no such file; create a workspace with 'dbooth init'") from None
     except UnicodeDecodeError:
-        raise DboothError(f"{path}: not UTF-8 text") from None
+        raise DboothError(f"{path}: not UTF-8 text; save it as UTF-8 (or recreate it with `dbooth init`)") from None
     except OSError as e:
         raise DboothError(f"{path}: cannot read ({e.strerror})") from None
     return _from_raw(_parse_yaml(text, ctx), ctx)

@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 
+_TEMP_OWNER = re.compile(r"\.(\d+)\.[^.]+\.tmp$")
+
+
+def _temp_prefix(path: Path) -> str:
+    """Temporary names carry the writer's pid, so a leftover can be told from a write in progress."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _writer_alive(name: str) -> bool:
+    match = _TEMP_OWNER.search(name)
+    if not match:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -39,7 +64,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
@@ -61,3 +86,34 @@ def _remove(p: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+def remove_temporaries(folder: str | os.PathLike, *, outputs_moved_aside: bool = True) -> list[Path]:
+    """Clear what a killed writer left in ``folder``: temporary files of processes that are gone, and a
+    replaced output's ``.old``.
+
+    Temporary files of a live process are left alone. With ``outputs_moved_aside`` (only while holding
+    the workspace lock) an output moved aside by ``atomic_path`` whose replacement never arrived is
+    moved back; otherwise the leftover is removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    handled = []
+    for p in folder.iterdir():
+        if not p.name.startswith("."):
+            continue
+        if p.name.endswith(".tmp"):
+            if _writer_alive(p.name):
+                continue
+            _remove(p)
+        elif p.name.endswith(".old") and outputs_moved_aside:
+            original = p.with_name(p.name[1:-len(".old")])
+            if original.exists():
+                _remove(p)
+            else:
+                os.replace(p, original)
+        else:
+            continue
+        handled.append(p)
+    return handled

@@ -45,6 +45,10 @@ def scan_folder(folder: Path, *, what: str, min_side: int, allow_empty: bool = F
     found = ImageFolder()
     unreadable: list[str] = []
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_symlink()
+                and not path.exists()):
+            unreadable.append(f"{path.name} (a broken link or a link loop)")
+            continue
         if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             # Hidden files include macOS "._photo.jpg" resource forks, which carry an image suffix.
             found.skipped.append(path)

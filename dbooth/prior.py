@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dbooth.diskspace import require_free, writing
 from dbooth.errors import DboothError
 from dbooth.images import scan_folder
 from dbooth.pngmeta import read_record, write_png
@@ -42,6 +43,11 @@ def recipe(manifest) -> dict:
         "steps": manifest.prior.steps,
         "guidance_scale": manifest.prior.guidance_scale,
     }
+
+
+def image_bytes(resolution: int) -> int:
+    """An upper bound for one class PNG: uncompressed RGB (PNG compresses photos little)."""
+    return 3 * resolution * resolution + 4096
 
 
 def plan(class_dir: Path, manifest) -> PriorPlan:
@@ -98,12 +104,14 @@ def generate_class_images(
         from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
 
         reporter.info(f"loading base model {manifest.base_model}")
-        pipe = load_pipeline(manifest.base_model, dtype=inference_dtype())
+        pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
         pipe.to(inference_device())
     import torch
 
     from dbooth.schedulers import set_scheduler
 
+    require_free(class_dir, len(todo.missing) * image_bytes(manifest.train.resolution),
+                 f"{len(todo.missing)} class images")
     set_scheduler(pipe, "dpm++")
     want = recipe(manifest)
     batch = manifest.prior.batch_size
@@ -123,7 +131,9 @@ def generate_class_images(
         for i, image in zip(indices, images):
             record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++")
             path = class_dir / f"{GENERATED_PREFIX}{i:05d}.png"
-            write_png(path, image, record)
+            with writing(path.name, class_dir, kept=f"the {todo.present} class images written so far are "
+                         "intact and `dbooth prior` continues from there"):
+                write_png(path, image, record)
             todo.generated.append(path)
         done += len(indices)
         reporter.advance(done)

@@ -37,13 +37,13 @@ def make_grid(images: list[Image.Image], cols: int | None = None) -> Image.Image
     return grid
 
 
-def load_for_sampling(base_model: str, run: Run | None, *, dtype=torch.float32):
+def load_for_sampling(base_model: str, run: Run | None, *, dtype=torch.float32, allow_pickle: bool = False):
     """Base model alone, a full run's pipeline, or base model + a LoRA run's adapter."""
     if run is None:
-        return load_pipeline(base_model, dtype=dtype)
+        return load_pipeline(base_model, dtype=dtype, allow_pickle=allow_pickle)
     info = run.info()
     if info.get("method") == "lora":
-        pipe = load_pipeline(info.get("base_model", base_model), dtype=dtype)
+        pipe = load_pipeline(info.get("base_model", base_model), dtype=dtype, allow_pickle=allow_pickle)
         if not run.lora_file.is_file():
             raise DboothError(f"run {run.id}: {run.lora_file} is missing; the run is incomplete or damaged")
         pipe.load_lora_weights(str(run.final_dir), weight_name=run.lora_file.name)

@@ -225,6 +225,7 @@ class Manifest:
     base_model: str = _field(
         "stable-diffusion-v1-5/stable-diffusion-v1-5", nonempty=True
     )  # hub id, diffusers folder, .safetensors file or builtin:NAME
+    allow_pickle: bool = _field(False)  # load a pickle-based (.ckpt/.bin/.pt) base model: it can run code
     identifier: str = _field("sks", nonempty=True, check=_identifier)  # rare token that names the subject
     class_noun: str = field(metadata={"rule": _Rule(nonempty=True)})  # what the subject is: dog, person
     instance_prompt: str = _field("a photo of {identifier} {class}", check=_instance_prompt)  # caption

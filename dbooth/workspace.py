@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbooth.errors import DboothError
-from dbooth.fsutil import atomic_write_text
+from dbooth.fsutil import atomic_write_text, remove_temporaries
 from dbooth.prompts import caption_file
 
 MANIFEST_NAME = "dbooth.yaml"
@@ -49,6 +49,8 @@ class Workspace:
 
 def open_workspace(path: str | Path = ".") -> Workspace:
     root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DboothError(f"workspace {path}: is a file, not a folder; pass the workspace folder with -w")
     if not root.is_dir():
         raise DboothError(f"workspace {path}: folder does not exist; create one with `dbooth init NAME --class NOUN`")
     ws = Workspace(root)
@@ -150,6 +152,18 @@ def new_run(ws: Workspace, method: str) -> Run:
         run_dir = ws.runs_dir / f"{stamp}-{method}-{n}"
     run_dir.mkdir(parents=True)
     return Run(run_dir)
+
+
+def clear_leftovers(ws: Workspace) -> int:
+    """Remove the temporary files a killed ``prior`` or ``train`` left behind; returns how many.
+
+    Only the class images and unfinished runs are touched (exports of finished runs may be under way).
+    """
+    count = len(remove_temporaries(ws.class_dir))
+    for run in list_runs(ws):
+        if not run.complete:
+            count += len(remove_temporaries(run.dir)) + len(remove_temporaries(run.checkpoints_dir))
+    return count
 
 
 def list_runs(ws: Workspace) -> list[Run]:

@@ -131,3 +131,11 @@ def test_status_json_describes_the_workspace(answers):
     assert data["class_noun"] == "star" and data["photos"] == 5 and data["class_images"] == 0
     [run] = data["runs"]
     assert run["state"] == "failed" and run["error"] == "boom" and run["resumable"] is False
+
+
+def test_ctrl_c_says_how_to_go_on_for_each_verb():
+    from dbooth.cli import interrupted_message
+
+    assert "dbooth train --resume" in interrupted_message(["train", "-w", "ws"])
+    assert "dbooth prior" in interrupted_message(["prior", "-w", "ws"]) and "kept" in interrupted_message(["prior"])
+    assert "run the command again" in interrupted_message(["export", "--format", "lora"])

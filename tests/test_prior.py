@@ -100,3 +100,42 @@ def test_generates_missing_images_reproducibly_and_detects_stale_ones(make_works
         assert read_record(ws.class_dir / name)["prompt"] == "a photo of a dog on the beach"
     assert user.read_bytes() == user_bytes
 
+
+
+def test_a_full_disk_is_refused_before_generating(make_workspace, monkeypatch):
+    from collections import namedtuple
+
+    from dbooth import diskspace
+
+    ws = make_workspace()
+    usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1024))
+    with pytest.raises(DboothError) as err:
+        api.prior(ws)
+    assert "not enough free space for 4 class images" in str(err.value) and str(ws.class_dir) in str(err.value)
+    assert list(ws.class_dir.iterdir()) == []
+
+
+def test_a_write_failing_mid_way_keeps_the_images_before_it(make_workspace, monkeypatch):
+    import errno
+    import os
+
+    ws = make_workspace()
+    real, calls = os.fsync, []
+
+    def fill_up(fd):  # the third PNG's bytes are in its temporary file when the disk fills up
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fill_up)
+    with pytest.raises(DboothError) as err:
+        api.prior(ws)
+    message = str(err.value)
+    assert "disk is full" in message and "prior-00002.png" in message and "2 class images" in message
+    assert sorted(p.name for p in ws.class_dir.iterdir()) == ["prior-00000.png", "prior-00001.png"]  # no temp file
+    for p in ws.class_dir.iterdir():
+        assert read_record(p)["index"] in (0, 1)
+    monkeypatch.setattr(os, "fsync", real)
+    assert len(api.prior(ws).generated) == 4

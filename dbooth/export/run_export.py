@@ -18,7 +18,7 @@ from dbooth.export.merge import merge_lora_into_pipeline
 from dbooth.export.run_info import RunInfo, read_run
 from dbooth.export.single_file import save_single_file
 from dbooth.families import get_family
-from dbooth.fsutil import atomic_write_text
+from dbooth.fsutil import atomic_write_text, remove_temporaries
 
 PipelineLoader = Callable[[str], DiffusionPipeline]
 
@@ -53,6 +53,7 @@ def export_run(
     is_file = fmt not in FOLDER_FORMATS
     default = run.run_dir / "export" / _default_name(dtype, f"{run.run_id}-{fmt}", is_file=is_file)
     path = _output_path(out, default, fmt, is_file=is_file, force=force)
+    remove_temporaries(path.parent, outputs_moved_aside=False)  # what a killed export left there
     meta = card_metadata(run, fmt, dtype, name=path.stem)
     card = model_card(run, fmt, dtype, merged=run.is_lora and fmt not in LORA_FORMATS, name=path.stem)
 
@@ -95,6 +96,7 @@ def merge_run(
         )
     default = run.run_dir / _default_name(dtype, "merged", is_file=False)
     path = _output_path(out, default, "merge-lora", is_file=False, force=force)
+    remove_temporaries(path.parent, outputs_moved_aside=False)  # what a killed merge left there
     pipe = trained_pipeline(run, base_pipeline_loader, scale=scale)
     card = model_card(run, "diffusers", dtype, merged=True, name=path.name)
     if scale != 1.0:

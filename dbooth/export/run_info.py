@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbooth.errors import DboothError
+from dbooth.paths import require_inside
 
 METHODS = ("full", "lora")
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -94,6 +95,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         prediction_type=str(data.get("prediction_type") or "epsilon"),
     )
     expected = info.lora_file if info.is_lora else info.final_dir / "model_index.json"
+    require_inside([expected], run_dir, "run outputs")  # export reads them and writes beside them
     if not expected.is_file():
         raise DboothError(f"run {info.run_id} has no {expected.relative_to(run_dir)}: the run folder is incomplete")
     return info

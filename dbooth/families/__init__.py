@@ -100,15 +100,23 @@ def family_of(pipe) -> Family:
 
 
 def _checkpoint_keys(path: Path) -> list[str]:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+    """Tensor names of a single-file checkpoint; a pickle is read with torch's weights-only loader, never run."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    import torch
+            with safe_open(str(path), framework="pt") as f:
+                return list(f.keys())
+        import torch
 
-    state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    return list(state.get("state_dict", state))
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(state).__name__}, not tensors")
+        return list(state.get("state_dict", state))
+    except Exception as exc:  # safetensors, torch and pickle each raise their own kind for a damaged file
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise DboothError(f"base model {path}: cannot be read as a checkpoint ({reason}); the file is damaged, "
+                          "incomplete or not a model; download it again or pass another --base") from None
 
 
 def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | None:

@@ -57,14 +57,20 @@ class Family:
         """Constructor arguments beyond the model parts (SD: no safety checker)."""
         return {}
 
-    def load(self, source: "ModelSource", *, dtype: "torch.dtype", local_files_only: bool = True):
-        """The pipeline for ``source`` (a folder, builtin, hub id or single file) in ``dtype``."""
+    def load(self, source: "ModelSource", *, dtype: "torch.dtype", local_files_only: bool = True,
+             allow_pickle: bool = False):
+        """The pipeline for ``source`` (a folder, builtin, hub id or single file) in ``dtype``.
+
+        Without ``allow_pickle`` a folder's parts are read from safetensors only, never from ``.bin`` pickles.
+        """
         from dbooth.models.loading import dtype_kwarg
 
         cls = self.pipeline_class()
         extra = {**self.pipeline_extras(), **dtype_kwarg(dtype)}
         if source.kind == "single_file":
             return cls.from_single_file(source.location, **extra)
+        if not allow_pickle:
+            extra["use_safetensors"] = True
         return cls.from_pretrained(source.location, local_files_only=local_files_only, **extra)
 
     def compose(self, parts: dict):

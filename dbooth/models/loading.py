@@ -35,17 +35,20 @@ def dtype_kwarg(dtype: torch.dtype) -> dict:
     return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
 
 
-def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32):
-    """Load a base model (any family: see dbooth.families) with its family's diffusers pipeline class."""
+def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, allow_pickle: bool = False):
+    """Load a base model (any family: see dbooth.families) with its family's diffusers pipeline class.
+
+    Pickle-based files (``.ckpt``, ``.bin``) are refused unless ``allow_pickle`` (see dbooth.models.source).
+    """
     from dbooth.families import detect_family
 
-    source = resolve_model(spec)
+    source = resolve_model(spec, allow_pickle=allow_pickle)
     family = detect_family(source)
     try:
         if source.kind == "hub":
-            pipe = _load_from_hub(family, source, dtype)
+            pipe = _load_from_hub(family, source, dtype, allow_pickle)
         else:
-            pipe = family.load(source, dtype=dtype)
+            pipe = family.load(source, dtype=dtype, allow_pickle=allow_pickle)
     except DboothError:
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
@@ -65,13 +68,13 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32):
     return pipe
 
 
-def _load_from_hub(family, source, dtype):
+def _load_from_hub(family, source, dtype, allow_pickle):
     try:
-        return family.load(source, dtype=dtype)
+        return family.load(source, dtype=dtype, allow_pickle=allow_pickle)
     except OSError:
         pass
     try:
-        return family.load(source, dtype=dtype, local_files_only=False)
+        return family.load(source, dtype=dtype, local_files_only=False, allow_pickle=allow_pickle)
     except OSError as exc:
         raise DboothError(
             f"base model {source.location} cannot be reached: it is not in the local Hugging Face cache "

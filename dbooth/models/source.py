@@ -11,7 +11,8 @@ from pathlib import Path
 
 from dbooth.errors import DboothError
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")  # torch.save files: unpickling one can run any code
+SINGLE_FILE_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class ModelSource:
     spec: str
 
 
-def resolve_model(spec: str) -> ModelSource:
+def resolve_model(spec: str, *, allow_pickle: bool = False) -> ModelSource:
+    """Where ``spec`` lives; a pickle-based single file is refused unless ``allow_pickle``."""
     spec = spec.strip()
     if not spec:
         raise DboothError("base model: empty; set base_model in dbooth.yaml or pass --base")
@@ -40,6 +42,11 @@ def resolve_model(spec: str) -> ModelSource:
     if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
         if not path.is_file():
             raise DboothError(f"base model {spec}: file does not exist; check the path")
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+            raise DboothError(
+                f"base model {spec}: a {path.suffix} file is a Python pickle, which can run any code when loaded; "
+                "convert it to .safetensors, or pass --allow-pickle (allow_pickle: true) if you trust its source"
+            )
         return ModelSource("single_file", str(path), spec)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise DboothError(f"base model {spec}: no such folder or file; check the path")

@@ -12,7 +12,8 @@ from pathlib import Path
 from dbooth.config import Manifest, apply_overrides, load_manifest
 from dbooth.errors import DboothError
 from dbooth.images import scan_folder
-from dbooth.prompts import instance_captions
+from dbooth.paths import require_inside
+from dbooth.prompts import caption_file, instance_captions
 from dbooth.reporting import Reporter
 from dbooth.workspace import Run, Workspace, list_runs
 
@@ -36,6 +37,9 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
     if cfg.max_timestep is not None and cfg.min_timestep >= cfg.max_timestep:
         raise DboothError(f"train.min_timestep ({cfg.min_timestep}) must be below train.max_timestep ({cfg.max_timestep})")
     instance_paths, class_paths = training_images(ws, manifest, reporter)
+    require_inside(instance_paths + class_paths, ws.root, "images")
+    if manifest.instance_captions == "files":
+        require_inside([caption_file(p) for p in instance_paths], ws.root, "caption files")
     captions = instance_captions(manifest, instance_paths)
     return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths)
 

@@ -22,22 +22,30 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
 from dbooth.config import render_manifest
+from dbooth.diskspace import parameter_bytes, require_free, writing
 from dbooth.errors import DboothError
-from dbooth.fsutil import atomic_write_text
 from dbooth.families import family_of
+from dbooth.fsutil import atomic_write_text
 from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.inputs import TrainingInputs
+from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import checkpoint_step, register_trainable_hooks, save_checkpoint
+from dbooth.training.state import (
+    checkpoint_name,
+    checkpoint_step,
+    load_checkpoint,
+    register_trainable_hooks,
+    save_checkpoint,
+)
 from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.step import draw_batch, dreambooth_step_loss
-from dbooth.training.inputs import TrainingInputs
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -66,6 +74,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
     ema: EmaWeights | None = None
+    checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -74,7 +83,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     manifest, resumed = inputs.manifest, inputs.resumed
     cfg = manifest.train
     reporter.info(f"loading base model {manifest.base_model}")
-    pipe = load_pipeline(manifest.base_model)
+    pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
 
     run = resumed or new_run(ws, cfg.method)
@@ -158,11 +167,11 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
 
     step = 0
     if checkpoints:
-        accelerator.load_state(str(checkpoints[-1]))
+        load_checkpoint(accelerator, checkpoints[-1])
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),
-                      optimizer, lr_scheduler, ema)
+                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models))
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
@@ -179,7 +188,10 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     reporter.info("saving")
     if ema is not None and cfg.ema.use_for_output:
         ema.copy_to_models()
-    save_final(accelerator, manifest, run, models)
+    check_weights_finite(models.trained, f"run {run.id}")
+    kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
+    with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+        save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
     run.write_info(info)
@@ -193,15 +205,22 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     for model in models.trained:
         model.train()  # once, not per step: only validation switches to eval, and it switches back
     loss_value = float("nan")
+    done = [p for p in s.run.checkpoints() if p.name <= checkpoint_name(step)]
+    last_checkpoint = checkpoint_step(done[-1]) if done else None
+    guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
                 batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
                 loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg)
+                check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    # an fp16 GradScaler skips overflowing steps itself; without one a NaN gradient reaches the weights
+                    if accelerator.scaler is None and norm is not None:
+                        check_finite(norm, "gradient norm", step + 1, last_checkpoint=last_checkpoint, **guard)
                 s.optimizer.step()
                 s.lr_scheduler.step()
                 s.optimizer.zero_grad(set_to_none=True)
@@ -216,7 +235,9 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 fields["prior_loss"] = loss.prior.detach().item()
             accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints)
+                save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
+                                needed=s.checkpoint_bytes)
+                last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 with ema_applied(s.ema, cfg.ema.use_for_output):
                     validate(accelerator, s.pipe, models, s.manifest, s.run, step)
@@ -226,6 +247,20 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     finally:
         reporter.stop()
     return step, loss_value
+
+
+def _check_space(cfg, run: Run, pipe, models: Models) -> int:
+    """Fail before the first step when a checkpoint and the final weights will not fit; returns a checkpoint's size."""
+    trainable = parameter_bytes(models.trained, trainable_only=True)
+    checkpoint = 3 * trainable  # the weights and AdamW's two moments
+    if cfg.method == "lora":
+        final = trainable
+    else:
+        final = parameter_bytes([m for m in pipe.components.values() if isinstance(m, torch.nn.Module)],
+                                trainable_only=False)
+    needed = final + (checkpoint if cfg.checkpoint_every and cfg.checkpoint_every < cfg.max_steps else 0)
+    require_free(run.dir, needed, f"run {run.id} (a checkpoint and the final weights)")
+    return checkpoint
 
 
 def _optimisation(models: Models, cfg, accelerator):

@@ -17,7 +17,7 @@ def save_final(accelerator, manifest, run, models) -> None:
             models.family.save_lora(tmp, unet, encoders)
         else:
             # reload frozen parts in full precision so mixed precision never degrades them
-            base = load_pipeline(manifest.base_model)
+            base = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
             parts = {name: m.to("cpu", torch.float32) for name, m in encoders.items()}
             out = models.family.assemble(base, unet=unet.to("cpu", torch.float32), **parts)
             out.save_pretrained(str(tmp), safe_serialization=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from dbooth.diskspace import require_free, writing
+from dbooth.errors import DboothError
 from dbooth.fsutil import atomic_path
 
 
@@ -52,6 +54,24 @@ def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
     accelerator.register_load_state_pre_hook(load_hook)
 
 
+def load_checkpoint(accelerator, path: Path) -> None:
+    """Restore a checkpoint: tensors from safetensors, the rest with torch's weights-only loader.
+
+    accelerate keeps the optimizer, LR scheduler and RNG states as torch.save files; weights_only
+    rebuilds only tensors and plain containers from them, so a planted pickle cannot run code.
+    """
+    try:
+        from accelerate.utils.other import load as weights_only_load
+
+        for rng in Path(path).glob("random_states_*.pkl"):
+            weights_only_load(rng)  # accelerate skips an unreadable RNG file silently: the resume would drift
+        accelerator.load_state(str(path), load_kwargs={"weights_only": True})
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise DboothError(f"checkpoint {path}: cannot be loaded safely ({type(exc).__name__}: {reason}); it is damaged "
+                          "or was not written by dbooth; remove that folder to resume from the one before it") from None
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
@@ -63,9 +83,17 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1))
 
 
-def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int) -> Path:
+def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *, needed: int = 0) -> Path:
+    """Write step ``step``'s state beside the others, then drop all but the last ``keep``.
+
+    Older checkpoints are removed only after the new one is complete, so a full disk or a crash
+    mid-write leaves the previous one as it was. ``needed``: the expected size, checked first.
+    """
     target = checkpoints_dir / checkpoint_name(step)
-    with atomic_path(target) as tmp:
+    previous = [p.name for p in checkpoints_dir.glob("step-*")] if checkpoints_dir.is_dir() else []
+    kept = f"checkpoint {max(previous)} is intact" if previous else ""
+    require_free(checkpoints_dir, needed, f"checkpoint {target.name}")
+    with writing(f"checkpoint {target.name}", checkpoints_dir, kept=kept), atomic_path(target) as tmp:
         accelerator.save_state(str(tmp), safe_serialization=True)
     existing = sorted(
         (p for p in checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)),

@@ -1,0 +1,72 @@
+"""One train/prior per workspace: a second gets one line naming the first; a dead holder's lock is taken over."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from test_cli import run_dbooth, subprocess_env, user_error
+
+from dbooth import api
+from dbooth.errors import DboothError
+from dbooth.lock import LOCK_NAME, holder, workspace_lock
+from dbooth.reporting import Reporter
+
+
+class Warnings(Reporter):
+    def __init__(self):
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def test_a_second_writer_is_refused_with_the_holder_named(tmp_path):
+    with workspace_lock(tmp_path, "train"):
+        assert holder(tmp_path)["pid"] == os.getpid()
+        with pytest.raises(DboothError) as err:
+            with workspace_lock(tmp_path, "prior"):
+                pass
+        message = str(err.value)
+        assert f"pid {os.getpid()}" in message and "`dbooth train`" in message and "already using it" in message
+    with workspace_lock(tmp_path, "prior"):  # released on exit
+        pass
+    assert holder(tmp_path) is None
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(make_workspace):
+    ws = make_workspace(**{"prior.num_class_images": 1, "prior.steps": 1})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (ws.root / LOCK_NAME).write_text(f'{{"pid": {pid}, "host": "here", "verb": "train", "since": 0}}\n')
+    reporter = Warnings()
+    api.prior(ws, reporter=reporter)
+    assert any(f"pid {pid}" in w and "no longer running" in w for w in reporter.warnings), reporter.warnings
+    assert len(list(ws.class_dir.glob("*.png"))) == 1
+
+
+HOLD = """
+import sys, time
+from dbooth.lock import workspace_lock
+with workspace_lock(sys.argv[1], "train"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_cli_second_train_names_the_other_process_while_status_still_answers(make_workspace):
+    ws = make_workspace()
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(ws.root)], env=subprocess_env(), stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        message = user_error(run_dbooth(["train", "-w", str(ws.root), "--no-prior"], ws.root.parent))
+        assert f"pid {proc.pid}" in message and "already using it" in message
+        status = run_dbooth(["status", "-w", str(ws.root)], ws.root.parent)
+        assert status.returncode == 0, status.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not ws.runs_dir.exists() or not any(ws.runs_dir.iterdir())  # the refused train left nothing behind
