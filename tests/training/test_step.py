@@ -55,7 +55,6 @@ def test_a_vae_that_asks_for_it_encodes_in_float32_under_fp16():
 
 @pytest.mark.parametrize("build,kind", [(tiny_pipeline, "epsilon"), (tiny_sd2_pipeline, "v_prediction")])
 def test_noise_options_and_min_snr_in_the_step(build, kind):
-    from dbooth.losses import min_snr_weights, snr
 
     pipe = build()
     settings = TrainConfig(snr_gamma=5.0, noise_offset=0.1, min_timestep=100, max_timestep=900,
