@@ -72,23 +72,26 @@ def init(
     return ws
 
 
-def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None):
+def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None,
+          wait: float | None = None):
     from dbooth.prior import generate_class_images
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    with _writer(ws, "prior", reporter):
+    with _writer(ws, "prior", reporter, wait):
         return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
 
 
-def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None):
+def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None,
+          wait: float | None = None):
+    """Train a new run (or ``resume``); ``wait`` seconds for a busy workspace instead of refusing at once."""
     from dbooth.training import train as run_training
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    with _writer(ws, "train", reporter):
+    with _writer(ws, "train", reporter, wait):
         return run_training(ws, manifest, resume=resume, reporter=reporter)
 
 
-def _writer(ws: Workspace, verb: str, reporter: Reporter | None):
+def _writer(ws: Workspace, verb: str, reporter: Reporter | None, wait: float | None = None):
     """The workspace lock that keeps a second ``train``/``prior`` from writing beside this one."""
     from dbooth.lock import workspace_lock
 
@@ -101,7 +104,12 @@ def _writer(ws: Workspace, verb: str, reporter: Reporter | None):
                           f"(pid {previous.get('pid', '?')}), which is no longer running"
                           + (f"; removed {removed} unfinished temporary files" if removed else ""))
 
-    return workspace_lock(ws.root, verb, on_stale=stale)
+    def waiting(other: dict) -> None:
+        if reporter is not None:
+            reporter.info(f"waiting for `dbooth {other.get('verb', '?')}` (pid {other.get('pid', '?')}) "
+                          "to finish with this workspace; Ctrl-C stops waiting")
+
+    return workspace_lock(ws.root, verb, on_stale=stale, wait=wait, on_wait=waiting)
 
 
 def sample(

@@ -115,13 +115,14 @@ def prior(
     num: Optional[int] = typer.Option(None, "--num", "-n", help="Number of class images wanted."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images generated per batch."),
     replace: bool = typer.Option(False, "--replace", help="Regenerate class images made with other settings."),
+    wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
 ) -> None:
     """Generate the missing class images for prior preservation."""
     from dbooth import api
 
     ws = _ws(workspace)
     result = api.prior(ws, {"prior.num_class_images": num, "prior.batch_size": batch_size}, replace=replace,
-                       reporter=RichReporter())
+                       reporter=RichReporter(), wait=float("inf") if wait else None)
     console.print(f"[green]class images:[/] {result.present} in {ws.class_dir} "
                   f"({len(result.user_images)} yours, {len(result.generated)} generated)")
 
@@ -147,6 +148,7 @@ def train(
                                             autocompletion=_choices(*OPTIMIZERS)),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
+    wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
     from dbooth import api
@@ -173,7 +175,7 @@ def train(
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]
         if unsupported:
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
-    result = api.train(ws, overrides, resume=resume, reporter=RichReporter())
+    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None)
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
@@ -336,6 +338,10 @@ def _print_status(st) -> None:
         match = f" [yellow]({st.class_images_stale} made with other settings; `dbooth prior --replace`)[/]"
     elif st.prior_enabled and st.class_images < st.class_images_wanted:
         match = f" [yellow]({st.class_images_wanted - st.class_images} missing; `dbooth prior`)[/]"
+    if st.busy is not None:
+        b = st.busy
+        console.print(f"[cyan]busy:[/] `dbooth {b.get('verb', '?')}` (pid {b.get('pid', '?')} on {b.get('host', '?')}) "
+                      "is using this workspace")
     prior = "" if st.prior_enabled else " (prior preservation off)"
     console.print(f"photos {st.photos}; class images {st.class_images} of {st.class_images_wanted}{prior}{match}")
     if not st.runs:

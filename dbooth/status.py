@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dbooth.images import IMAGE_SUFFIXES
+from dbooth.lock import held_by
 from dbooth.pngmeta import read_record
 from dbooth.workspace import Run, Workspace, list_runs
 
@@ -49,6 +50,7 @@ class WorkspaceStatus:
     class_images_stale: int  # generated with another prompt, model or settings than the manifest's
     prior_enabled: bool
     runs: list[RunStatus]
+    busy: dict | None = None  # who holds the workspace lock now (pid, host, verb, since), if anyone
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +80,7 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
         class_images_stale=stale,
         prior_enabled=manifest.prior.enabled,
         runs=[run_status(r) for r in list_runs(ws)],
+        busy=held_by(ws.root),
     )
 
 

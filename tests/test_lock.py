@@ -11,7 +11,7 @@ from test_cli import run_dbooth, subprocess_env, user_error
 
 from dbooth import api
 from dbooth.errors import DboothError
-from dbooth.lock import LOCK_NAME, holder, workspace_lock
+from dbooth.lock import LOCK_NAME, held_by, holder, workspace_lock
 from dbooth.reporting import Reporter
 
 
@@ -66,7 +66,48 @@ def test_cli_second_train_names_the_other_process_while_status_still_answers(mak
         assert f"pid {proc.pid}" in message and "already using it" in message
         status = run_dbooth(["status", "-w", str(ws.root)], ws.root.parent)
         assert status.returncode == 0, status.stderr
+        assert "busy:" in status.stdout and f"pid {proc.pid}" in status.stdout
     finally:
         proc.kill()
         proc.wait()
     assert not ws.runs_dir.exists() or not any(ws.runs_dir.iterdir())  # the refused train left nothing behind
+
+
+def test_held_by_names_the_holder_only_while_it_holds(tmp_path):
+    assert held_by(tmp_path) is None  # no lock file yet
+    with workspace_lock(tmp_path, "train"):
+        assert held_by(tmp_path)["verb"] == "train" and held_by(tmp_path)["pid"] == os.getpid()
+    assert held_by(tmp_path) is None
+    with workspace_lock(tmp_path, "prior"):  # held_by took nothing
+        pass
+
+
+def test_wait_takes_the_lock_once_the_holder_lets_go(tmp_path):
+    import threading
+    import time
+
+    taken, release = threading.Event(), threading.Event()
+
+    def hold():
+        with workspace_lock(tmp_path, "train"):
+            taken.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait(10)
+    threading.Timer(0.5, release.set).start()
+    seen = []
+    began = time.monotonic()
+    with workspace_lock(tmp_path, "prior", wait=10, on_wait=seen.append, poll=0.05):
+        assert holder(tmp_path)["verb"] == "prior"
+    thread.join()
+    assert 0.4 < time.monotonic() - began < 5
+    assert len(seen) == 1 and seen[0]["verb"] == "train"  # told once, not every poll
+
+
+def test_wait_gives_up_after_its_time(tmp_path):
+    with workspace_lock(tmp_path, "train"):
+        with pytest.raises(DboothError, match="after waiting 0.2 s"):
+            with workspace_lock(tmp_path, "prior", wait=0.2, poll=0.05):
+                pass
