@@ -23,7 +23,11 @@ def _writer_alive(name: str) -> bool:
     match = _TEMP_OWNER.search(name)
     if not match:
         return False
-    pid = int(match.group(1))
+    return pid_alive(int(match.group(1)))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one we may not signal counts as alive)."""
     if pid == os.getpid():
         return True
     try:

@@ -11,6 +11,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dbooth.fsutil import pid_alive
 from dbooth.images import IMAGE_SUFFIXES
 from dbooth.lock import held_by
 from dbooth.pngmeta import read_record
@@ -127,13 +128,7 @@ def _alive(pid, host) -> bool:
         return True  # written by a dbooth that did not record its pid
     if host and host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _size(folder: Path) -> int:

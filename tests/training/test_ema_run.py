@@ -6,19 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from test_resume import InterruptAt  # tests/training is on sys.path, as tests/ is for test_cli
+
 from dbooth import api
-from dbooth.reporting import Reporter
-
-
-class InterruptAt(Reporter):
-    """Ctrl-C during the given step."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def advance(self, completed: int, **fields) -> None:
-        if completed == self.step:
-            raise KeyboardInterrupt
 
 EMA = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2, "train.validation_every": 0,
        "train.lora.rank": 4, "prior.enabled": False, "train.ema.decay": 0.5}
