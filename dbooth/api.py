@@ -144,6 +144,16 @@ def sample(
     )
 
 
+def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = False, prompts: str | None = None,
+             images_per_prompt: int | None = None, reporter: Reporter | None = None):
+    """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; writes RUN/eval.json."""
+    manifest = apply_overrides(ws.manifest(), {"eval.prompts": prompts, "eval.images_per_prompt": images_per_prompt})
+    run = find_run(ws, run_id)
+    from dbooth.eval.evaluate import evaluate_run  # torch and transformers: after the checks
+
+    return evaluate_run(ws, run, manifest, checkpoints=checkpoints, reporter=reporter)
+
+
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
                dtype: str = "fp32", force: bool = False) -> Path:
     """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
@@ -180,4 +190,4 @@ def run_family(ws: Workspace, run_id: str | None = None):
     return get_family(find_run(ws, run_id).info().get("family") or "sd1")
 
 
-__all__ = ["init", "prior", "train", "sample", "merge_lora", "export", "open_workspace"]
+__all__ = ["init", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]

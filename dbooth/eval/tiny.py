@@ -16,7 +16,7 @@ def save_tiny_dino(path: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                        intermediate_size=37)
-    ViTModel(config, add_pooling_layer=False).save_pretrained(path, safe_serialization=True)
+    ViTModel(config).save_pretrained(path, safe_serialization=True)
     return Path(path)
 
 
