@@ -93,3 +93,17 @@ def test_eval_without_the_encoders_says_what_to_download(make_workspace, monkeyp
     api.train(ws)
     with pytest.raises(DboothError, match="huggingface-cli download facebook/dino-vits16"):
         api.evaluate(ws)
+
+
+def test_on_the_builtin_model_the_oracle_recognises_the_subject_and_judges_too(tmp_path):
+    from dbooth.eval.evaluate import _builtin_oracle
+
+    ws = api.init(tmp_path / "heart", None, example="striped_heart")
+    photos = [Image.open(p).convert("RGB") for p in sorted(ws.instance_dir.glob("*.png"))]
+    assert _builtin_oracle(str(ws.manifest().base_model).replace("builtin:", "/not-builtin/"), photos) is None
+    judge = _builtin_oracle(ws.manifest().base_model, photos)
+    assert judge.subject == "striped_heart"
+    scores = judge.score({"p": photos[:2], "q": photos[2:4]}, photos[:2])
+    assert scores["subject_fidelity"] == pytest.approx(judge.oracle.subject_fidelity(photos[:4], "striped_heart"))
+    assert scores["pres"] >= 0.5  # the photos themselves are the subject: all drift, no prior kept
+    assert 0 <= scores["div"] <= 1
