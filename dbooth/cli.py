@@ -190,7 +190,8 @@ def sample(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm++, ddim, euler, euler_a, pndm, ddpm.",
                                             autocompletion=_choices(*SAMPLERS)),
     negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt."),
-    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run); RUN@best or "
+                                      "RUN@STEP samples a checkpoint (best: chosen by `dbooth eval --checkpoints`).",
                                       autocompletion=_complete_runs),
     base_only: bool = typer.Option(False, "--base-only", help="Sample the untouched base model."),
 ) -> None:
