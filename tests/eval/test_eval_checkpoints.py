@@ -13,12 +13,12 @@ def _image(pipe):
                            generator=torch.Generator("cpu").manual_seed(0)).images[0], dtype=np.int16)
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
-def test_a_checkpoint_rebuilds_the_run_as_it_was_at_that_step(make_workspace, method):
-    """Step 2 of a 4-step run is the final model of a 2-step run with the same seed."""
+@pytest.mark.parametrize("method,ema", [("full", False), ("lora", False), ("full", True)])
+def test_a_checkpoint_rebuilds_the_run_as_it_was_at_that_step(make_workspace, method, ema):
+    """Step 2 of a 4-step run is the final model of a 2-step run with the same seed (EMA averages included)."""
     lr = 1e-3 if method == "full" else 5e-2  # large enough that two steps visibly change the samples
     common = {"train.method": method, "prior.enabled": False, "train.learning_rate": lr,
-              "train.train_text_encoder": method == "lora"}
+              "train.train_text_encoder": method == "lora", "train.ema.enabled": ema, "train.ema.decay": 0.5}
     short = make_workspace("short", **common, **{"train.max_steps": 2})
     long = make_workspace("long", **common, **{"train.max_steps": 4, "train.checkpoint_every": 2})
     api.train(short)
