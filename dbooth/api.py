@@ -7,7 +7,7 @@ from pathlib import Path
 from dbooth.config import Manifest, apply_overrides
 from dbooth.errors import DboothError
 from dbooth.reporting import Reporter
-from dbooth.workspace import Workspace, create_workspace, find_run, open_workspace
+from dbooth.workspace import Workspace, create_workspace, find_run, find_run_at, open_workspace
 
 
 def native_resolution(base_model: str, *, allow_pickle: bool = False) -> int | None:
@@ -124,17 +124,22 @@ def sample(
     from dbooth.prompts import format_prompt
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    run = None if base_only else find_run(ws, run_id)
+    run, checkpoint = (None, None) if base_only else find_run_at(ws, run_id)
     if run is not None:
         from dbooth.paths import require_inside
 
-        require_inside([run.final_dir], run.dir, "run outputs")
+        require_inside([checkpoint or run.final_dir], run.dir, "run outputs")
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
     from dbooth.sample import generate, load_for_sampling, sample_folder  # torch and diffusers: after the checks
 
-    pipe = load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
+    if checkpoint is not None:
+        from dbooth.eval.checkpoints import checkpoint_pipeline
+
+        pipe = checkpoint_pipeline(run, checkpoint, allow_pickle=manifest.allow_pickle)
+    else:
+        pipe = load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
     s = manifest.sample
-    label = "base" if run is None else run.id
+    label = "base" if run is None else run.id + (f"@{checkpoint.name}" if checkpoint is not None else "")
     return generate(
         pipe,
         text,
@@ -147,15 +152,25 @@ def sample(
         negative_prompt=s.negative_prompt,
         height=manifest.train.resolution,
         width=manifest.train.resolution,
-        model_label=manifest.base_model if run is None else f"{manifest.base_model} + {run.id}",
+        model_label=manifest.base_model if run is None else f"{manifest.base_model} + {label}",
         reporter=reporter,
     )
+
+
+def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = False, prompts: str | None = None,
+             images_per_prompt: int | None = None, reporter: Reporter | None = None):
+    """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; writes RUN/eval.json."""
+    manifest = apply_overrides(ws.manifest(), {"eval.prompts": prompts, "eval.images_per_prompt": images_per_prompt})
+    run = find_run(ws, run_id)
+    from dbooth.eval.evaluate import evaluate_run  # torch and transformers: after the checks
+
+    return evaluate_run(ws, run, manifest, checkpoints=checkpoints, reporter=reporter)
 
 
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
                dtype: str = "fp32", force: bool = False) -> Path:
     """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
-    run = find_run(ws, run_id)
+    run = _final_only(ws, run_id, "merge-lora")
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
     from dbooth.export import merge_run
@@ -166,10 +181,19 @@ def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
            force: bool = False) -> Path:
     """Export a finished run as diffusers, single-file, lora or lora-kohya."""
-    run = find_run(ws, run_id)
+    run = _final_only(ws, run_id, "export")
     from dbooth.export import export_run
 
     return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
+
+
+def _final_only(ws: Workspace, ref: str | None, verb: str):
+    """The run ``ref`` names; ``RUN@best`` is accepted when the best is the final weights."""
+    run, checkpoint = find_run_at(ws, ref)
+    if checkpoint is not None:
+        raise DboothError(f"{verb}: {ref} is checkpoint {checkpoint.name}, and {verb} takes a run's final weights "
+                          f"only (for now); sample it with `dbooth sample --run {run.id}@{int(checkpoint.name.split('-')[1])}`")
+    return run
 
 
 def _base_loader(ws: Workspace):
@@ -185,7 +209,7 @@ def run_family(ws: Workspace, run_id: str | None = None):
     """The model family a finished run trained (runs from before families were recorded are SD 1.x)."""
     from dbooth.families import get_family
 
-    return get_family(find_run(ws, run_id).info().get("family") or "sd1")
+    return get_family(find_run_at(ws, run_id)[0].info().get("family") or "sd1")
 
 
-__all__ = ["init", "prior", "train", "sample", "merge_lora", "export", "open_workspace"]
+__all__ = ["init", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]

@@ -13,7 +13,7 @@ from dbooth import __version__
 from dbooth.console import RichReporter, console, error
 from dbooth.errors import DboothError
 from dbooth.export.clients import FORMATS, clients_text, load_lines
-from dbooth.schema import MIXED_PRECISIONS, OPTIMIZERS, SAMPLERS
+from dbooth.schema import EVAL_PROMPTS, MIXED_PRECISIONS, OPTIMIZERS, SAMPLERS
 
 EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without importing torch
 
@@ -192,7 +192,8 @@ def sample(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm++, ddim, euler, euler_a, pndm, ddpm.",
                                             autocompletion=_choices(*SAMPLERS)),
     negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt."),
-    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run); RUN@best or "
+                                      "RUN@STEP samples a checkpoint (best: chosen by `dbooth eval --checkpoints`).",
                                       autocompletion=_complete_runs),
     base_only: bool = typer.Option(False, "--base-only", help="Sample the untouched base model."),
 ) -> None:
@@ -211,6 +212,46 @@ def sample(
     result = api.sample(ws, prompt, overrides, run_id=run, base_only=base_only, reporter=RichReporter())
     console.print(f"[green]wrote[/] {len(result.paths)} images to {result.folder}"
                   + (f" (grid: {result.grid.name})" if result.grid else ""))
+
+
+@app.command("eval")
+def evaluate(
+    workspace: Path = WorkspaceOpt,
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
+                                      autocompletion=_complete_runs),
+    checkpoints: bool = typer.Option(False, "--checkpoints",
+                                     help="Also score every saved checkpoint and pick the best (run.json best_checkpoint)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="dreambench (the paper's 25) or validation.",
+                                          autocompletion=_choices(*EVAL_PROMPTS)),
+    num: Optional[int] = typer.Option(None, "-n", "--num", help="Images per prompt (default: eval.images_per_prompt)."),
+) -> None:
+    """Measure a run against its base model: DINO, CLIP-I, CLIP-T, PRES and DIV on fixed seeds."""
+    from rich.table import Table
+
+    from dbooth import api
+
+    result = api.evaluate(_ws(workspace), run_id=run, checkpoints=checkpoints, prompts=prompts,
+                          images_per_prompt=num, reporter=RichReporter())
+    data = result.data
+    best = (data.get("best") or {}).get("checkpoint")
+    table = Table(title=f"run {data['run']}: {data['prompts']}, {data['images_per_prompt']} images per prompt")
+    table.add_column("metric")
+    for name in data["metrics"]:
+        table.add_column(name + (" (best)" if name == best else ""), justify="right")
+    notes = {"dino": "subject, higher", "clip_i": "subject, higher", "clip_t": "prompt, higher",
+             "pres": "prior drift, lower", "div_dino": "diversity, higher"}
+    for key, note in notes.items():
+        table.add_row(f"{key} ({note})", *(_figure(m[key]) for m in data["metrics"].values()))
+    for key in (data.get("oracle") or {}).get("metrics", {}).get("base", {}):
+        table.add_row(f"oracle {key}", *(_figure(m[key]) for m in data["oracle"]["metrics"].values()))
+    console.print(table)
+    if "best" in data:
+        console.print(f"[green]best checkpoint:[/] {best or 'none passes the rule'} ({data['best']['rule']})")
+    console.print(f"[green]wrote[/] {result.path}")
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command("merge-lora")

@@ -27,6 +27,7 @@ LORA_INITS = ("gaussian", "kaiming")
 CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
+EVAL_PROMPTS = ("dreambench", "validation")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
 DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
@@ -217,6 +218,21 @@ class SampleConfig:
     num_images: int = _field(4, ge=1)  # images per prompt
 
 
+@dataclass
+class EvalConfig:
+    """``dbooth eval``: DreamBench's metrics and the rule that picks the best checkpoint."""
+
+    dino: str = _field("facebook/dino-vits16", nonempty=True)  # DINO ViT: hub id or local folder
+    clip: str = _field("openai/clip-vit-base-patch32", nonempty=True)  # CLIP: hub id or local folder
+    prompts: str = _field("dreambench", choices=EVAL_PROMPTS)  # DreamBench's 25 prompts or train.validation_prompts
+    num_prompts: int | None = _field(None, ge=1)  # the first N prompts only; None = all
+    images_per_prompt: int = _field(4, ge=1)  # samples per prompt (seeds seed, seed+1, ...)
+    class_images: int = _field(8, ge=1)  # class-prompt samples for PRES
+    seed: int = _field(0)  # first sample's seed; the base model and every checkpoint get the same seeds
+    prompt_fidelity_margin: float = _field(0.02, ge=0)  # best checkpoint: CLIP-T >= base CLIP-T - margin
+    pres_margin: float = _field(0.1, ge=0)  # best checkpoint, prior on: PRES <= base PRES + margin
+
+
 @dataclass(kw_only=True)
 class Manifest:
     """Everything a workspace's runs need; ``dbooth.yaml`` on disk."""
@@ -234,3 +250,4 @@ class Manifest:
     prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

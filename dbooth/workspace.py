@@ -191,3 +191,40 @@ def find_run(ws: Workspace, run_id: str | None = None, *, complete: bool = True)
         what = "finished training runs" if complete else "training runs"
         raise DboothError(f"workspace {ws.root}: no {what} in {ws.runs_dir}; run `dbooth train` first")
     return pool[-1]
+
+
+def split_run_ref(ref: str | None) -> tuple[str | None, str | None]:
+    """``RUN@best`` -> (RUN, "best"), ``RUN@400`` -> (RUN, "400"), ``@best`` -> (None, "best"), ``RUN`` -> (RUN, None)."""
+    if ref is None or "@" not in ref:
+        return ref, None
+    run_id, _, at = ref.rpartition("@")
+    return run_id or None, at
+
+
+def checkpoint_at(run: Run, at: str | None) -> Path | None:
+    """The checkpoint folder ``at`` names (``best``, a step, ``step-NNNNNN``); None means the final weights."""
+    if at is None or at == "final":
+        return None
+    name = at
+    if at == "best":
+        name = run.info().get("best_checkpoint")
+        if not name:
+            raise DboothError(f"run {run.id}: no best checkpoint chosen yet; "
+                              f"score its checkpoints with `dbooth eval --run {run.id} --checkpoints`")
+        if name == "final":
+            return None
+    elif at.isdigit():
+        name = f"step-{int(at):06d}"
+    found = {p.name: p for p in run.checkpoints()}
+    if name not in found:
+        saved = ", ".join(str(int(n.split("-")[1])) for n in found) or "none"
+        raise DboothError(f"run {run.id}: has no checkpoint {at!r} (saved steps: {saved}); "
+                          f"pass {run.id}@STEP with one of them, {run.id}@best or {run.id}@final")
+    return found[name]
+
+
+def find_run_at(ws: Workspace, ref: str | None) -> tuple[Run, Path | None]:
+    """``find_run`` for ``RUN``, ``RUN@best``, ``RUN@STEP`` or ``RUN@final``: the run and the checkpoint (None: final)."""
+    run_id, at = split_run_ref(ref)
+    run = find_run(ws, run_id, complete=at in (None, "final", "best"))
+    return run, checkpoint_at(run, at)

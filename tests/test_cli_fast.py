@@ -78,6 +78,7 @@ def answers(tmp_path_factory):
         "no_finished_run_sample": ["sample", "a sks star", "-w", "ws"],
         "no_finished_run_export": ["export", "-w", "ws", "-f", "lora"],
         "no_finished_run_merge": ["merge-lora", "-w", "ws"],
+        "no_finished_run_eval": ["eval", "-w", "ws"],
         "resume_nothing": ["train", "-w", "ws", "--resume"],
         "status": ["status", "-w", "ws"],
         "status_json": ["status", "-w", "ws", "--json"],
@@ -91,7 +92,7 @@ def answers(tmp_path_factory):
 SUCCEEDS = ("help", "version", "train_help", "export_help", "status", "status_json", "init_example")
 FAILS = ("typo_verb", "typo_option", "missing_ws", "missing_ws_status", "bad_manifest", "bad_identifier",
          "no_class_images", "no_finished_run_sample", "no_finished_run_export", "no_finished_run_merge",
-         "resume_nothing")
+         "no_finished_run_eval", "resume_nothing")
 
 
 @pytest.mark.parametrize("case", SUCCEEDS + FAILS)

@@ -34,15 +34,7 @@ def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
         weights.clear()
 
     def load_hook(loaded_models, input_dir):
-        for i, model in enumerate(models):
-            model = accelerator.unwrap_model(model)
-            tensors = load_file(str(Path(input_dir) / f"trainable_{i}.safetensors"))
-            params = dict(model.named_parameters())
-            missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
-            if missing:
-                raise RuntimeError(f"checkpoint {input_dir} lacks {len(missing)} trained tensors, e.g. {missing[0]}")
-            for name, value in tensors.items():
-                params[name].data.copy_(value.to(params[name].device, params[name].dtype))
+        apply_trainable([accelerator.unwrap_model(m) for m in models], input_dir)
         if ema is not None:
             path = Path(input_dir) / EMA_FILE
             if not path.is_file():
@@ -52,6 +44,37 @@ def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
+
+
+def apply_trainable(models: list, folder: str | Path) -> None:
+    """Copy a checkpoint's trained tensors into ``models`` (model ``i`` from ``trainable_i.safetensors``).
+
+    Every parameter that ``requires_grad`` must be in the file: that is what the run trained.
+    """
+    for i, model in enumerate(models):
+        tensors = load_file(str(Path(folder) / f"trainable_{i}.safetensors"))
+        params = dict(model.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+        if missing:
+            raise RuntimeError(f"checkpoint {folder} lacks {len(missing)} trained tensors, e.g. {missing[0]}")
+        unknown = [n for n in tensors if n not in params]
+        if unknown:
+            raise RuntimeError(f"checkpoint {folder} holds {len(unknown)} tensors this model lacks, e.g. {unknown[0]}")
+        for name, value in tensors.items():
+            params[name].data.copy_(value.to(params[name].device, params[name].dtype))
+
+
+def apply_ema(models: list, folder: str | Path) -> bool:
+    """Copy a checkpoint's EMA averages (keys ``"i.name"``) into ``models``; False when it has none."""
+    path = Path(folder) / EMA_FILE
+    if not path.is_file():
+        return False
+    params = {f"{i}.{n}": p for i, model in enumerate(models) for n, p in model.named_parameters()}
+    for key, value in load_file(str(path)).items():
+        if key not in params:
+            raise RuntimeError(f"checkpoint {folder}: {EMA_FILE} holds {key}, which this model lacks")
+        params[key].data.copy_(value.to(params[key].device, params[key].dtype))
+    return True
 
 
 def load_checkpoint(accelerator, path: Path) -> None:

@@ -1,0 +1,6 @@
+"""Measuring what a run learned: DreamBench's metrics on real models, and the checkpoint they pick.
+
+``metrics`` holds the maths (pure functions on embeddings), ``encoders`` loads DINO and CLIP,
+``prompts`` the DreamBench prompt lists, ``checkpoints`` rebuilds a pipeline at a saved step,
+``pick`` chooses the best checkpoint and ``evaluate`` ties them together for ``dbooth eval``.
+"""

@@ -1,0 +1,48 @@
+"""A run's pipeline as it was at a saved checkpoint: the base model with the checkpoint's trained tensors.
+
+Checkpoints hold only what trained (``dbooth.training.state``): the whole UNet (and text encoders) for
+a full fine-tune, the adapters for LoRA. So the base pipeline is loaded, LoRA adapters are injected with
+the run's own settings (from its ``config.yaml``), and the tensors are copied in, EMA averages on top
+when the run's outputs use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dbooth.errors import DboothError
+from dbooth.workspace import Run
+
+
+def checkpoint_pipeline(run: Run, checkpoint: Path, *, allow_pickle: bool = False):
+    from dbooth.config import load_manifest
+    from dbooth.families import family_of
+    from dbooth.models.loading import load_pipeline
+    from dbooth.training.adapters import add_lora, lora_config
+    from dbooth.training.state import apply_ema, apply_trainable
+
+    cfg = load_manifest(run.config_path).train  # the settings the run trained with
+    base = run.info().get("base_model") or load_manifest(run.config_path).base_model
+    pipe = load_pipeline(base, allow_pickle=allow_pickle)
+    encoders = family_of(pipe).text_encoders(pipe)
+    models = [pipe.unet, *(encoders.values() if cfg.train_text_encoder else [])]
+    if cfg.method == "lora":
+        for model in models:
+            model.requires_grad_(False)
+        add_lora(pipe.unet, lora_config(cfg.lora, cfg.lora.target_modules))
+        for encoder in models[1:]:
+            add_lora(encoder, lora_config(cfg.lora, cfg.lora.text_encoder_target_modules, text_encoder=True))
+    else:
+        for model in models:
+            model.requires_grad_(True)
+    try:
+        apply_trainable(models, checkpoint)
+        if cfg.ema.enabled and cfg.ema.use_for_output:
+            apply_ema(models, checkpoint)
+    except (OSError, RuntimeError, ValueError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise DboothError(f"checkpoint {checkpoint}: cannot be applied to {base} ({reason}); "
+                          "the checkpoint is damaged or from another run") from None
+    for model in models:
+        model.requires_grad_(False).eval()
+    return pipe

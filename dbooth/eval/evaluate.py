@@ -1,0 +1,202 @@
+"""``dbooth eval``: sample the base model and a run (or each of its checkpoints) at fixed seeds and score them.
+
+Every model sees the same prompts and seeds, so the differences between columns are the training's.
+The scores go to ``RUN/eval.json`` (written atomically); with ``checkpoints`` the rule in
+``dbooth.eval.pick`` chooses one, and its name goes into ``run.json`` as ``best_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbooth.eval import metrics
+from dbooth.eval.pick import pick_best
+from dbooth.eval.prompts import eval_prompts
+from dbooth.fsutil import atomic_write_text
+from dbooth.prompts import format_prompt
+from dbooth.reporting import Reporter
+from dbooth.workspace import Run, Workspace
+
+EVAL_FILE = "eval.json"
+METRICS = ("dino", "clip_i", "clip_t", "pres", "div_dino")
+FINAL = "final"
+# LPIPS (the paper's DIV) needs the lpips package, which needs torchvision and downloads AlexNet weights;
+# dbooth measures DIV with the DINO encoder it has loaded anyway, and names the key after it.
+DIV_MEANING = "div_dino: mean pairwise 1 - cosine of DINO embeddings among one prompt's samples (the paper uses LPIPS)"
+BATCH = 4
+
+
+@dataclass
+class EvalResult:
+    path: Path
+    data: dict
+
+
+def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False, prompts: str | None = None,
+                 reporter: Reporter | None = None) -> EvalResult:
+    """Score the base model, ``run``'s final weights and (``checkpoints``) every saved checkpoint."""
+    from dbooth.eval.encoders import load_clip, load_dino
+    from dbooth.images import scan_folder
+
+    reporter = reporter or Reporter()
+    info = run.info()
+    manifest = dataclasses.replace(manifest, identifier=info.get("identifier") or manifest.identifier,
+                                   class_noun=info.get("class_noun") or manifest.class_noun)
+    label, subject_prompts = eval_prompts(manifest, prompts)
+    class_text = format_prompt(manifest.class_prompt, manifest.identifier, manifest.class_noun)
+    photo_paths = scan_folder(ws.instance_dir, what="instance images", min_side=0).paths
+    e = manifest.eval
+    reporter.info(f"loading judges {e.dino} and {e.clip}")
+    dino, clip = load_dino(e.dino), load_clip(e.clip)  # before any pipeline: a missing one fails at once
+
+    from PIL import Image
+
+    photos = [Image.open(p).convert("RGB") for p in photo_paths]
+    judge = _Judge(dino, clip, dino.embed(photos), clip.embed_images(photos), clip.embed_texts(subject_prompts))
+    oracle = _builtin_oracle(manifest.base_model, photos)
+
+    models: list[tuple[str, Path | None]] = [("base", None)]
+    if checkpoints:
+        models += [(c.name, c) for c in run.checkpoints()]
+    models.append((FINAL, None))
+    scores, oracle_scores = {}, {}
+    for name, checkpoint in models:
+        reporter.info(f"sampling {name}" + ("" if name == "base" else f" of run {run.id}"))
+        pipe = _load(manifest, run, name, checkpoint)
+        images = {p: _sample(pipe, p, e.images_per_prompt, e.seed, manifest) for p in subject_prompts}
+        class_images = _sample(pipe, class_text, e.class_images, e.seed, manifest)
+        del pipe
+        scores[name] = judge.score(images, class_images)
+        if oracle is not None:
+            oracle_scores[name] = oracle.score(images, class_images)
+        reporter.info(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores[name].items() if v is not None))
+
+    data = {
+        "run": run.id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "prompts": label,
+        "prompt_list": subject_prompts,
+        "class_prompt": class_text,
+        "images_per_prompt": e.images_per_prompt,
+        "class_images": e.class_images,
+        "seed": e.seed,
+        "sampling": {"scheduler": manifest.sample.scheduler, "steps": manifest.sample.steps,
+                     "guidance_scale": manifest.sample.guidance_scale, "resolution": manifest.train.resolution},
+        "encoders": {"dino": e.dino, "clip": e.clip},
+        "div": DIV_MEANING,
+        "metrics": scores,
+    }
+    if oracle is not None:
+        data["oracle"] = {"subject": oracle.subject, "metrics": oracle_scores}
+    if checkpoints:
+        prior = bool(info.get("class_prompt"))
+        pick = pick_best({k: v for k, v in scores.items() if k != "base"}, scores["base"],
+                         prompt_margin=e.prompt_fidelity_margin, pres_margin=e.pres_margin, prior=prior)
+        data["best"] = {"checkpoint": pick.best, "rule": pick.rule, "eligible": pick.eligible}
+        info = run.info()
+        info["best_checkpoint"] = pick.best
+        run.write_info(info)
+    path = run.dir / EVAL_FILE
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return EvalResult(path, data)
+
+
+def _load(manifest, run: Run, name: str, checkpoint: Path | None):
+    from dbooth.eval.checkpoints import checkpoint_pipeline
+    from dbooth.models.loading import inference_device
+    from dbooth.sample import load_for_sampling
+    from dbooth.schedulers import set_scheduler
+
+    if checkpoint is not None:
+        pipe = checkpoint_pipeline(run, checkpoint, allow_pickle=manifest.allow_pickle)
+    else:
+        pipe = load_for_sampling(manifest.base_model, None if name == "base" else run,
+                                 allow_pickle=manifest.allow_pickle)
+    set_scheduler(pipe, manifest.sample.scheduler)
+    return pipe.to(inference_device())
+
+
+def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
+    """Image ``k`` of every prompt uses seed ``seed + k``, for every model alike."""
+    import torch
+
+    s, images = manifest.sample, []
+    for start in range(0, n, BATCH):
+        seeds = range(seed + start, seed + min(n, start + BATCH))
+        images += pipe(
+            [prompt] * len(seeds),
+            negative_prompt=[s.negative_prompt] * len(seeds) if s.negative_prompt else None,
+            num_inference_steps=s.steps,
+            guidance_scale=s.guidance_scale,
+            height=manifest.train.resolution,
+            width=manifest.train.resolution,
+            generator=[torch.Generator("cpu").manual_seed(k) for k in seeds],
+        ).images
+    return images
+
+
+@dataclass
+class _Judge:
+    dino: object
+    clip: object
+    subject_dino: object  # embeddings of the subject photos
+    subject_clip: object
+    prompt_clip: object  # one row per subject prompt, in order
+
+    def score(self, images: dict[str, list], class_images: list) -> dict[str, float]:
+        import torch
+
+        flat = [im for ims in images.values() for im in ims]
+        dino = self.dino.embed(flat)
+        clip = self.clip.embed_images(flat)
+        counts = [len(ims) for ims in images.values()]
+        texts = torch.repeat_interleave(self.prompt_clip, torch.tensor(counts), dim=0)
+        per_prompt = dict(zip(images, dino.split(counts)))
+        values = {
+            "dino": metrics.dino_score(dino, self.subject_dino),
+            "clip_i": metrics.clip_i_score(clip, self.subject_clip),
+            "clip_t": metrics.clip_t_score(clip, texts),
+            "pres": metrics.pres_score(self.dino.embed(class_images), self.subject_dino),
+            "div_dino": metrics.div_score(per_prompt, metrics.cosine_distance),
+        }
+        return _rounded(values)
+
+
+@dataclass
+class _OracleJudge:
+    """The built-in world's exact judge, beside the encoders' figures (see dbooth.builtin.oracle)."""
+
+    oracle: object
+    subject: str
+
+    def score(self, images: dict[str, list], class_images: list) -> dict[str, float]:
+        flat = [im for ims in images.values() for im in ims]
+        values = {
+            "subject_fidelity": self.oracle.subject_fidelity(flat, self.subject),
+            "pres": self.oracle.pres(class_images, self.subject),
+            "div": self.oracle.div(images),
+        }
+        return _rounded(values)
+
+
+def _rounded(values: dict) -> dict:
+    """Four decimals; an undefined figure (DIV of one image per prompt) is null, which JSON can hold."""
+    return {k: round(float(v), 4) if math.isfinite(v) else None for k, v in values.items()}
+
+
+def _builtin_oracle(base_model: str, photos: list) -> _OracleJudge | None:
+    """On the built-in model, the oracle judges too: the subject is what it sees in most of the photos."""
+    if not base_model.startswith("builtin:"):
+        return None
+    from collections import Counter
+
+    from dbooth.builtin.oracle import Oracle
+
+    oracle = Oracle.load()
+    subject, _ = Counter(p["subject"] for p in oracle.predict(photos)).most_common(1)[0]
+    return None if subject == "none" else _OracleJudge(oracle, subject)

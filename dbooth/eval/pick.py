@@ -1,0 +1,35 @@
+"""Which checkpoint to keep: the paper's trade-off between subject fidelity and prompt fidelity as a rule.
+
+Training longer makes samples look more like the subject (DINO rises) until every prompt returns the
+training photos (CLIP-T falls, and without the prior the plain class turns into the subject: PRES rises).
+The rule: among the checkpoints whose CLIP-T is at least the base model's minus ``prompt_margin`` (and,
+with prior preservation on, whose PRES is at most the base model's plus ``pres_margin``), the one with
+the highest DINO; ties go to the earlier step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SUBJECT, PROMPT, DRIFT = "dino", "clip_t", "pres"
+
+
+@dataclass
+class Pick:
+    best: str | None  # a candidate's name, or None when none passes the rule
+    eligible: list[str]
+    rule: str
+
+
+def pick_best(candidates: dict[str, dict], base: dict, *, prompt_margin: float, pres_margin: float,
+              prior: bool) -> Pick:
+    """``candidates``: name -> metrics, in step order; ``base``: the base model's metrics."""
+    floor = base[PROMPT] - prompt_margin
+    ceiling = base[DRIFT] + pres_margin if prior else None
+    rule = f"highest {SUBJECT} with {PROMPT} >= {floor:.4f} (base {base[PROMPT]:.4f} - {prompt_margin})"
+    if ceiling is not None:
+        rule += f" and {DRIFT} <= {ceiling:.4f} (base {base[DRIFT]:.4f} + {pres_margin})"
+    eligible = [name for name, m in candidates.items()
+                if m[PROMPT] >= floor and (ceiling is None or m[DRIFT] <= ceiling)]
+    best = max(eligible, key=lambda name: candidates[name][SUBJECT]) if eligible else None  # first max: earliest
+    return Pick(best, eligible, rule)
