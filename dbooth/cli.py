@@ -349,7 +349,7 @@ def _print_status(st) -> None:
             state += f" (pid {r.pid})"
         if r.resumable:
             state += ", resumable with `dbooth train --resume`"
-        parts = [f"[bold]{r.id}[/]", r.method, state,
+        parts = [f"[bold]{r.id}[/]", ", ".join([r.method] + r.options), state,
                  f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
         if r.final_loss is not None:
             parts.append(f"loss {r.final_loss:.4f}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dbooth.images import IMAGE_SUFFIXES
 from dbooth.pngmeta import read_record
+from dbooth.run_options import describe_options
 from dbooth.workspace import Run, Workspace, list_runs
 
 # run.json "status" -> what status reports, before checking whether a "running" process still lives
@@ -34,6 +35,7 @@ class RunStatus:
     best_checkpoint: str | None = None
     error: str | None = None
     pid: int | None = None
+    options: list[str] = field(default_factory=list)  # what differs from plain DreamBooth: DoRA, EMA, Min-SNR ...
 
 
 @dataclass
@@ -108,6 +110,7 @@ def run_status(run: Run) -> RunStatus:
         best_checkpoint=info.get("best_checkpoint"),
         error=info.get("error"),
         pid=pid if state == "running" else None,
+        options=describe_options(info.get("options")),
     )
 
 

@@ -29,6 +29,7 @@ from dbooth.fsutil import atomic_write_text
 from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
+from dbooth.run_options import run_options
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
@@ -103,6 +104,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "planned_steps": cfg.max_steps,
         "train_text_encoder": cfg.train_text_encoder,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
+        "options": run_options(cfg),
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
