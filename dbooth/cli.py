@@ -146,6 +146,8 @@ def train(
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, adamw8bit, adafactor or prodigy.",
                                             autocompletion=_choices(*OPTIMIZERS)),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
+    masked_loss: Optional[bool] = typer.Option(None, "--masked-loss/--no-masked-loss",
+                                               help="Learn only the white area of NAME.mask.png beside a photo."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
@@ -168,6 +170,7 @@ def train(
         "train.noise_offset": noise_offset,
         "train.ema.enabled": ema,
         "train.optimizer": optimizer,
+        "train.masked_loss": masked_loss,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]

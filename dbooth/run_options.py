@@ -7,8 +7,8 @@ options that change the weights a run produces are recorded; speed and memory se
 from __future__ import annotations
 
 
-def run_options(train) -> dict:
-    """What ``run.json`` records under "options", from a ``TrainConfig``."""
+def run_options(train, *, masked: bool = False) -> dict:
+    """What ``run.json`` records under "options", from a ``TrainConfig``; ``masked``: masks were found and used."""
     lora = train.lora
     ema = train.ema
     return {
@@ -21,7 +21,7 @@ def run_options(train) -> dict:
         "min_timestep": train.min_timestep,
         "max_timestep": train.max_timestep,
         "input_perturbation": train.input_perturbation,
-        "masked_loss": getattr(train, "masked_loss", False),
+        "masked_loss": masked,
         "buckets": getattr(train, "buckets", False),
     }
 

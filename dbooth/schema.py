@@ -175,6 +175,7 @@ class TrainConfig:
     resolution: int = _field(512, ge=8, multiple_of=8)  # training image side in pixels
     crop: str = _field("center", choices=CROPS)  # how images are cropped to square
     random_flip: bool = _field(False)  # horizontal flip augmentation
+    masked_loss: bool = _field(True)  # photos with a NAME.mask.png learn only their white area
     cache_latents: bool = _field(True)  # encode images with the VAE once
     cache_text_embeddings: bool = _field(True)  # encode prompts once while the text encoder is frozen
     attention: str = _field("sdpa", choices=ATTENTIONS)  # sdpa = torch's fused attention kernels

@@ -11,7 +11,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dbooth.images import IMAGE_SUFFIXES
+from dbooth.images import IMAGE_SUFFIXES, is_mask
 from dbooth.pngmeta import read_record
 from dbooth.run_options import describe_options
 from dbooth.workspace import Run, Workspace, list_runs
@@ -118,7 +118,8 @@ def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not is_mask(p))
 
 
 def _alive(pid, host) -> bool:

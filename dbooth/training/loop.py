@@ -104,7 +104,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "planned_steps": cfg.max_steps,
         "train_text_encoder": cfg.train_text_encoder,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
-        "options": run_options(cfg),
+        "options": run_options(cfg, masked=inputs.masks is not None),
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
@@ -148,7 +148,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, **bank_args)
+    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, **bank_args)
     classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training

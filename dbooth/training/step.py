@@ -20,21 +20,26 @@ class Batch:
     geometry: torch.Tensor  # [B, 6], see LatentBank.sample
     captions: list[int]  # PromptBank index per row
     num_instance: int
+    mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
 
 
 def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int,
                device: torch.device) -> Batch:
     """``batch_size`` subject images and, with prior preservation, as many class images."""
     ii = torch.randint(0, len(instance), (batch_size,))
-    latents, geometry = instance.sample(ii)
+    latents, geometry, mask = instance.sample(ii)
     parts, geometries, captions = [latents], [geometry], ii.tolist()
+    masks = [mask]
     if classes is not None:
         ci = torch.randint(0, len(classes), (batch_size,))
-        latents, geometry = classes.sample(ci)
+        latents, geometry, _ = classes.sample(ci)
         parts.append(latents)
         geometries.append(geometry)
         captions += [class_caption] * batch_size
-    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size)
+        if mask is not None:
+            masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
+    mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
+    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask)
 
 
 def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float,
@@ -59,4 +64,4 @@ def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prio
     weights = None
     if settings.snr_gamma is not None:
         weights = min_snr_weights(snr(scheduler.alphas_cumprod, timesteps), settings.snr_gamma, kind)
-    return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights)
+    return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights, batch.mask)

@@ -2,8 +2,78 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from dbooth.training.data import encode_batch_for
 
 
 def test_encode_batch_shrinks_with_resolution():
     assert [encode_batch_for(r) for r in (32, 256, 512, 768, 1024, 2048)] == [8, 8, 8, 3, 2, 1]
+
+
+class _PoolVae:
+    """A stand-in VAE whose latent is the red channel averaged over 8x8 cells, exactly and without noise."""
+
+    class config:
+        scaling_factor = 1.0
+        shift_factor = 0.0
+
+    def encode(self, pixels):
+        import torch.nn.functional as F
+        from types import SimpleNamespace
+
+        mean = F.avg_pool2d(pixels[:, :1].float(), 8)
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean, std=torch.zeros_like(mean),
+                                                           sample=lambda: mean))
+
+
+def _photo_and_mask(folder, name, size, box):
+    """A photo whose subject (white box on black) is exactly its mask, so any misalignment shows."""
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("RGB", size, (0, 0, 0))
+    ImageDraw.Draw(photo).rectangle(box, fill=(255, 255, 255))
+    path = folder / f"{name}.png"
+    photo.save(path)
+    photo.convert("L").save(folder / f"{name}.mask.png")
+    return path
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_mask_follows_its_photo_through_random_crop_and_flip(tmp_path, cache):
+    from dbooth.images import mask_file
+    from dbooth.training.data import LatentBank
+
+    # 64x32 at resolution 32: no resize, so the crop offset and flip alone move the subject
+    wide = _photo_and_mask(tmp_path, "wide", (64, 32), (8, 0, 23, 31))
+    tall = _photo_and_mask(tmp_path, "tall", (32, 64), (0, 40, 15, 63))
+    plain = tmp_path / "plain.png"
+    __import__("PIL.Image").Image.new("RGB", (32, 32), (255, 255, 255)).save(plain)
+    paths = [wide, tall, plain]
+    masks = [mask_file(p) if mask_file(p).exists() else None for p in paths]
+    bank = LatentBank(paths, _PoolVae(), resolution=32, crop="random", flip=True, cache=cache, seed=3,
+                      device=torch.device("cpu"), dtype=torch.float32, masks=masks)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(12):
+        latents, geometry, mask = bank.sample(torch.tensor([0, 1, 2]))
+        assert mask.shape == (3, 1, 4, 4)
+        torch.testing.assert_close(latents, 2 * mask - 1)  # white subject <=> mask 1, black <=> 0
+        torch.testing.assert_close(mask[2], torch.ones(1, 4, 4))  # no mask file: counts fully
+        seen.add((int(geometry[0, 3]), tuple(mask[0, 0, 0].tolist())))
+    assert len(seen) > 2  # crops and flips really varied
+
+
+def test_mask_follows_a_resized_photo(tmp_path):
+    from dbooth.images import crop_like, load_mask, resize_and_crop_with_geometry, load_rgb
+    import random
+
+    path = _photo_and_mask(tmp_path, "big", (192, 96), (32, 16, 95, 79))
+    photo, mask = load_rgb(path), load_mask(tmp_path / "big.mask.png")
+    for seed in range(5):
+        view, geometry = resize_and_crop_with_geometry(photo, 32, crop="random", rng=random.Random(seed), flip=seed % 2 == 1)
+        cut = crop_like(mask, geometry, flip=seed % 2 == 1)
+        assert cut.size == view.size
+        diff = torch.tensor(list(cut.getdata()), dtype=torch.float) - torch.tensor(list(view.convert("L").getdata()), dtype=torch.float)
+        assert diff.abs().mean() < 8  # same place; only the resampling filters differ at the edges
