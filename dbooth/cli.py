@@ -148,6 +148,8 @@ def train(
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
     masked_loss: Optional[bool] = typer.Option(None, "--masked-loss/--no-masked-loss",
                                                help="Learn only the white area of NAME.mask.png beside a photo."),
+    buckets: Optional[bool] = typer.Option(None, "--buckets/--no-buckets",
+                                           help="Aspect-ratio buckets: wide and tall photos keep their shape."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
@@ -171,6 +173,7 @@ def train(
         "train.ema.enabled": ema,
         "train.optimizer": optimizer,
         "train.masked_loss": masked_loss,
+        "train.buckets": buckets,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]

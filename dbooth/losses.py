@@ -81,3 +81,10 @@ def dreambooth_loss(pred: torch.Tensor, target: torch.Tensor, num_instance: int,
         return LossParts(instance, instance, None)
     prior = mse(slice(num_instance, None))
     return LossParts(instance + prior_weight * prior, instance, prior)
+
+
+def loss_from_rows(instance_rows: torch.Tensor, prior_rows: torch.Tensor, prior_weight: float) -> LossParts:
+    """``dreambooth_loss`` from per-row errors already computed (``row_errors``, times any weights), for a
+    batch whose instance and class rows have different shapes and so went through the UNet apart."""
+    instance, prior = instance_rows.mean(), prior_rows.mean()
+    return LossParts(instance + prior_weight * prior, instance, prior)

@@ -22,7 +22,7 @@ def run_options(train, *, masked: bool = False) -> dict:
         "max_timestep": train.max_timestep,
         "input_perturbation": train.input_perturbation,
         "masked_loss": masked,
-        "buckets": getattr(train, "buckets", False),
+        "buckets": train.buckets,
     }
 
 

@@ -72,3 +72,16 @@ def test_latent_mask_is_the_area_average_of_each_cell():
     pixels[..., :8, :4] = 1.0  # the left half of the top-left 8x8 cell
     small = latent_mask(pixels, (2, 2))
     torch.testing.assert_close(small, torch.tensor([[[[0.5, 0.0], [0.0, 0.0]]]]))
+
+
+def test_rows_scored_apart_equal_rows_scored_together():
+    """Photos in a non-square bucket go through the UNet apart from square class images: same loss."""
+    from dbooth.losses import loss_from_rows
+
+    pred, target = _pred_target()
+    mask = torch.ones(4, 1, 6, 6)
+    mask[1, :, 2:] = 0.25
+    together = dreambooth_loss(pred, target, 2, 0.7, mask=mask)
+    apart = loss_from_rows(row_errors(pred[:2], target[:2], mask[:2]), row_errors(pred[2:], target[2:]), 0.7)
+    torch.testing.assert_close(apart.total, together.total)
+    torch.testing.assert_close(apart.prior, together.prior)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dbooth.buckets import nearest_bucket
 from dbooth.images import crop_like, load_mask, load_rgb, resize_and_crop_with_geometry, to_tensor
 
 CACHED_VARIANTS = 8  # augmented views per image when random crop or flip is on
@@ -44,13 +45,13 @@ class LatentBank:
     """Training images (subject photos or class images) as VAE latents, each with its geometry and,
     for photos with a NAME.mask.png, a loss mask at latent size.
 
-    ``targets`` gives each image its own crop size (width, height), an aspect-ratio bucket; without it
-    every image is cut to a ``resolution`` square. Images of one target share a latent shape, so a batch
-    must come from one target (``draw_batch`` sees to it)."""
+    With ``buckets`` (width, height) each image is cut to the bucket nearest its aspect ratio; without
+    them every image is cut to a ``resolution`` square. Images of one bucket share a latent shape, so a
+    batch must come from one bucket (``draw_batch`` sees to it)."""
 
     def __init__(self, paths: list[Path], vae, *, resolution: int, crop: str, flip: bool, cache: bool,
                  seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int | None = None,
-                 masks: list[Path | None] | None = None, targets: list[tuple[int, int]] | None = None):
+                 masks: list[Path | None] | None = None, buckets: list[tuple[int, int]] | None = None):
         if not paths:
             raise ValueError("LatentBank needs at least one image")
         self.paths = list(paths)
@@ -58,8 +59,9 @@ class LatentBank:
         self.resolution, self.crop, self.flip = resolution, crop, flip
         self.device, self.dtype = device, dtype
         self.cache = cache
-        self.targets = list(targets) if targets else [(resolution, resolution)] * len(self.paths)
         self.images = [load_rgb(p) for p in self.paths]
+        self.targets = [nearest_bucket(*img.size, buckets) if buckets else (resolution, resolution)
+                        for img in self.images]
         self.masks = [load_mask(m) if m is not None else None for m in masks] if masks and any(masks) else None
         self.rng = random.Random(seed)
         self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
@@ -96,6 +98,13 @@ class LatentBank:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def groups(self) -> list[list[int]]:
+        """Image indices by bucket, in order of first appearance; one group without buckets."""
+        found: dict[tuple[int, int], list[int]] = {}
+        for i, target in enumerate(self.targets):
+            found.setdefault(target, []).append(i)
+        return list(found.values())
 
     def _augment(self, index: int, variant: int) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
         flip = self.flip and (variant % 2 == 1)

@@ -21,6 +21,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
+from dbooth.buckets import bucket_counts, bucket_sizes
 from dbooth.config import render_manifest
 from dbooth.diskspace import parameter_bytes, require_free, writing
 from dbooth.errors import DboothError
@@ -148,7 +149,10 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, **bank_args)
+    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
+                          buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+    if cfg.buckets:
+        reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
     classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training

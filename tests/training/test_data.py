@@ -77,3 +77,30 @@ def test_mask_follows_a_resized_photo(tmp_path):
         assert cut.size == view.size
         diff = torch.tensor(list(cut.getdata()), dtype=torch.float) - torch.tensor(list(view.convert("L").getdata()), dtype=torch.float)
         assert diff.abs().mean() < 8  # same place; only the resampling filters differ at the edges
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_buckets_shape_the_latents_and_sdxl_time_ids(tmp_path, cache):
+    from PIL import Image
+
+    from dbooth.buckets import bucket_sizes
+    from dbooth.families import get_family
+    from dbooth.families.base import Conditioning
+    from dbooth.training.data import LatentBank
+
+    sizes = {"square": (64, 64), "wide": (80, 48), "tall": (48, 80), "wide2": (160, 96)}
+    paths = []
+    for name, size in sizes.items():
+        Image.new("RGB", size, (255, 255, 255)).save(tmp_path / f"{name}.png")
+        paths.append(tmp_path / f"{name}.png")
+    bank = LatentBank(paths, _PoolVae(), resolution=32, crop="random", flip=True, cache=cache, seed=0,
+                      device=torch.device("cpu"), dtype=torch.float32, buckets=bucket_sizes(32))
+    assert bank.targets == [(32, 32), (40, 24), (24, 40), (40, 24)]
+    assert bank.groups() == [[0], [1, 3], [2]]
+    latents, geometry, _ = bank.sample(torch.tensor([1, 3]))
+    assert latents.shape == (2, 1, 3, 5)  # 40x24 px through the 8x pooling stand-in
+    # the wide photos fit their bucket exactly: original size, no crop, the bucket as target (h, w)
+    assert geometry.tolist() == [[48, 80, 0, 0, 24, 40], [96, 160, 0, 0, 24, 40]]
+    cond = Conditioning(torch.zeros(2, 4, 8), torch.zeros(2, 8))
+    time_ids = get_family("sdxl").unet_kwargs(cond, geometry)["added_cond_kwargs"]["time_ids"]
+    assert time_ids[:, 4:].tolist() == [[24, 40], [24, 40]]
