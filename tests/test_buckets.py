@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -33,8 +34,8 @@ def test_each_photo_goes_to_the_bucket_nearest_its_aspect_ratio(size, bucket):
     buckets = bucket_sizes(512)
     assert nearest_bucket(*size, buckets) == bucket
     ratio = size[0] / size[1]
-    best = min(abs(abs(__import__("math").log(ratio / (w / h)))) for w, h in buckets)
-    assert abs(__import__("math").log(ratio / (bucket[0] / bucket[1]))) == pytest.approx(best)
+    best = min(abs(math.log(ratio / (w / h))) for w, h in buckets)
+    assert abs(math.log(ratio / (bucket[0] / bucket[1]))) == pytest.approx(best)
 
 
 def test_a_wide_photo_keeps_its_full_width():

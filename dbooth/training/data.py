@@ -151,7 +151,7 @@ class LatentBank:
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         return self._view(index, random.Random(seed), flip)
 
-    def to(self, device: torch.device) -> "LatentBank":
+    def to(self, device: torch.device) -> LatentBank:
         if self.mean is not None:
             self.mean = [m.to(device) for m in self.mean]
             self.std = [s.to(device) for s in self.std]

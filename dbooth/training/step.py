@@ -6,8 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-from dbooth.losses import (LossParts, diffusion_target, dreambooth_loss, loss_from_rows, min_snr_weights, row_errors,
-                           snr)
+from dbooth.losses import (
+    LossParts,
+    diffusion_target,
+    dreambooth_loss,
+    loss_from_rows,
+    min_snr_weights,
+    row_errors,
+    snr,
+)
 from dbooth.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
 from dbooth.schema import TrainConfig
 from dbooth.training.conditioning import PromptBank
@@ -22,7 +29,7 @@ class Batch:
     captions: list[int]  # PromptBank index per row
     num_instance: int
     mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
-    classes: "Batch | None" = None  # class rows when their shape differs (photos in an aspect bucket)
+    classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
 
 
 def draw_indices(groups: list[list[int]], batch_size: int) -> torch.Tensor:

@@ -20,8 +20,9 @@ class _PoolVae:
         shift_factor = 0.0
 
     def encode(self, pixels):
-        import torch.nn.functional as F
         from types import SimpleNamespace
+
+        import torch.nn.functional as F
 
         mean = F.avg_pool2d(pixels[:, :1].float(), 8)
         return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean, std=torch.zeros_like(mean),
@@ -42,6 +43,8 @@ def _photo_and_mask(folder, name, size, box):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_mask_follows_its_photo_through_random_crop_and_flip(tmp_path, cache):
+    from PIL import Image
+
     from dbooth.images import mask_file
     from dbooth.training.data import LatentBank
 
@@ -49,7 +52,7 @@ def test_mask_follows_its_photo_through_random_crop_and_flip(tmp_path, cache):
     wide = _photo_and_mask(tmp_path, "wide", (64, 32), (8, 0, 23, 31))
     tall = _photo_and_mask(tmp_path, "tall", (32, 64), (0, 40, 15, 63))
     plain = tmp_path / "plain.png"
-    __import__("PIL.Image").Image.new("RGB", (32, 32), (255, 255, 255)).save(plain)
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(plain)
     paths = [wide, tall, plain]
     masks = [mask_file(p) if mask_file(p).exists() else None for p in paths]
     bank = LatentBank(paths, _PoolVae(), resolution=32, crop="random", flip=True, cache=cache, seed=3,
@@ -66,8 +69,14 @@ def test_mask_follows_its_photo_through_random_crop_and_flip(tmp_path, cache):
 
 
 def test_mask_follows_a_resized_photo(tmp_path):
-    from dbooth.images import crop_like, load_mask, resize_and_crop_with_geometry, load_rgb
     import random
+
+    from dbooth.images import (
+        crop_like,
+        load_mask,
+        load_rgb,
+        resize_and_crop_with_geometry,
+    )
 
     path = _photo_and_mask(tmp_path, "big", (192, 96), (32, 16, 95, 79))
     photo, mask = load_rgb(path), load_mask(tmp_path / "big.mask.png")
