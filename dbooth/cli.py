@@ -147,6 +147,10 @@ def train(
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, adamw8bit, adafactor or prodigy.",
                                             autocompletion=_choices(*OPTIMIZERS)),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep (and output) an EMA of the trained weights."),
+    masked_loss: Optional[bool] = typer.Option(None, "--masked-loss/--no-masked-loss",
+                                               help="Learn only the white area of NAME.mask.png beside a photo."),
+    buckets: Optional[bool] = typer.Option(None, "--buckets/--no-buckets",
+                                           help="Aspect-ratio buckets: wide and tall photos keep their shape."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
 ) -> None:
@@ -170,6 +174,8 @@ def train(
         "train.noise_offset": noise_offset,
         "train.ema.enabled": ema,
         "train.optimizer": optimizer,
+        "train.masked_loss": masked_loss,
+        "train.buckets": buckets,
     }
     if resume:
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]
@@ -396,7 +402,7 @@ def _print_status(st) -> None:
             state += f" (pid {r.pid})"
         if r.resumable:
             state += ", resumable with `dbooth train --resume`"
-        parts = [f"[bold]{r.id}[/]", r.method, state,
+        parts = [f"[bold]{r.id}[/]", ", ".join([r.method] + r.options), state,
                  f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
         if r.final_loss is not None:
             parts.append(f"loss {r.final_loss:.4f}")

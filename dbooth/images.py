@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 CROPS = ("center", "random")
+MASK_SUFFIX = ".mask.png"  # NAME.mask.png beside NAME.jpg: white = subject, black = background
 _MAX_LISTED = 8  # names shown in a one-line message before "+N more"
 
 
@@ -45,6 +46,8 @@ def scan_folder(folder: Path, *, what: str, min_side: int, allow_empty: bool = F
     found = ImageFolder()
     unreadable: list[str] = []
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if is_mask(path):
+            continue  # belongs to its photo (masked loss), not a photo itself
         if (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_symlink()
                 and not path.exists()):
             unreadable.append(f"{path.name} (a broken link or a link loop)")
@@ -75,6 +78,26 @@ def scan_folder(folder: Path, *, what: str, min_side: int, allow_empty: bool = F
     return found
 
 
+def is_mask(path: Path) -> bool:
+    """Whether ``path`` is a photo's loss mask (NAME.mask.png) rather than a photo."""
+    return Path(path).name.lower().endswith(MASK_SUFFIX) and not Path(path).name.startswith(".")
+
+
+def mask_file(photo: Path) -> Path:
+    """Where a photo's optional loss mask lives: NAME.mask.png beside NAME.jpg."""
+    return Path(photo).with_name(Path(photo).stem + MASK_SUFFIX)
+
+
+def load_mask(path: Path) -> Image.Image:
+    """A loss mask as 8-bit greyscale ("L"): 255 = subject, 0 = background, greys weigh in between."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("L")
+    except Exception as exc:
+        raise DboothError(f"cannot read mask {_show(Path(path))}: {_reason(exc, Path(path))}; fix or remove it") from exc
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open an image upright (EXIF orientation applied) as 8-bit RGB."""
     try:
@@ -102,27 +125,49 @@ def resize_and_crop_with_geometry(
     crop: str = "center",
     rng: random.Random | None = None,
     flip: bool = False,
+    target: tuple[int, int] | None = None,
 ) -> tuple[Image.Image, tuple[int, int, int, int, int, int]]:
-    """``resize_and_crop`` plus where the square came from, as SDXL conditions on it:
-    (original height, original width, crop top, crop left, target height, target width)."""
+    """``resize_and_crop`` plus where the crop came from, as SDXL conditions on it:
+    (original height, original width, crop top, crop left, target height, target width).
+
+    ``target`` (width, height) cuts a rectangle (an aspect-ratio bucket) instead of a square: the image is
+    scaled to cover it and the spare pixels along one side are cropped."""
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    target_w, target_h = target or (resolution, resolution)
     width, height = img.size
-    scale = resolution / min(width, height)
-    size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    size = cover_size(width, height, target_w, target_h)
     if size != img.size:
         # Lanczos keeps detail when shrinking; bicubic rings less when enlarging.
-        resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
+        resample = Image.Resampling.LANCZOS if size[0] < width else Image.Resampling.BICUBIC
         img = img.resize(size, resample, reducing_gap=3.0)
-    spare_x, spare_y = size[0] - resolution, size[1] - resolution
+    spare_x, spare_y = size[0] - target_w, size[1] - target_h
     if crop == "center":
         left, top = spare_x // 2, spare_y // 2
     else:
         rng = rng or random.Random()
         left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
-    img = img.crop((left, top, left + resolution, top + resolution))
-    geometry = (height, width, top, left, resolution, resolution)
+    img = img.crop((left, top, left + target_w, top + target_h))
+    geometry = (height, width, top, left, target_h, target_w)
     return (img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img), geometry
+
+
+def cover_size(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int]:
+    """The smallest scaled size of a width x height image that covers target_w x target_h."""
+    scale = max(target_w / width, target_h / height)
+    return max(target_w, round(width * scale)), max(target_h, round(height * scale))
+
+
+def crop_like(img: Image.Image, geometry: tuple, *, flip: bool) -> Image.Image:
+    """Cut ``img`` (a photo's mask, the photo's size) exactly as the photo was cut to give ``geometry``."""
+    height, width, top, left, target_h, target_w = (int(v) for v in geometry)
+    if img.size != (width, height):
+        raise ValueError(f"mask is {img.size[0]}x{img.size[1]} but its photo is {width}x{height}")
+    size = cover_size(width, height, target_w, target_h)
+    if size != img.size:
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    img = img.crop((left, top, left + target_w, top + target_h))
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -45,19 +45,34 @@ class LossParts:
     prior: torch.Tensor | None
 
 
+def row_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row's mean squared error; with a [B, 1, h, w] ``mask`` the mean over the masked area only.
+
+    The masked mean is sum(mask * err) / sum(mask) over every channel, so a photo whose subject fills a
+    tenth of the frame weighs as much as one it fills, and an all-ones mask gives the plain mean."""
+    err = (pred.float() - target.float()).pow(2)
+    if mask is None:
+        return err.flatten(1).mean(dim=1)
+    weight = mask.float().expand_as(err)
+    return (err * weight).flatten(1).sum(dim=1) / weight.flatten(1).sum(dim=1).clamp_min(1e-8)
+
+
 def dreambooth_loss(pred: torch.Tensor, target: torch.Tensor, num_instance: int, prior_weight: float,
-                    weights: torch.Tensor | None = None) -> LossParts:
+                    weights: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> LossParts:
     """MSE on the first ``num_instance`` rows plus ``prior_weight`` x MSE on the rest (class images).
 
     With no class rows the prior term is absent (prior preservation off). ``weights`` (one per row,
-    e.g. ``min_snr_weights``) scale each row's MSE before the rows are averaged.
+    e.g. ``min_snr_weights``) scale each row's MSE before the rows are averaged; ``mask`` (one
+    [1, h, w] map per row, ones on class rows) makes each row's MSE a masked mean (``row_errors``).
     """
     pred, target = pred.float(), target.float()
-    if weights is None:
+    if weights is None and mask is None:
         def mse(rows: slice) -> torch.Tensor:
             return F.mse_loss(pred[rows], target[rows])
     else:
-        per_row = (pred - target).pow(2).flatten(1).mean(dim=1) * weights.float()
+        per_row = row_errors(pred, target, mask)
+        if weights is not None:
+            per_row = per_row * weights.float()
 
         def mse(rows: slice) -> torch.Tensor:
             return per_row[rows].mean()
@@ -65,4 +80,11 @@ def dreambooth_loss(pred: torch.Tensor, target: torch.Tensor, num_instance: int,
     if pred.shape[0] == num_instance:
         return LossParts(instance, instance, None)
     prior = mse(slice(num_instance, None))
+    return LossParts(instance + prior_weight * prior, instance, prior)
+
+
+def loss_from_rows(instance_rows: torch.Tensor, prior_rows: torch.Tensor, prior_weight: float) -> LossParts:
+    """``dreambooth_loss`` from per-row errors already computed (``row_errors``, times any weights), for a
+    batch whose instance and class rows have different shapes and so went through the UNet apart."""
+    instance, prior = instance_rows.mean(), prior_rows.mean()
     return LossParts(instance + prior_weight * prior, instance, prior)

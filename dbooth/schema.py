@@ -174,8 +174,10 @@ class TrainConfig:
     input_perturbation: float = _field(0.0, ge=0)  # input perturbation strength; 0 = off
     seed: int = _field(42)  # seeds noise, timesteps and crops
     resolution: int = _field(512, ge=8, multiple_of=8)  # training image side in pixels
-    crop: str = _field("center", choices=CROPS)  # how images are cropped to square
+    crop: str = _field("center", choices=CROPS)  # how images are cropped to square (or to their bucket)
+    buckets: bool = _field(False)  # aspect-ratio buckets: photos keep their shape at about resolution² pixels
     random_flip: bool = _field(False)  # horizontal flip augmentation
+    masked_loss: bool = _field(True)  # photos with a NAME.mask.png learn only their white area
     cache_latents: bool = _field(True)  # encode images with the VAE once
     cache_text_embeddings: bool = _field(True)  # encode prompts once while the text encoder is frozen
     attention: str = _field("sdpa", choices=ATTENTIONS)  # sdpa = torch's fused attention kernels

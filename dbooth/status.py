@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dbooth.fsutil import pid_alive
-from dbooth.images import IMAGE_SUFFIXES
+from dbooth.images import IMAGE_SUFFIXES, is_mask
 from dbooth.lock import held_by
 from dbooth.pngmeta import read_record
+from dbooth.run_options import describe_options
 from dbooth.workspace import Run, Workspace, list_runs
 
 # run.json "status" -> what status reports, before checking whether a "running" process still lives
@@ -36,6 +37,7 @@ class RunStatus:
     best_checkpoint: str | None = None
     error: str | None = None
     pid: int | None = None
+    options: list[str] = field(default_factory=list)  # what differs from plain DreamBooth: DoRA, EMA, Min-SNR ...
 
 
 @dataclass
@@ -112,6 +114,7 @@ def run_status(run: Run) -> RunStatus:
         best_checkpoint=info.get("best_checkpoint"),
         error=info.get("error"),
         pid=pid if state == "running" else None,
+        options=describe_options(info.get("options")),
     )
 
 
@@ -119,7 +122,8 @@ def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not is_mask(p))
 
 
 def _alive(pid, host) -> bool:

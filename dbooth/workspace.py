@@ -69,7 +69,7 @@ def create_workspace(path: str | Path, manifest, images: Path | None = None) -> 
     if root.exists():
         raise DboothError(f"workspace {path}: already exists; choose another name or remove it first")
     if images is not None:
-        from dbooth.images import scan_folder
+        from dbooth.images import mask_file, scan_folder
 
         found = scan_folder(Path(images).expanduser(), what="instance images", min_side=0)
     tmp = root.with_name(f".{root.name}.creating")
@@ -80,9 +80,10 @@ def create_workspace(path: str | Path, manifest, images: Path | None = None) -> 
         if images is not None:
             for p in found.paths:
                 shutil.copy2(p, tmp / "instance" / p.name)
-                caption = caption_file(p)  # a per-photo caption (instance_captions: files) comes along
-                if caption.is_file():
-                    shutil.copy2(caption, tmp / "instance" / caption.name)
+                # a per-photo caption (instance_captions: files) and loss mask come along
+                for extra in (caption_file(p), mask_file(p)):
+                    if extra.is_file():
+                        shutil.copy2(extra, tmp / "instance" / extra.name)
         write_manifest(tmp / MANIFEST_NAME, manifest)
         tmp.rename(root)
     finally:

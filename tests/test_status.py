@@ -92,3 +92,15 @@ def test_shell_completion_offers_run_ids_newest_first(tmp_path):
                COMP_CWORD="5")
     out = subprocess.run([sys.executable, "-m", "dbooth"], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == [newer.id, older.id], out.stderr
+
+
+def test_status_says_the_runs_options(tmp_path):
+    from dbooth.run_options import run_options
+
+    ws = _ws(tmp_path)
+    cfg = apply_overrides(ws.manifest(), {"train.method": "lora", "train.lora.use_dora": True,
+                                          "train.snr_gamma": 5.0}).train
+    run = _run(ws, "lora", status="complete", steps=4, planned_steps=4, options=run_options(cfg))
+    assert run_status(run).options == ["DoRA", "Min-SNR 5"]
+    old = _run(ws, status="complete", steps=4)  # a run.json from before options were recorded
+    assert run_status(old).options == []

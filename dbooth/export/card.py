@@ -38,6 +38,8 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> 
     if run.is_lora:
         meta["dbooth.lora_rank"] = str(run.lora_rank)
         meta["dbooth.lora_alpha"] = f"{run.lora_alpha:g}"
+    if run.options:
+        meta["dbooth.options"] = ", ".join(run.options)
     return meta
 
 
@@ -64,6 +66,8 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name
         how = f"LoRA (rank {run.lora_rank}, alpha {run.lora_alpha:g}, {parts})"
     else:
         how = "full fine-tune (UNet" + (" and text encoder" if run.train_text_encoder else "") + ")"
+    if run.options:
+        how += "; " + ", ".join(run.options)
     if merged:
         how += ", merged into the base weights"
     prompts = "\n".join(f"- `{p}`" for p in example_prompts(run))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dbooth.errors import DboothError
 from dbooth.paths import require_inside
+from dbooth.run_options import describe_options
 
 METHODS = ("full", "lora")
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -30,6 +31,7 @@ class RunInfo:
     lora_alpha: float | None
     family: str = "sd1"  # runs from before model families were recorded all trained SD 1.x
     prediction_type: str = "epsilon"
+    options: tuple[str, ...] = ()  # what differs from plain DreamBooth (dbooth.run_options.describe_options)
 
     @property
     def final_dir(self) -> Path:
@@ -93,6 +95,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         lora_alpha=alpha,
         family=str(data.get("family") or "sd1"),
         prediction_type=str(data.get("prediction_type") or "epsilon"),
+        options=tuple(describe_options(data.get("options") if isinstance(data.get("options"), dict) else None)),
     )
     expected = info.lora_file if info.is_lora else info.final_dir / "model_index.json"
     require_inside([expected], run_dir, "run outputs")  # export reads them and writes beside them

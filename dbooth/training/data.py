@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from dbooth.images import load_rgb, resize_and_crop_with_geometry, to_tensor
+from dbooth.buckets import nearest_bucket
+from dbooth.images import crop_like, load_mask, load_rgb, resize_and_crop_with_geometry, to_tensor
 
 CACHED_VARIANTS = 8  # augmented views per image when random crop or flip is on
 ENCODE_PIXELS = 8 * 512 * 512  # pixels per VAE call when caching: 8 images at 512 px
@@ -27,9 +28,30 @@ def encode_batch_for(resolution: int) -> int:
     return max(1, min(8, ENCODE_PIXELS // (resolution * resolution)))
 
 
+def latent_mask(pixel_mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A [B, 1, H, W] pixel mask in [0, 1] at latent size [B, 1, h, w]: each latent cell gets the share of
+    subject in the pixels it encodes (area averaging), so a soft edge stays soft."""
+    return torch.nn.functional.interpolate(pixel_mask.float(), size=size, mode="area")
+
+
+def mask_tensor(img) -> torch.Tensor:
+    """[1, H, W] float in [0, 1] from an "L" mask image (255 = subject)."""
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]
+
+
 class LatentBank:
+    """Training images (subject photos or class images) as VAE latents, each with its geometry and,
+    for photos with a NAME.mask.png, a loss mask at latent size.
+
+    With ``buckets`` (width, height) each image is cut to the bucket nearest its aspect ratio; without
+    them every image is cut to a ``resolution`` square. Images of one bucket share a latent shape, so a
+    batch must come from one bucket (``draw_batch`` sees to it)."""
+
     def __init__(self, paths: list[Path], vae, *, resolution: int, crop: str, flip: bool, cache: bool,
-                 seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int | None = None):
+                 seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int | None = None,
+                 masks: list[Path | None] | None = None, buckets: list[tuple[int, int]] | None = None):
         if not paths:
             raise ValueError("LatentBank needs at least one image")
         self.paths = list(paths)
@@ -38,61 +60,101 @@ class LatentBank:
         self.device, self.dtype = device, dtype
         self.cache = cache
         self.images = [load_rgb(p) for p in self.paths]
+        self.targets = [nearest_bucket(*img.size, buckets) if buckets else (resolution, resolution)
+                        for img in self.images]
+        self.masks = [load_mask(m) if m is not None else None for m in masks] if masks and any(masks) else None
         self.rng = random.Random(seed)
         self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
         self.shift = float(getattr(vae.config, "shift_factor", 0.0) or 0.0)
-        self.mean = self.std = self.geometry = None
+        self.mean = self.std = self.geometry = self.latent_masks = None
         if cache:
-            augmented = crop == "random" or flip
-            variants = CACHED_VARIANTS if augmented else 1
-            views = [self._augment(img, v) for img in self.images for v in range(variants)]
-            pixels = torch.stack([pixels for pixels, _ in views])  # [N*V, 3, H, W]
-            means, stds = [], []
-            with torch.no_grad():
-                for chunk in pixels.split(encode_batch or encode_batch_for(resolution)):
-                    dist = vae.encode(chunk.to(device, dtype)).latent_dist
-                    means.append(dist.mean.float())
-                    stds.append(dist.std.float())
-            shape = (len(self.images), variants) + means[0].shape[1:]
-            self.mean = torch.cat(means).reshape(shape)
-            self.std = torch.cat(stds).reshape(shape)
-            self.geometry = torch.tensor([g for _, g in views]).reshape(len(self.images), variants, 6)
-            self.images = None  # pixels no longer needed
+            self._encode_all(encode_batch)
+
+    def _encode_all(self, encode_batch: int | None) -> None:
+        augmented = self.crop == "random" or self.flip
+        variants = CACHED_VARIANTS if augmented else 1
+        views = [self._augment(i, v) for i in range(len(self.images)) for v in range(variants)]
+        by_shape: dict[tuple, list[int]] = {}
+        for k, (pixels, _, _) in enumerate(views):
+            by_shape.setdefault(tuple(pixels.shape), []).append(k)
+        means: list = [None] * len(views)
+        stds: list = [None] * len(views)
+        with torch.no_grad():
+            for shape, members in by_shape.items():
+                per_call = encode_batch or encode_batch_for(int((shape[1] * shape[2]) ** 0.5))
+                for chunk in [members[i:i + per_call] for i in range(0, len(members), per_call)]:
+                    pixels = torch.stack([views[k][0] for k in chunk])
+                    dist = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
+                    for k, m, s in zip(chunk, dist.mean.float(), dist.std.float()):
+                        means[k], stds[k] = m, s
+        # per image: [V, C, h, w] (shapes differ between buckets), [V, 6] geometry, [V, 1, h, w] mask
+        self.mean = [torch.stack(means[i * variants:(i + 1) * variants]) for i in range(len(self.images))]
+        self.std = [torch.stack(stds[i * variants:(i + 1) * variants]) for i in range(len(self.images))]
+        self.geometry = torch.tensor([g for _, g, _ in views]).reshape(len(self.images), variants, 6)
+        if self.masks is not None:
+            self.latent_masks = [latent_mask(torch.stack([views[i * variants + v][2] for v in range(variants)]),
+                                             tuple(self.mean[i].shape[-2:])) for i in range(len(self.images))]
+        self.images = self.masks = None  # pixels no longer needed
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _augment(self, img, variant: int) -> tuple[torch.Tensor, tuple]:
-        flip = self.flip and (variant % 2 == 1)
-        view, geometry = resize_and_crop_with_geometry(img, self.resolution, crop=self.crop, rng=self.rng, flip=flip)
-        return to_tensor(view), geometry
+    def groups(self) -> list[list[int]]:
+        """Image indices by bucket, in order of first appearance; one group without buckets."""
+        found: dict[tuple[int, int], list[int]] = {}
+        for i, target in enumerate(self.targets):
+            found.setdefault(target, []).append(i)
+        return list(found.values())
 
-    def sample(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents (scaled as the UNet expects) for the given image indices, and their [B, 6] geometry.
+    def _augment(self, index: int, variant: int) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
+        flip = self.flip and (variant % 2 == 1)
+        return self._view(index, self.rng, flip)
+
+    def _view(self, index: int, rng: random.Random, flip: bool) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
+        """Pixels, geometry and (with masks) the pixel mask cut exactly like the pixels."""
+        view, geometry = resize_and_crop_with_geometry(self.images[index], self.resolution, crop=self.crop,
+                                                       rng=rng, flip=flip, target=self.targets[index])
+        mask = None
+        if self.masks is not None:
+            source = self.masks[index]
+            mask = (mask_tensor(crop_like(source, geometry, flip=flip)) if source is not None
+                    else torch.ones(1, view.size[1], view.size[0]))
+        return to_tensor(view), geometry, mask
+
+    def sample(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Latents (scaled as the UNet expects) for the given image indices, their [B, 6] geometry, and
+        their [B, 1, h, w] loss masks (None when no image has a mask). All indices must share a target.
 
         Uses torch's RNG, so a resumed run draws the same latents as an uninterrupted one."""
         if self.mean is not None:
-            variant = torch.randint(0, self.mean.shape[1], (len(indices),))
-            mean = self.mean[indices, variant]
-            std = self.std[indices, variant]
+            variant = torch.randint(0, self.mean[0].shape[0], (len(indices),))
+            rows = [(int(i), int(v)) for i, v in zip(indices, variant)]
+            mean = torch.stack([self.mean[i][v] for i, v in rows])
+            std = torch.stack([self.std[i][v] for i, v in rows])
             latents = mean + std * torch.randn(mean.shape, device=mean.device, dtype=mean.dtype)
             geometry = self.geometry[indices, variant]
+            masks = None if self.latent_masks is None else torch.stack([self.latent_masks[i][v] for i, v in rows])
         else:
             views = [self._random_view(int(i)) for i in indices]
-            pixels = torch.stack([pixels for pixels, _ in views]).to(self.device, self.dtype)
+            pixels = torch.stack([pixels for pixels, _, _ in views]).to(self.device, self.dtype)
             with torch.no_grad():
                 latents = self.vae.encode(pixels).latent_dist.sample().float()
-            geometry = torch.tensor([g for _, g in views])
-        return ((latents - self.shift) * self.scaling).to(self.device), geometry
+            geometry = torch.tensor([g for _, g, _ in views])
+            masks = None
+            if self.masks is not None:
+                masks = latent_mask(torch.stack([m for _, _, m in views]), tuple(latents.shape[-2:]))
+        latents = ((latents - self.shift) * self.scaling).to(self.device)
+        return latents, geometry, None if masks is None else masks.to(self.device)
 
-    def _random_view(self, index: int) -> tuple[torch.Tensor, tuple]:
+    def _random_view(self, index: int) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
         flip = self.flip and torch.rand(()).item() < 0.5
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        view, geometry = resize_and_crop_with_geometry(self.images[index], self.resolution, crop=self.crop,
-                                                       rng=random.Random(seed), flip=flip)
-        return to_tensor(view), geometry
+        return self._view(index, random.Random(seed), flip)
 
-    def to(self, device: torch.device) -> "LatentBank":
+    def to(self, device: torch.device) -> LatentBank:
         if self.mean is not None:
-            self.mean, self.std = self.mean.to(device), self.std.to(device)
+            self.mean = [m.to(device) for m in self.mean]
+            self.std = [s.to(device) for s in self.std]
+            if self.latent_masks is not None:
+                self.latent_masks = [m.to(device) for m in self.latent_masks]
         return self

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dbooth.config import Manifest, apply_overrides, load_manifest
 from dbooth.errors import DboothError
-from dbooth.images import scan_folder
+from dbooth.images import load_mask, load_rgb, mask_file, scan_folder
 from dbooth.paths import require_inside
 from dbooth.prompts import caption_file, instance_captions
 from dbooth.reporting import Reporter
@@ -25,6 +25,7 @@ class TrainingInputs:
     instance_paths: list[Path]
     captions: list[str]  # one per instance photo
     class_paths: list[Path]
+    masks: list[Path | None] | None = None  # one per instance photo with masked loss; None = no masks in use
 
 
 def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter) -> TrainingInputs:
@@ -41,7 +42,33 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
     if manifest.instance_captions == "files":
         require_inside([caption_file(p) for p in instance_paths], ws.root, "caption files")
     captions = instance_captions(manifest, instance_paths)
-    return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths)
+    masks = instance_masks(instance_paths, ws.root, reporter) if cfg.masked_loss else None
+    return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths, masks)
+
+
+def instance_masks(photos: list[Path], root: Path, reporter: Reporter) -> list[Path | None] | None:
+    """Each photo's NAME.mask.png, or None for a photo without one; None when no photo has a mask.
+
+    A mask must open, match its photo's size and mark some subject: an all-black mask would teach nothing."""
+    import numpy as np
+
+    masks = [mask_file(p) if mask_file(p).is_file() else None for p in photos]
+    found = [(p, m) for p, m in zip(photos, masks) if m is not None]
+    if not found:
+        return None
+    require_inside([m for _, m in found], root, "masks")
+    for photo, mask in found:
+        image = load_mask(mask)
+        size = load_rgb(photo).size
+        if image.size != size:
+            raise DboothError(f"mask {mask.name} is {image.size[0]}x{image.size[1]} but {photo.name} is "
+                              f"{size[0]}x{size[1]} (upright); draw the mask on the photo as it is shown")
+        if not np.asarray(image).any():
+            raise DboothError(f"mask {mask.name} is all black: nothing of {photo.name} would be learned; "
+                              "paint the subject white or remove the mask")
+    if len(found) < len(photos):
+        reporter.info(f"masked loss: {len(found)} of {len(photos)} photos have a mask; the others count fully")
+    return masks
 
 
 def resumable_run(ws: Workspace) -> Run:

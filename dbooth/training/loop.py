@@ -21,6 +21,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
+from dbooth.buckets import bucket_counts, bucket_sizes
 from dbooth.config import render_manifest
 from dbooth.diskspace import parameter_bytes, require_free, writing
 from dbooth.errors import DboothError
@@ -29,6 +30,7 @@ from dbooth.fsutil import atomic_write_text
 from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
+from dbooth.run_options import run_options
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
@@ -103,6 +105,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "planned_steps": cfg.max_steps,
         "train_text_encoder": cfg.train_text_encoder,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
+        "options": run_options(cfg, masked=inputs.masks is not None),
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
@@ -146,7 +149,10 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, **bank_args)
+    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
+                          buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+    if cfg.buckets:
+        reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
     classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training

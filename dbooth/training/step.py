@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-from dbooth.losses import LossParts, diffusion_target, dreambooth_loss, min_snr_weights, snr
+from dbooth.losses import (
+    LossParts,
+    diffusion_target,
+    dreambooth_loss,
+    loss_from_rows,
+    min_snr_weights,
+    row_errors,
+    snr,
+)
 from dbooth.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
 from dbooth.schema import TrainConfig
 from dbooth.training.conditioning import PromptBank
@@ -20,21 +28,42 @@ class Batch:
     geometry: torch.Tensor  # [B, 6], see LatentBank.sample
     captions: list[int]  # PromptBank index per row
     num_instance: int
+    mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
+    classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
+
+
+def draw_indices(groups: list[list[int]], batch_size: int) -> torch.Tensor:
+    """``batch_size`` image indices from one bucket. A bucket is chosen as often as it has images (by
+    drawing one image), then the batch is drawn within it; with one bucket this is a plain uniform draw."""
+    if len(groups) == 1:
+        return torch.tensor(groups[0])[torch.randint(0, len(groups[0]), (batch_size,))]
+    sizes = torch.tensor([len(g) for g in groups])
+    first = int(torch.randint(0, int(sizes.sum()), ()).item())
+    members = groups[int((sizes.cumsum(0) <= first).sum().item())]
+    return torch.tensor(members)[torch.randint(0, len(members), (batch_size,))]
 
 
 def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int,
                device: torch.device) -> Batch:
     """``batch_size`` subject images and, with prior preservation, as many class images."""
-    ii = torch.randint(0, len(instance), (batch_size,))
-    latents, geometry = instance.sample(ii)
+    ii = draw_indices(instance.groups(), batch_size)
+    latents, geometry, mask = instance.sample(ii)
     parts, geometries, captions = [latents], [geometry], ii.tolist()
+    masks = [mask]
     if classes is not None:
         ci = torch.randint(0, len(classes), (batch_size,))
-        latents, geometry = classes.sample(ci)
+        latents, geometry, _ = classes.sample(ci)
+        if latents.shape[-2:] != parts[0].shape[-2:]:  # class images stay square; the photos' bucket is not
+            mask = None if mask is None else mask.to(device, torch.float32)
+            rows = Batch(latents.to(device, torch.float32), geometry, [class_caption] * batch_size, 0)
+            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows)
         parts.append(latents)
         geometries.append(geometry)
         captions += [class_caption] * batch_size
-    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size)
+        if mask is not None:
+            masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
+    mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
+    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask)
 
 
 def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float,
@@ -45,6 +74,20 @@ def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prio
     gamma; without it the step is plain DreamBooth.
     """
     settings = settings or TrainConfig()
+    if batch.classes is None:
+        pred, target, weights = _predict(models, prompts, batch, settings)
+        return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights, batch.mask)
+    # photos in a non-square bucket and square class images: one UNet call per shape, rows scored alike
+    rows = []
+    for part in (batch, batch.classes):
+        pred, target, weights = _predict(models, prompts, part, settings)
+        errors = row_errors(pred, target, part.mask)
+        rows.append(errors if weights is None else errors * weights.float())
+    return loss_from_rows(rows[0], rows[1], prior_weight)
+
+
+def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainConfig):
+    """The UNet's prediction on the noised rows, its target, and Min-SNR weights (None when off)."""
     scheduler = models.noise_scheduler
     latents = batch.latents
     noise = training_noise(latents, settings.noise_offset)
@@ -59,4 +102,4 @@ def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prio
     weights = None
     if settings.snr_gamma is not None:
         weights = min_snr_weights(snr(scheduler.alphas_cumprod, timesteps), settings.snr_gamma, kind)
-    return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights)
+    return pred, target, weights

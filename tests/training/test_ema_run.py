@@ -22,7 +22,9 @@ def test_ema_output_is_the_average_and_leaves_training_alone(make_workspace):
     plain = load_file(api.train(make_workspace("plain", **{**EMA, "train.ema.enabled": False})).run.lora_file)
     live = load_file(api.train(make_workspace("live", **{**EMA, "train.ema.enabled": True,
                                                          "train.ema.use_for_output": False})).run.lora_file)
-    averaged = load_file(api.train(make_workspace("ema", **{**EMA, "train.ema.enabled": True})).run.lora_file)
+    ema_run = api.train(make_workspace("ema", **{**EMA, "train.ema.enabled": True})).run
+    averaged = load_file(ema_run.lora_file)
+    assert ema_run.info()["options"]["ema"] == {"decay": 0.5, "every": 1, "output": True}  # run.json says so
     assert _same(plain, live)  # keeping an average changes nothing in the trained weights
     assert not _same(plain, averaged)
 

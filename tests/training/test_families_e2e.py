@@ -128,3 +128,19 @@ def test_lora_merge_and_exports(family, request, tmp_path, photos):
     single = tmp_path / "merged.safetensors"
     invoke("export", "-w", str(ws), "--format", "single-file", "--out", str(single))
     _same_weights(merged, type(merged).from_single_file(str(single), config=str(base), local_files_only=True))
+
+
+def test_sdxl_trains_on_buckets_through_the_cli(tmp_path, tiny_sdxl_base, photos):
+    """Wide and tall photos in SDXL's buckets, masks and square class images, through `dbooth train`."""
+    from PIL import Image
+
+    for photo, size in zip(sorted(photos.iterdir()), [(160, 96), (96, 160), (96, 96)]):
+        Image.open(photo).resize(size).save(photo)
+    Image.new("L", (160, 96), 255).save(sorted(photos.iterdir())[0].with_name("00.mask.png"))
+    ws = _workspace(tmp_path, tiny_sdxl_base, photos)
+    invoke("train", "-w", str(ws), "--lora", "--buckets", "--steps", "3")
+    _, info = _run(ws)
+    assert info["status"] == "complete"
+    assert info["options"]["buckets"] is True and info["options"]["masked_loss"] is True
+    status = invoke("status", "-w", str(ws)).output
+    assert "lora, masked loss, aspect buckets" in status and "photos 3;" in status
