@@ -159,7 +159,7 @@ def sample(
 
 def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = False, prompts: str | None = None,
              images_per_prompt: int | None = None, reporter: Reporter | None = None):
-    """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; writes RUN/eval.json."""
+    """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; RUN/eval.json, report.html."""
     manifest = apply_overrides(ws.manifest(), {"eval.prompts": prompts, "eval.images_per_prompt": images_per_prompt})
     run = find_run(ws, run_id)
     from dbooth.eval.evaluate import evaluate_run  # torch and transformers: after the checks

@@ -253,7 +253,7 @@ def evaluate(
     console.print(table)
     if "best" in data:
         console.print(f"[green]best checkpoint:[/] {best or 'none passes the rule'} ({data['best']['rule']})")
-    console.print(f"[green]wrote[/] {result.path}")
+    console.print(f"[green]wrote[/] {result.path}" + (f" and {result.report}" if result.report else ""))
 
 
 def _figure(value: float | None) -> str:

@@ -2,5 +2,6 @@
 
 ``metrics`` holds the maths (pure functions on embeddings), ``encoders`` loads DINO and CLIP,
 ``prompts`` the DreamBench prompt lists, ``checkpoints`` rebuilds a pipeline at a saved step,
-``pick`` chooses the best checkpoint and ``evaluate`` ties them together for ``dbooth eval``.
+``pick`` chooses the best checkpoint, ``report`` builds report.html's section and ``evaluate``
+ties them together for ``dbooth eval``.
 """

@@ -1,7 +1,8 @@
 """``dbooth eval``: sample the base model and a run (or each of its checkpoints) at fixed seeds and score them.
 
 Every model sees the same prompts and seeds, so the differences between columns are the training's.
-The scores go to ``RUN/eval.json`` (written atomically); with ``checkpoints`` the rule in
+The scores go to ``RUN/eval.json`` and an "Evaluation" section of ``RUN/report.html`` (both written
+atomically; the samples it shows are the ones scored, kept as grids in ``RUN/eval/``); with ``checkpoints`` the rule in
 ``dbooth.eval.pick`` chooses one, and its name goes into ``run.json`` as ``best_checkpoint``.
 """
 
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbooth.eval import metrics
+from dbooth.eval import metrics, report
 from dbooth.eval.pick import pick_best
 from dbooth.eval.prompts import eval_prompts
 from dbooth.fsutil import atomic_write_text
@@ -35,6 +36,7 @@ BATCH = 4
 class EvalResult:
     path: Path
     data: dict
+    report: Path | None = None
 
 
 def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False, prompts: str | None = None,
@@ -64,13 +66,14 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
     if checkpoints:
         models += [(c.name, c) for c in run.checkpoints()]
     models.append((FINAL, None))
-    scores, oracle_scores = {}, {}
+    scores, oracle_scores, grids = {}, {}, {}
     for name, checkpoint in models:
         reporter.info(f"sampling {name}" + ("" if name == "base" else f" of run {run.id}"))
         pipe = _load(manifest, run, name, checkpoint)
         images = {p: _sample(pipe, p, e.images_per_prompt, e.seed, manifest) for p in subject_prompts}
         class_images = _sample(pipe, class_text, e.class_images, e.seed, manifest)
         del pipe
+        grids[name] = report.save_grids(run.dir, name, images, class_images)
         scores[name] = judge.score(images, class_images)
         if oracle is not None:
             oracle_scores[name] = oracle.score(images, class_images)
@@ -103,7 +106,7 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
         run.write_info(info)
     path = run.dir / EVAL_FILE
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-    return EvalResult(path, data)
+    return EvalResult(path, data, report.write_report(run.dir, data, grids))
 
 
 def _load(manifest, run: Run, name: str, checkpoint: Path | None):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,10 @@ def judges(tmp_path_factory):
     return str(save_tiny_dino(root / "dino")), str(save_tiny_clip(root / "clip"))
 
 
+def m_res(ws) -> int:
+    return ws.manifest().train.resolution
+
+
 def _env() -> dict:
     paths = [str(Path(dbooth.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     return dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="200", NO_COLOR="1", OMP_NUM_THREADS="1",
@@ -39,6 +44,7 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
         "eval.dino": dino_dir, "eval.clip": clip_dir, "eval.num_prompts": 2, "eval.images_per_prompt": 2,
         "eval.class_images": 2, "eval.prompt_fidelity_margin": 1.0})
     run = api.train(ws).run
+    (run.dir / "report.html").write_text("<html><body><h1>training</h1></body></html>")
     out = subprocess.run([sys.executable, "-m", "dbooth", "eval", "-w", str(ws.root), "--checkpoints"],
                          env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -56,11 +62,24 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
     assert run.info()["best_checkpoint"] == data["best"]["checkpoint"]
     assert "best" in out.stdout + out.stderr and "dino" in out.stdout + out.stderr
 
+    # report.html: the page it found keeps its content and gains the section, the curve and the scored samples
+    page = (run.dir / "report.html").read_text()
+    assert page.startswith("<html><body><h1>training</h1>") and page.count('id="evaluation"') == 1
+    assert len(re.findall(r"<circle ", page)) == len(data["metrics"])
+    shown = ["base"] + ([data["best"]["checkpoint"]] if data["best"]["checkpoint"] != "final" else []) + ["final"]
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == len(shown) * (len(data["prompt_list"]) + 1)
+    assert all((run.dir / s).is_file() for s in srcs)
+    assert sorted(p.name for p in (run.dir / "eval").iterdir()) == sorted(Path(s).name for s in srcs)
+    assert Image.open(run.dir / srcs[0]).size == (2 * m_res(ws), m_res(ws))  # one row of the 2 samples scored
+
     # the base model's DINO, computed directly from the same seeds, is what eval.json says
     m = ws.manifest()
     pipe = load_for_sampling(m.base_model, None)
     set_scheduler(pipe, m.sample.scheduler)
     images = [im for p in data["prompt_list"] for im in _sample(pipe, p, 2, m.eval.seed, m)]
+    kept = Image.open(run.dir / "eval" / "grid-01-base.png")
+    assert list(kept.crop((0, 0, *images[0].size)).getdata()) == list(images[0].getdata())
     dino = load_dino(dino_dir)
     photos = [Image.open(p).convert("RGB") for p in sorted(ws.instance_dir.iterdir())]
     direct = metrics.dino_score(dino.embed(images), dino.embed(photos))
@@ -84,6 +103,8 @@ def test_eval_with_validation_prompts_and_no_checkpoints_keeps_run_json(make_wor
     assert run.info() == before
     assert result.data["metrics"]["base"]["div_dino"] is None  # one image per prompt has no pairs
     json.loads((run.dir / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in eval.json"))
+    page = result.report.read_text()
+    assert "<svg" not in page and len(re.findall(r'<img src="', page)) == 2 * 2  # base and final: prompt + class
 
 
 def test_eval_without_the_encoders_says_what_to_download(make_workspace, monkeypatch, tmp_path):
