@@ -18,7 +18,9 @@ def training_noise(latents: torch.Tensor, offset: float) -> torch.Tensor:
     last timestep almost never does; without it a model cannot learn very dark or very bright images
     (Guttenberg 2023, "Diffusion with offset noise").
     """
-    noise = torch.randn_like(latents)
+    # torch.randn, not randn_like: randn_like follows the latents' memory layout, and a strided fill draws
+    # the random stream in another order, so the same seed would give other noise after a layout change
+    noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype)
     if offset:
         noise = noise + offset * torch.randn(latents.shape[:2] + (1,) * (latents.dim() - 2),
                                              device=latents.device, dtype=latents.dtype)
@@ -33,7 +35,7 @@ def perturbed(noise: torch.Tensor, strength: float) -> torch.Tensor:
     """
     if not strength:
         return noise
-    return noise + strength * torch.randn_like(noise)
+    return noise + strength * torch.randn(noise.shape, device=noise.device, dtype=noise.dtype)
 
 
 def timestep_bounds(num_train_timesteps: int, min_timestep: int, max_timestep: int | None) -> tuple[int, int]:
