@@ -74,11 +74,77 @@ def init(
 
 def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None,
           wait: float | None = None):
-    from dbooth.prior import generate_class_images
+    """Generate the missing class images of every subject's class; returns the top-level subject's class plan."""
+    from dbooth.prior import generate_class_images, plan
+    from dbooth.subjects import classes
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
+    kinds = classes(ws, manifest)
     with _writer(ws, "prior", reporter, wait):
-        return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
+        if len(kinds) == 1:
+            return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
+        pipe = None
+        if any(plan(k.class_dir, k.manifest).missing or replace for k in kinds):
+            from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
+
+            pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
+            pipe.to(inference_device())
+        plans = []
+        for kind in kinds:
+            if reporter is not None:
+                reporter.info(f"class {kind.class_noun!r} in {kind.class_dir}")
+            plans.append(generate_class_images(kind.class_dir, kind.manifest, pipe=pipe, replace_stale=replace,
+                                               reporter=reporter))
+        return plans[0]
+
+
+def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier: str | None,
+                images: Path | None = None, example: str | None = None) -> Workspace:
+    """Add a further subject to a workspace: its photos go to ``instance/NAME/``, its entry to ``subjects:``."""
+    import shutil
+
+    from dbooth.config import manifest_to_dict, write_manifest
+    from dbooth.images import mask_file, scan_folder
+    from dbooth.prompts import caption_file
+
+    if (images is None) == (example is None):
+        raise DboothError("init --add-subject: pass its photos with --images DIR or --example NAME (one of them)")
+    if example is not None and class_noun is None:
+        from dbooth.builtin.subjects import get_example
+
+        class_noun = get_example(example).class_noun
+    if class_noun is None:
+        raise DboothError("init --add-subject: the class noun is missing; pass --class NOUN (e.g. --class dog)")
+    if identifier is None:
+        raise DboothError("init --add-subject: pass --identifier TOKEN, a rare token other subjects do not use "
+                          "(e.g. zwx)")
+    manifest = ws.manifest()
+    entry = {"name": name, "identifier": identifier, "class_noun": class_noun}
+    listed = manifest_to_dict(manifest)["subjects"] + [entry]
+    updated = apply_overrides(manifest, {"subjects": listed})  # checks the name, identifier and class prompt
+    folder = ws.instance_dir / name
+    if folder.exists():
+        raise DboothError(f"init --add-subject: {folder} already exists; choose another subject name")
+    if images is not None:
+        found = scan_folder(Path(images).expanduser(), what="instance images", min_side=0)
+    tmp = folder.with_name(f".{name}.adding")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        if example is not None:
+            from dbooth.builtin.subjects import write_example_images
+
+            write_example_images(example, tmp)
+        else:
+            for p in found.paths:
+                for item in (p, caption_file(p), mask_file(p)):
+                    if item.is_file():
+                        shutil.copy2(item, tmp / item.name)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_manifest(ws.manifest_path, updated)
+    return ws
 
 
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None,
@@ -212,4 +278,4 @@ def run_family(ws: Workspace, run_id: str | None = None):
     return get_family(find_run_at(ws, run_id)[0].info().get("family") or "sd1")
 
 
-__all__ = ["init", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]
+__all__ = ["init", "add_subject", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]

@@ -78,6 +78,12 @@ def _choices(*values: str):
     return complete
 
 
+def _photo_paths(folder: Path) -> list[Path]:
+    from dbooth.images import scan_folder
+
+    return scan_folder(folder, what="instance images", min_side=0, allow_empty=True).paths
+
+
 def _ws(path: Path):
     from dbooth.workspace import open_workspace
 
@@ -86,7 +92,7 @@ def _ws(path: Path):
 
 @app.command()
 def init(
-    name: Path = typer.Argument(..., help="Folder to create for this subject."),
+    name: Path = typer.Argument(..., help="Folder to create for this subject (with --add-subject: the workspace)."),
     class_noun: Optional[str] = typer.Option(None, "--class", "-c", help="Class noun, e.g. dog."),
     identifier: Optional[str] = typer.Option(None, "--identifier", help="Rare token bound to the subject (default sks)."),
     base: Optional[str] = typer.Option(None, "--base", help="Hub id, diffusers folder, .safetensors file, or builtin:shapes."),
@@ -94,10 +100,23 @@ def init(
     example: Optional[str] = typer.Option(None, "--example", help="Start from a built-in example subject."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle",
                                       help="Accept a pickle-based (.ckpt/.bin/.pt) base model: loading one can run code."),
+    add_subject: Optional[str] = typer.Option(
+        None, "--add-subject", help="Add a further subject NAME to the existing workspace (photos go to instance/NAME/)."),
 ) -> None:
-    """Create a workspace folder with dbooth.yaml, instance/, class/ and runs/."""
+    """Create a workspace folder with dbooth.yaml, instance/, class/ and runs/ (or add a subject to one)."""
     from dbooth import api
 
+    if add_subject is not None:
+        if base is not None or allow_pickle:
+            raise DboothError("init --add-subject: the workspace's base model stays; drop --base/--allow-pickle")
+        ws = api.add_subject(_ws(name), add_subject, class_noun, identifier=identifier, images=images,
+                             example=example)
+        s = ws.manifest().subjects[-1]
+        n = len(_photo_paths(ws.instance_dir / s.name))
+        console.print(f"[green]added[/] subject {s.name} to {ws.root}/ (class [bold]{s.class_noun}[/], identifier "
+                      f"[bold]{s.identifier}[/], {n} instance images in instance/{s.name}/)")
+        console.print(f"next: `dbooth prior -w {ws.root}` for its class images, then `dbooth train -w {ws.root}`")
+        return
     ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example,
                   allow_pickle=allow_pickle)
     m = ws.manifest()
@@ -391,6 +410,9 @@ def _print_status(st) -> None:
                       "is using this workspace")
     prior = "" if st.prior_enabled else " (prior preservation off)"
     console.print(f"photos {st.photos}; class images {st.class_images} of {st.class_images_wanted}{prior}{match}")
+    for sub in st.subjects:
+        console.print(f"subject {sub['name']}: [bold]{sub['identifier']} {sub['class_noun']}[/], photos {sub['photos']}; "
+                      f"class images {sub['class_images']} in {sub['class_dir']}")
     if not st.runs:
         console.print("no runs yet; `dbooth train` starts one")
         return

@@ -33,6 +33,7 @@ from dbooth.schema import (
     Manifest,
     PriorConfig,
     SampleConfig,
+    SubjectConfig,
     TrainConfig,
     _Rule,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Manifest",
     "PriorConfig",
     "SampleConfig",
+    "SubjectConfig",
     "TrainConfig",
     "apply_overrides",
     "closest_key",
@@ -273,9 +275,50 @@ def _build(cls: type, data: Any, path: tuple, ctx: _Context) -> Any:
             continue
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, data[name], path + (name,), ctx)
+        elif (item := _dataclass_items(tp)) is not None:
+            kwargs[name] = _build_list(item, data[name], path + (name,), ctx)
         else:
             kwargs[name] = _check_value(data[name], tp, _rule(f), path + (name,), ctx)
     return cls(**kwargs)
+
+
+def _dataclass_items(tp: Any) -> type | None:
+    """The item class of a ``list[SomeDataclass]`` annotation; None for anything else."""
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        if dataclasses.is_dataclass(item):
+            return item
+    return None
+
+
+def _build_list(item: type, data: Any, path: tuple, ctx: _Context) -> list:
+    if data is None:
+        return []
+    if not isinstance(data, (list, tuple)):
+        ctx.fail(path, f"expected a list of {path[-1]} (each a mapping), got {_show(data)}")
+    return [_build(item, entry, path + (i,), ctx) if isinstance(entry, dict)
+            else ctx.fail(path + (i,), f"expected a mapping of {path[-1]} settings, got {_show(entry)}")
+            for i, entry in enumerate(data)]
+
+
+def _check_subjects(m: Manifest, ctx: _Context) -> None:
+    """Several subjects in one model: every identifier and folder name once, one class prompt per class."""
+    identifiers = {m.identifier: ("identifier",)}
+    names: set[str] = set()
+    class_prompts = {m.class_noun: m.class_prompt}
+    for i, s in enumerate(m.subjects):
+        path = ("subjects", i)
+        if s.identifier in identifiers:
+            ctx.fail(path + ("identifier",), f"{s.identifier!r} is already {_dotted(identifiers[s.identifier])}; "
+                     "each subject needs its own identifier (e.g. zwx, qlt)")
+        identifiers[s.identifier] = path + ("identifier",)
+        if s.name in names:
+            ctx.fail(path + ("name",), f"{s.name!r} names another subject already; each needs its own folder")
+        names.add(s.name)
+        prompt = s.class_prompt if s.class_prompt is not None else m.class_prompt
+        if class_prompts.setdefault(s.class_noun, prompt) != prompt:
+            ctx.fail(path + ("class_prompt",), f"subjects of class {s.class_noun!r} share class/ images, so they "
+                     f"need the same class prompt (another has {class_prompts[s.class_noun]!r})")
 
 
 def _migrate(data: dict, ctx: _Context) -> dict:
@@ -302,7 +345,9 @@ def _migrate(data: dict, ctx: _Context) -> dict:
 def _from_raw(data: Any, ctx: _Context) -> Manifest:
     if not isinstance(data, dict):
         _build(Manifest, data, (), ctx)  # raises the top-level mapping error
-    return _build(Manifest, _migrate(data, ctx), (), ctx)
+    m = _build(Manifest, _migrate(data, ctx), (), ctx)
+    _check_subjects(m, ctx)
+    return m
 
 
 # --- public API -----------------------------------------------------------------------------------

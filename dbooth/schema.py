@@ -236,6 +236,18 @@ class EvalConfig:
 
 
 @dataclass(kw_only=True)
+class SubjectConfig:
+    """A further subject trained into the same model: photos in ``instance/NAME/``, class images in
+    ``class/CLASS/`` (the top-level subject's ``class/`` when it shares that subject's class)."""
+
+    name: str = field(metadata={"rule": _Rule(nonempty=True, check=_identifier)})  # folder under instance/
+    identifier: str = field(metadata={"rule": _Rule(nonempty=True, check=_identifier)})  # its own rare token
+    class_noun: str = field(metadata={"rule": _Rule(nonempty=True)})  # what it is
+    instance_prompt: str | None = _field(None, check=_instance_prompt)  # None = the top-level instance_prompt
+    class_prompt: str | None = _field(None, check=_class_prompt)  # None = the top-level class_prompt
+
+
+@dataclass(kw_only=True)
 class Manifest:
     """Everything a workspace's runs need; ``dbooth.yaml`` on disk."""
 
@@ -249,6 +261,7 @@ class Manifest:
     instance_prompt: str = _field("a photo of {identifier} {class}", check=_instance_prompt)  # caption
     instance_captions: str = _field("prompt", choices=CAPTION_SOURCES)  # prompt: one for all; files: NAME.txt each
     class_prompt: str = _field("a photo of {class}", check=_class_prompt)  # prompt for class images
+    subjects: list[SubjectConfig] = _field([])  # further subjects in the same model; [] = only the one above
     prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)

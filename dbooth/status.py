@@ -16,6 +16,7 @@ from dbooth.images import IMAGE_SUFFIXES, is_mask
 from dbooth.lock import held_by
 from dbooth.pngmeta import read_record
 from dbooth.run_options import describe_options
+from dbooth.subjects import subjects
 from dbooth.workspace import Run, Workspace, list_runs
 
 # run.json "status" -> what status reports, before checking whether a "running" process still lives
@@ -54,6 +55,7 @@ class WorkspaceStatus:
     prior_enabled: bool
     runs: list[RunStatus]
     busy: dict | None = None  # who holds the workspace lock now (pid, host, verb, since), if anyone
+    subjects: list[dict] = field(default_factory=list)  # further subjects: name, identifier, class, photos, class images
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +86,12 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
         prior_enabled=manifest.prior.enabled,
         runs=[run_status(r) for r in list_runs(ws)],
         busy=held_by(ws.root),
+        subjects=[
+            {"name": s.name, "identifier": s.identifier, "class_noun": s.class_noun,
+             "photos": len(_images(s.instance_dir)), "class_images": len(_images(s.class_dir)),
+             "class_dir": str(s.class_dir.relative_to(ws.root))}
+            for s in subjects(ws, manifest)[1:]
+        ],
     )
 
 

@@ -67,7 +67,8 @@ def create_workspace(path: str | Path, manifest, images: Path | None = None) -> 
 
     root = Path(path).expanduser()
     if root.exists():
-        raise DboothError(f"workspace {path}: already exists; choose another name or remove it first")
+        raise DboothError(f"workspace {path}: already exists; choose another name or remove it first "
+                           "(`dbooth init WS --add-subject NAME` adds a subject to it)")
     if images is not None:
         from dbooth.images import mask_file, scan_folder
 
@@ -161,6 +162,8 @@ def clear_leftovers(ws: Workspace) -> int:
     Only the class images and unfinished runs are touched (exports of finished runs may be under way).
     """
     count = len(remove_temporaries(ws.class_dir))
+    if ws.class_dir.is_dir():  # further subjects' classes: class/NOUN/
+        count += sum(len(remove_temporaries(p)) for p in ws.class_dir.iterdir() if p.is_dir())
     for run in list_runs(ws):
         if not run.complete:
             count += len(remove_temporaries(run.dir)) + len(remove_temporaries(run.checkpoints_dir))

@@ -6,15 +6,16 @@ without the identifier is reported in well under a second, before a run folder e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbooth.config import Manifest, apply_overrides, load_manifest
 from dbooth.errors import DboothError
 from dbooth.images import load_mask, load_rgb, mask_file, scan_folder
 from dbooth.paths import require_inside
-from dbooth.prompts import caption_file, instance_captions
+from dbooth.prompts import caption_file, class_prompt, instance_captions
 from dbooth.reporting import Reporter
+from dbooth.subjects import Subject, classes, subjects
 from dbooth.workspace import Run, Workspace, list_runs
 
 
@@ -26,6 +27,10 @@ class TrainingInputs:
     captions: list[str]  # one per instance photo
     class_paths: list[Path]
     masks: list[Path | None] | None = None  # one per instance photo with masked loss; None = no masks in use
+    # several subjects: the class prompt of each class, the class of each photo and of each class image
+    class_prompts: list[str] = field(default_factory=list)
+    photo_class: list[int] = field(default_factory=list)
+    image_class: list[int] = field(default_factory=list)
 
 
 def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter) -> TrainingInputs:
@@ -37,13 +42,26 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
     cfg = manifest.train
     if cfg.max_timestep is not None and cfg.min_timestep >= cfg.max_timestep:
         raise DboothError(f"train.min_timestep ({cfg.min_timestep}) must be below train.max_timestep ({cfg.max_timestep})")
-    instance_paths, class_paths = training_images(ws, manifest, reporter)
+    everyone = subjects(ws, manifest)
+    kinds = classes(ws, manifest)
+    instance_paths, captions, photo_class = [], [], []
+    for subject in everyone:
+        photos = subject_photos(subject, reporter)
+        if manifest.instance_captions == "files":
+            require_inside([caption_file(p) for p in photos], ws.root, "caption files")
+        instance_paths += photos
+        captions += instance_captions(subject.manifest, photos)
+        photo_class += [[k.class_dir for k in kinds].index(subject.class_dir)] * len(photos)
+    class_paths, image_class = [], []
+    if manifest.prior.enabled:
+        for k, kind in enumerate(kinds):
+            found = class_images(kind, reporter)
+            class_paths += found
+            image_class += [k] * len(found)
     require_inside(instance_paths + class_paths, ws.root, "images")
-    if manifest.instance_captions == "files":
-        require_inside([caption_file(p) for p in instance_paths], ws.root, "caption files")
-    captions = instance_captions(manifest, instance_paths)
     masks = instance_masks(instance_paths, ws.root, reporter) if cfg.masked_loss else None
-    return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths, masks)
+    return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths, masks,
+                          [class_prompt(k.manifest) for k in kinds], photo_class, image_class)
 
 
 def instance_masks(photos: list[Path], root: Path, reporter: Reporter) -> list[Path | None] | None:
@@ -80,24 +98,29 @@ def resumable_run(ws: Workspace) -> Run:
     return runs[-1]
 
 
-def training_images(ws: Workspace, manifest: Manifest, reporter: Reporter) -> tuple[list[Path], list[Path]]:
+def subject_photos(subject: Subject, reporter: Reporter) -> list[Path]:
     # a photo smaller than the training resolution is upscaled and teaches a blurry subject
-    size = manifest.train.resolution
-    instance = scan_folder(ws.instance_dir, what="instance images", min_side=size)
+    size = subject.manifest.train.resolution
+    what = "instance images" if subject.name is None else f"instance images of subject {subject.name}"
+    instance = scan_folder(subject.instance_dir, what=what, min_side=size)
     for p in instance.small:
         reporter.warn(f"{p.name} is smaller than the {size} px training resolution; it will be upscaled and look soft")
-    class_paths: list[Path] = []
-    if manifest.prior.enabled:
-        found = scan_folder(ws.class_dir, what="class images", min_side=0, allow_empty=True).paths
-        if not found:
-            raise DboothError(
-                f"prior preservation is on but {ws.class_dir} has no class images; "
-                "run `dbooth prior` first or set prior.enabled: false"
-            )
-        class_paths = found[: manifest.prior.num_class_images]
-        if len(class_paths) < manifest.prior.num_class_images:
-            reporter.warn(
-                f"{len(class_paths)} of {manifest.prior.num_class_images} class images present; "
-                "`dbooth prior` generates the rest"
-            )
-    return instance.paths, class_paths
+    return instance.paths
+
+
+def class_images(subject: Subject, reporter: Reporter) -> list[Path]:
+    """The class images of ``subject``'s class, at most ``prior.num_class_images``."""
+    prior = subject.manifest.prior
+    found = scan_folder(subject.class_dir, what="class images", min_side=0, allow_empty=True).paths
+    if not found:
+        raise DboothError(
+            f"prior preservation is on but {subject.class_dir} has no class images; "
+            "run `dbooth prior` first or set prior.enabled: false"
+        )
+    class_paths = found[: prior.num_class_images]
+    if len(class_paths) < prior.num_class_images:
+        reporter.warn(
+            f"{len(class_paths)} of {prior.num_class_images} class images present in {subject.class_dir}; "
+            "`dbooth prior` generates the rest"
+        )
+    return class_paths

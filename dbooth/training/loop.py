@@ -31,6 +31,7 @@ from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.run_options import run_options
+from dbooth.subjects import subjects
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
@@ -47,7 +48,7 @@ from dbooth.training.state import (
     save_checkpoint,
 )
 from dbooth.training.tracking import start_tracking, tracker_settings
-from dbooth.training.step import draw_batch, dreambooth_step_loss
+from dbooth.training.step import ClassPick, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -72,7 +73,7 @@ class Session:
     instance: LatentBank
     classes: LatentBank | None
     prompts: PromptBank
-    class_caption: int  # the class prompt's index in prompts
+    class_caption: int | ClassPick  # the class prompt's index in prompts; with several classes, which goes where
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
     ema: EmaWeights | None = None
@@ -110,8 +111,15 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
     }
+    if manifest.subjects:
+        info["subjects"] = [
+            {"name": s.name, "identifier": s.identifier, "class_noun": s.class_noun,
+             "instance_prompt": instance_prompt(s.manifest),
+             "class_prompt": class_prompt(s.manifest) if manifest.prior.enabled else None}
+            for s in subjects(ws, manifest)
+        ]
     if manifest.instance_captions == "files":
-        info["instance_captions"] = {p.name: c for p, c in zip(inputs.instance_paths, inputs.captions)}
+        info["instance_captions"] = {_photo_key(ws, p): c for p, c in zip(inputs.instance_paths, inputs.captions)}
     atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
@@ -122,6 +130,14 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         info.update(status="failed", error=_one_line(exc))
         run.write_info(info)
         raise
+
+
+def _photo_key(ws: Workspace, photo) -> str:
+    """A photo's name, or ``NAME/photo.png`` for a further subject's (two subjects' photos may share a name)."""
+    try:
+        return photo.relative_to(ws.instance_dir).as_posix()
+    except ValueError:
+        return photo.name
 
 
 def _one_line(exc: BaseException) -> str:
@@ -166,8 +182,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     ema = EmaWeights(models.trained, cfg.ema) if cfg.ema.enabled else None
     register_trainable_hooks(accelerator, models.trained, ema)
 
-    # one caption per instance photo (all the same unless instance_captions: files), then the class prompt
-    captions = list(inputs.captions) + ([class_prompt(manifest)] if classes else [])
+    # one caption per instance photo (all the same unless instance_captions: files), then the class prompt(s)
+    class_prompts = (inputs.class_prompts or [class_prompt(manifest)]) if classes else []
+    captions = list(inputs.captions) + class_prompts
     prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
                          dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
 
@@ -176,7 +193,10 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         load_checkpoint(accelerator, checkpoints[-1])
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
-    session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, len(inputs.captions),
+    class_caption: int | ClassPick = len(inputs.captions)
+    if len(class_prompts) > 1:
+        class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))
+    session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
                       optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models))
     start_tracking(accelerator)
     started = time.time()

@@ -32,6 +32,27 @@ class Batch:
     classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
 
 
+@dataclass
+class ClassPick:
+    """Several classes (subjects of different kinds): each photo's class rows come from its own class."""
+
+    groups: list[list[int]]  # class-image indices of each class
+    captions: list[int]  # PromptBank index of each class's prompt
+    photo_class: list[int]  # class of each instance photo
+
+    @classmethod
+    def of(cls, image_class: list[int], photo_class: list[int], first_caption: int) -> ClassPick:
+        count = max(image_class) + 1
+        groups = [[i for i, k in enumerate(image_class) if k == c] for c in range(count)]
+        return cls(groups, [first_caption + c for c in range(count)], list(photo_class))
+
+    def draw(self, photos: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """One class image per drawn photo, from that photo's class, and the class prompt of each row."""
+        kinds = [self.photo_class[int(i)] for i in photos]
+        rows = [self.groups[k][int(torch.randint(0, len(self.groups[k]), ()).item())] for k in kinds]
+        return torch.tensor(rows), [self.captions[k] for k in kinds]
+
+
 def draw_indices(groups: list[list[int]], batch_size: int) -> torch.Tensor:
     """``batch_size`` image indices from one bucket. A bucket is chosen as often as it has images (by
     drawing one image), then the batch is drawn within it; with one bucket this is a plain uniform draw."""
@@ -43,23 +64,27 @@ def draw_indices(groups: list[list[int]], batch_size: int) -> torch.Tensor:
     return torch.tensor(members)[torch.randint(0, len(members), (batch_size,))]
 
 
-def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int,
+def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int | ClassPick,
                device: torch.device) -> Batch:
-    """``batch_size`` subject images and, with prior preservation, as many class images."""
+    """``batch_size`` subject images and, with prior preservation, as many class images: of the one class
+    (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's class."""
     ii = draw_indices(instance.groups(), batch_size)
     latents, geometry, mask = instance.sample(ii)
     parts, geometries, captions = [latents], [geometry], ii.tolist()
     masks = [mask]
     if classes is not None:
-        ci = torch.randint(0, len(classes), (batch_size,))
+        if isinstance(class_caption, ClassPick):
+            ci, class_captions = class_caption.draw(ii)
+        else:
+            ci, class_captions = torch.randint(0, len(classes), (batch_size,)), [class_caption] * batch_size
         latents, geometry, _ = classes.sample(ci)
         if latents.shape[-2:] != parts[0].shape[-2:]:  # class images stay square; the photos' bucket is not
             mask = None if mask is None else mask.to(device, torch.float32)
-            rows = Batch(latents.to(device, torch.float32), geometry, [class_caption] * batch_size, 0)
+            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0)
             return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows)
         parts.append(latents)
         geometries.append(geometry)
-        captions += [class_caption] * batch_size
+        captions += class_captions
         if mask is not None:
             masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
     mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
