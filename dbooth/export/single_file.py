@@ -25,6 +25,7 @@ from dbooth.export.clip_layout import clip_to_openclip, hf_clip_state_dict
 from dbooth.export.dtypes import cast_floats
 from dbooth.export.ldm_layout import unet_to_original, vae_to_original
 from dbooth.export.modelspec import check_prediction_type, modelspec_metadata, prediction_markers
+from dbooth.families import family_of, resolution_from_configs
 from dbooth.fsutil import atomic_path
 
 LAYOUTS = ("sd1", "sd2", "sdxl")
@@ -37,12 +38,8 @@ SDXL_TEXT_2_PREFIX = "conditioner.embedders.1.model."
 
 
 def pipeline_layout(pipe: DiffusionPipeline) -> str:
-    """sdxl with a second text encoder; sd2 when the encoder is OpenCLIP-like (GELU, as OpenCLIP; OpenAI's
-    CLIP uses quick_gelu) or 1024 wide (ViT-H); sd1 otherwise."""
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        return "sdxl"
-    config = pipe.text_encoder.config
-    return "sd2" if config.hidden_act == "gelu" or config.hidden_size == 1024 else "sd1"
+    """The single-file layout of the pipeline's model family (see ``dbooth.families.family_of``)."""
+    return family_of(pipe).single_file_layout
 
 
 def detect_single_file_layout(keys: Iterable[str]) -> str:
@@ -108,7 +105,7 @@ def save_single_file(
     layout = _check_layout(pipe, layout)
     prediction_type = prediction_type or _prediction_type(pipe)
     state_dict = cast_floats(pipeline_to_original_state_dict(pipe, layout, prediction_type=prediction_type), dtype)
-    resolution = pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    resolution = resolution_from_configs(pipe.unet.config, pipe.vae.config)
     spec = modelspec_metadata(layout, prediction_type, title=path.stem, resolution=resolution)
     with atomic_path(path) as tmp:
         save_file(state_dict, str(tmp), metadata={"format": "pt", **spec, **(metadata or {})})

@@ -14,6 +14,7 @@ from dbooth.errors import DboothError
 from dbooth.families.base import Conditioning, Family
 from dbooth.families.sd import SD1, SD2
 from dbooth.families.sdxl import SDXL
+from dbooth.models.source import hub_unreachable
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL)}
 
@@ -31,8 +32,7 @@ def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> 
     if cls == SDXL.pipeline_class_name:
         return SDXL
     if cls == SD1.pipeline_class_name:
-        # SD 2.x's OpenCLIP ViT-H uses plain gelu; SD 1.x's CLIP ViT-L uses quick_gelu
-        return SD2 if (text_encoder_config or {}).get("hidden_act") == "gelu" else SD1
+        return _sd_family(text_encoder_config or {})
     raise DboothError(
         f"model is a {cls or 'pipeline of unknown class'}; dbooth trains text-to-image StableDiffusionPipeline "
         "(SD 1.x, 2.x) and StableDiffusionXLPipeline models (not refiners, img2img or upscalers)"
@@ -76,7 +76,12 @@ def native_resolution(source) -> int | None:
     unet, vae = (_config(source, f"{part}/config.json") for part in ("unet", "vae"))
     if unet is None or vae is None:
         return None
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    return resolution_from_configs(unet, vae)
+
+
+def resolution_from_configs(unet_config, vae_config) -> int:
+    """Image side = the UNet's latent sample size x the VAE's downscaling (2 per block after the first)."""
+    return int(unet_config["sample_size"]) * 2 ** (len(vae_config["block_out_channels"]) - 1)
 
 
 def _config(source, name: str) -> dict | None:
@@ -94,9 +99,16 @@ def _config(source, name: str) -> dict | None:
 
 
 def family_of(pipe) -> Family:
-    """The family of a loaded pipeline."""
-    te = getattr(pipe, "text_encoder", None)
-    return family_from_configs({"_class_name": type(pipe).__name__}, te.config.to_dict() if te is not None else None)
+    """The family of a loaded pipeline (or any object with its parts), read from the parts themselves."""
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return SDXL
+    return _sd_family(dict(pipe.text_encoder.config.to_dict()))
+
+
+def _sd_family(text_encoder_config: dict) -> Family:
+    # SD 2.x's OpenCLIP ViT-H uses plain gelu and is 1024 wide; SD 1.x's CLIP ViT-L uses quick_gelu, 768 wide
+    te = text_encoder_config
+    return SD2 if te.get("hidden_act") == "gelu" or te.get("hidden_size") == 1024 else SD1
 
 
 def _checkpoint_keys(path: Path) -> list[str]:
@@ -134,11 +146,7 @@ def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | N
             continue
     if not required:
         return None
-    raise DboothError(
-        f"base model {repo_id} cannot be reached: it is not in the local Hugging Face cache "
-        "and the hub is unreachable (offline?); download it once while online "
-        f"(huggingface-cli download {repo_id}) or pass a local folder / .safetensors file with --base"
-    )
+    raise hub_unreachable(repo_id)
 
 
 __all__ = ["FAMILIES", "Conditioning", "Family", "SD1", "SD2", "SDXL", "detect_family", "family_of", "get_family"]

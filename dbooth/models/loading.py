@@ -14,7 +14,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from dbooth.errors import DboothError
-from dbooth.models.source import resolve_model
+from dbooth.models.source import hub_unreachable, resolve_model
 
 
 def _honour_progress_env() -> None:
@@ -76,11 +76,7 @@ def _load_from_hub(family, source, dtype, allow_pickle):
     try:
         return family.load(source, dtype=dtype, local_files_only=False, allow_pickle=allow_pickle)
     except OSError as exc:
-        raise DboothError(
-            f"base model {source.location} cannot be reached: it is not in the local Hugging Face cache "
-            "and the hub is unreachable (offline?); download it once while online "
-            f"(huggingface-cli download {source.location}) or pass a local folder / .safetensors file with --base"
-        ) from exc
+        raise hub_unreachable(source.location) from exc
 
 
 def inference_device() -> torch.device:
@@ -103,10 +99,3 @@ def compose_pipeline(*, vae, text_encoder, tokenizer, unet, scheduler):
     from dbooth.families import SD1
 
     return SD1.compose(dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler))
-
-
-def assemble_pipeline(base, **replacements):
-    """A new pipeline of ``base``'s family sharing its parts, with ``unet=``, ``text_encoder=``... swapped in."""
-    from dbooth.families import family_of
-
-    return family_of(base).assemble(base, **replacements)

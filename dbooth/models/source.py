@@ -51,3 +51,12 @@ def resolve_model(spec: str, *, allow_pickle: bool = False) -> ModelSource:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise DboothError(f"base model {spec}: no such folder or file; check the path")
     return ModelSource("hub", spec, spec)
+
+
+def hub_unreachable(repo_id: str) -> DboothError:
+    """The one error for a hub id that is neither in the local Hugging Face cache nor downloadable."""
+    return DboothError(
+        f"base model {repo_id} cannot be reached: it is not in the local Hugging Face cache "
+        "and the hub is unreachable (offline?); download it once while online "
+        f"(huggingface-cli download {repo_id}) or pass a local folder / .safetensors file with --base"
+    )
