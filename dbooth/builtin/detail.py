@@ -9,7 +9,12 @@ exactly that part of a 256 px image (the image minus its own 4x downscale, upsca
 - about 0: none recovered (a bicubic upscale of the 64 px image scores 0.04-0.08);
 - below 0: detail invented that is not the subject's (another pattern scores -0.1 to -1.7).
 
-It needs the scene (placement and rotation) the image shows, so it judges upscales of rendered
+``detail_error`` is the same comparison in absolute terms (RMS of the band difference inside the
+object, 0 = exact): for a solid-coloured object, whose true band is near zero inside, it measures
+detail invented on it, e.g. a subject's pattern painted onto every object of its class after
+fine-tuning (language drift in stage b).
+
+Both need the scene (placement and rotation) the image shows, so they judge upscales of rendered
 64 px images, whose scene is known.
 """
 
@@ -41,10 +46,16 @@ def detail_band(image: Image.Image | np.ndarray, factor: int = 4) -> np.ndarray:
     return (x - back)[0].permute(1, 2, 0).numpy()
 
 
-def pattern_mask(scene: Scene, size: int) -> np.ndarray:
-    """Pixels inside the object's outline (coverage over one half): where its pattern is drawn."""
+def pattern_mask(scene: Scene, size: int, inset: float = 1.5 / 64) -> np.ndarray:
+    """Pixels inside the object's outline, ``inset`` (a fraction of the side: 6 px at 256) away
+    from it: where its pattern is drawn, without the object's own edge, whose sharpness is not
+    the pattern's."""
     mask, outline = object_coverage(scene, size)
-    return (mask - outline) > 0.5
+    inner = torch.from_numpy(((mask - outline) > 0.5).astype(np.float32))[None, None]
+    r = round(inset * size)
+    if r > 0:
+        inner = -F.max_pool2d(-inner, 2 * r + 1, stride=1, padding=r)  # erosion by r pixels
+    return inner[0, 0].numpy() > 0.5
 
 
 def detail_recovery(image: Image.Image | np.ndarray, scene: Scene, factor: int = 4) -> float:
@@ -58,10 +69,18 @@ def detail_recovery(image: Image.Image | np.ndarray, scene: Scene, factor: int =
     return float(1 - ((got - want) ** 2).sum() / ((want**2).sum() + 1e-12))
 
 
+def detail_error(image: Image.Image | np.ndarray, scene: Scene, factor: int = 4) -> float:
+    """RMS difference between the image's detail band and the true render's, inside the object."""
+    size = _float_image(image).shape[0]
+    mask = pattern_mask(scene, size)
+    got, want = detail_band(image, factor)[mask], detail_band(render(scene, size), factor)[mask]
+    return float(np.sqrt(((got - want) ** 2).mean()))
+
+
 def psnr(image: Image.Image | np.ndarray, reference: Image.Image | np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB for 0..1 images."""
     mse = float(((_float_image(image) - _float_image(reference)) ** 2).mean())
     return float(10 * np.log10(1 / max(mse, 1e-12)))
 
 
-__all__ = ["detail_band", "detail_recovery", "pattern_mask", "psnr"]
+__all__ = ["detail_band", "detail_error", "detail_recovery", "pattern_mask", "psnr"]

@@ -40,7 +40,7 @@ class UpscalerPretrainConfig:
     out: Path
     minutes: float = 40.0  # wall-clock budget for the whole run, data set included
     seed: int = 0
-    dataset_size: int = 1500  # scenes rendered and encoded once (~0.15 s each on one thread)
+    dataset_size: int = 500  # scenes rendered and encoded once (~0.15 s each on one free thread)
     batch_size: int = 8  # full 64x64 latents, so training sees the sizes and attention spans of use
     lr: float = 5e-4
     caption_dropout: float = 0.1  # empty captions, for classifier-free guidance
@@ -51,6 +51,7 @@ class UpscalerPretrainConfig:
     init_from: Path | None = None  # continue a saved upscaler instead of starting a new UNet
     base: str = "builtin:shapes"  # where a new upscaler takes its VAE, text encoder and tokenizer
     warmup: int | None = None  # lr warm-up steps; None: 100 for a new UNet, 10 when continuing
+    scale_samples: int = 64  # renders whose latent std sets a new upscaler's VAE scale
 
 
 def _log(msg: str, start: float) -> None:
@@ -96,7 +97,7 @@ def load_parts(cfg: UpscalerPretrainConfig, start: float):
 
     base = load_pipeline(cfg.base)
     rng = np.random.default_rng(cfg.seed + 7)
-    sample = to_tensor(np.stack([np.asarray(render(random_scene(rng), U.HIGH_RES)) for _ in range(64)]))
+    sample = to_tensor(np.stack([np.asarray(render(random_scene(rng), U.HIGH_RES)) for _ in range(cfg.scale_samples)]))
     k = 1.0 / (U.UPSCALE_SCALING_FACTOR * latent_std(base.vae, sample))
     U.fold_latent_scale(base.vae, k)
     _log(f"VAE from {cfg.base}: latents scaled by {k:.3f} for scaling_factor {U.UPSCALE_SCALING_FACTOR}", start)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget, data set included")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dataset-size", type=int, default=1500)
+    p.add_argument("--dataset-size", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--steps", type=int, default=None, help="fixed step count instead of the time budget")

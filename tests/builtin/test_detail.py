@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dbooth.builtin.detail import detail_band, detail_recovery, pattern_mask, psnr
+from dbooth.builtin.detail import detail_band, detail_error, detail_recovery, pattern_mask, psnr
 from dbooth.builtin.subjects import EXAMPLES
 from dbooth.builtin.world import Scene, object_coverage, random_scene, render, replace
 
@@ -71,3 +71,22 @@ def test_psnr_matches_a_direct_computation():
     a = np.zeros((8, 8, 3), np.float32)
     b = np.full((8, 8, 3), 0.1, np.float32)
     assert psnr(a, b) == pytest.approx(20.0, abs=1e-4)
+
+
+def test_detail_error_sees_a_pattern_painted_on_a_solid_object():
+    solid = replace(EXAMPLES["striped_heart"].scene(5), pattern="solid", colour2=None)
+    ref = render(solid, 256)
+    assert detail_error(ref, solid) == 0
+    assert detail_error(bicubic_of_64px(solid), solid) < 0.005  # a flat fill has nothing to miss
+    painted = render(replace(solid, pattern="striped", colour2="yellow"), 256)
+    assert detail_error(painted, solid) > 0.04
+
+
+def test_detail_error_is_the_rms_of_the_band_difference_in_the_mask():
+    scene = EXAMPLES["polka_circle"].scene(2)
+    soft = bicubic_of_64px(scene)
+    mask = pattern_mask(scene, 256)
+    diff = detail_band(soft)[mask] - detail_band(render(scene, 256))[mask]
+    assert detail_error(soft, scene) == pytest.approx(float(np.sqrt((diff**2).mean())), rel=1e-5)
+    ratio = 1 - (diff**2).sum() / (detail_band(render(scene, 256))[mask] ** 2).sum()
+    assert detail_recovery(soft, scene) == pytest.approx(float(ratio), rel=1e-4)
