@@ -42,13 +42,18 @@ def test_pipeline_is_conditioned_like_the_x4_upscaler(pipe):
     assert pipe.tokenizer.tokenize("sks") == ["sks</w>"]  # builtin:shapes' vocabulary, identifiers included
 
 
+def _psnr_at_64px(high: Image.Image, low: Image.Image) -> float:
+    back = np.asarray(high.resize((64, 64), Image.BOX), np.float32) / 255
+    return float(10 * np.log10(1 / ((back - np.asarray(low, np.float32) / 255) ** 2).mean()))
+
+
 def test_a_call_takes_64px_to_256px_and_keeps_the_low_resolution_content(pipe):
     scenes = [random_scene(s) for s in (21, 22)]
     lows = [render(s, 64) for s in scenes]
     out = pipe([caption(s) for s in scenes], image=lows, num_inference_steps=4, guidance_scale=1.0,
                generator=torch.Generator().manual_seed(0)).images
     assert [im.size for im in out] == [(256, 256)] * 2
-    for high, low in zip(out, lows):
-        back = np.asarray(high.resize((64, 64), Image.BOX), np.float32) / 255
-        mse = float(((back - np.asarray(low, np.float32) / 255) ** 2).mean())
-        assert 10 * np.log10(1 / mse) > 20, "the 256 px image must downscale to its 64 px input"
+    for high, low, other in zip(out, lows, lows[::-1]):
+        own = _psnr_at_64px(high, low)
+        assert own > 17, "the 256 px image must downscale to its 64 px input"
+        assert own > _psnr_at_64px(high, other) + 5  # its own input, not just any scene
