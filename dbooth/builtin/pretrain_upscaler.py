@@ -52,6 +52,7 @@ class UpscalerPretrainConfig:
     base: str = "builtin:shapes"  # where a new upscaler takes its VAE, text encoder and tokenizer
     warmup: int | None = None  # lr warm-up steps; None: 100 for a new UNet, 10 when continuing
     scale_samples: int = 64  # renders whose latent std sets a new upscaler's VAE scale
+    device: str = "cpu"  # "cuda" trains on a GPU (the data set is rendered on the CPU either way)
 
 
 def _log(msg: str, start: float) -> None:
@@ -74,7 +75,7 @@ def noise_levels(rng: np.random.Generator, n: int) -> torch.Tensor:
 
 def v_min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
     """Min-SNR-gamma weights for a v-prediction loss: min(SNR, gamma) / (SNR + 1)."""
-    alphas = scheduler.alphas_cumprod[timesteps]
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
     snr = alphas / (1 - alphas)
     return torch.clamp(snr, max=gamma) / (snr + 1)
 
@@ -107,21 +108,21 @@ def load_parts(cfg: UpscalerPretrainConfig, start: float):
 
 @torch.no_grad()
 def encode_dataset(vae, cfg: UpscalerPretrainConfig, start: float):
-    """Scenes, each target's latent mean and std, and both 64 px conditions (uint8)."""
+    """Scenes, each target's latent mean and std, and both 64 px conditions, on ``vae``'s device."""
     rng = np.random.default_rng(cfg.seed + 2)
     scenes = [random_scene(rng) for _ in range(cfg.dataset_size)]
     means, stds, lows_render, lows_box = [], [], [], []
     for i in range(0, len(scenes), 16):
         chunk = scenes[i : i + 16]
         highs = np.stack([np.asarray(render(s, U.HIGH_RES)) for s in chunk])
-        post = vae.encode(to_tensor(highs)).latent_dist
+        post = vae.encode(to_tensor(highs).to(vae.device)).latent_dist
         means.append(post.mean)
         stds.append(post.std)
         lows_box.append(np.stack([np.asarray(Image.fromarray(h).resize((U.LOW_RES,) * 2, Image.BOX)) for h in highs]))
         lows_render.append(np.stack([np.asarray(render(s, U.LOW_RES)) for s in chunk]))
         if i % 320 == 0:
             _log(f"encoded {i + len(chunk)}/{len(scenes)}", start)
-    lows = torch.stack([to_tensor(np.concatenate(lows_render)), to_tensor(np.concatenate(lows_box))])
+    lows = torch.stack([to_tensor(np.concatenate(lows_render)), to_tensor(np.concatenate(lows_box))]).to(vae.device)
     return scenes, torch.cat(means), torch.cat(stds), lows
 
 
@@ -155,12 +156,13 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     unet, vae, text_encoder, tokenizer = load_parts(cfg, start)
-    vae.eval().requires_grad_(False)
-    text_encoder.eval().requires_grad_(False)
-    unet.train().requires_grad_(True)
+    device = torch.device(cfg.device)
+    vae.eval().requires_grad_(False).to(device)
+    text_encoder.eval().requires_grad_(False).to(device)
+    unet.train().requires_grad_(True).to(device)
     _log(f"UNet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters", start)
     scenes, lat_mean, lat_std, lows = encode_dataset(vae, cfg, start)
-    stats = dict(steps=0, encode_seconds=time.time() - start, wall_minutes=0.0, loss=float("nan"))
+    stats = {"steps": 0, "encode_seconds": time.time() - start, "wall_minutes": 0.0, "loss": float("nan")}
     _log(f"data set ready: {len(scenes)} pairs", start)
 
     scheduler, low_res_scheduler = U.build_train_scheduler(), U.build_low_res_scheduler()
@@ -176,26 +178,28 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
         if text not in embed_cache:
             ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                             return_tensors="pt").input_ids
-            embed_cache[text] = text_encoder(ids)[0][0]
+            embed_cache[text] = text_encoder(ids.to(device))[0][0]
         return embed_cache[text]
 
     def snapshot(final: bool) -> None:
         stats["wall_minutes"] = (time.time() - start) / 60
-        save_model(cfg.out, copy.deepcopy(ema.shadow), vae, text_encoder, tokenizer, training_card(cfg, stats))
+        parts = [copy.deepcopy(m).cpu() for m in (ema.shadow, vae, text_encoder)]
+        save_model(cfg.out, *parts, tokenizer, training_card(cfg, stats))
         _log(f"{'final model' if final else 'snapshot'} written to {cfg.out} (step {stats['steps']})", start)
 
     budget = cfg.minutes * 60
     last_snapshot, step, loss_avg = time.time(), 0, None
     while (step < cfg.steps) if cfg.steps else (time.time() - start < budget):
-        idx = torch.from_numpy(rng.integers(0, len(scenes), cfg.batch_size))
+        idx = torch.from_numpy(rng.integers(0, len(scenes), cfg.batch_size)).to(device)
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_std[idx])) * scaling
-        low = lows[torch.from_numpy(rng.integers(0, 2, cfg.batch_size)), idx]
-        level = noise_levels(rng, cfg.batch_size)
+        low = lows[torch.from_numpy(rng.integers(0, 2, cfg.batch_size)).to(device), idx]
+        level = noise_levels(rng, cfg.batch_size).to(device)
         low = low_res_scheduler.add_noise(low, torch.randn_like(low), level)
-        captions = ["" if rng.random() < cfg.caption_dropout else pretraining_caption(scenes[i], rng) for i in idx]
+        captions = ["" if rng.random() < cfg.caption_dropout else pretraining_caption(scenes[i], rng)
+                    for i in idx.tolist()]
         text = torch.stack([embed(c) for c in captions])
         noise = torch.randn_like(latents)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,))
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,)).to(device)
         noisy = scheduler.add_noise(latents, noise, t)
         pred = unet(torch.cat([noisy, low], dim=1), t, text, class_labels=level).sample
         per_sample = F.mse_loss(pred, scheduler.get_velocity(latents, noise, t), reduction="none").mean(dim=(1, 2, 3))
@@ -238,11 +242,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", default="builtin:shapes",
                    help="text-to-image model whose VAE, text encoder and tokenizer a new upscaler takes")
     p.add_argument("--warmup", type=int, default=None, help="lr warm-up steps")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     a = p.parse_args(argv)
     pretrain(UpscalerPretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
                                     batch_size=a.batch_size, lr=a.lr, steps=a.steps,
                                     snapshot_minutes=a.snapshot_minutes, threads=a.threads,
-                                    init_from=a.init_from, base=a.base, warmup=a.warmup))
+                                    init_from=a.init_from, base=a.base, warmup=a.warmup,
+                                    device=a.device))
 
 
 if __name__ == "__main__":

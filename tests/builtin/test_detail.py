@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dbooth.builtin.detail import detail_band, detail_error, detail_recovery, pattern_mask, psnr
+from dbooth.builtin.detail import (
+    detail_band,
+    detail_error,
+    detail_recovery,
+    pattern_mask,
+    psnr,
+)
 from dbooth.builtin.subjects import EXAMPLES
 from dbooth.builtin.world import Scene, object_coverage, random_scene, render, replace
 

@@ -6,7 +6,12 @@ from PIL import Image
 
 from dbooth.builtin.detail import detail_error, detail_recovery, psnr
 from dbooth.builtin.evaluate_upscaler import (
-    class_scenes, evaluate_upscaler, format_table, subject_prompt, subject_scenes, upscale,
+    class_scenes,
+    evaluate_upscaler,
+    format_table,
+    subject_prompt,
+    subject_scenes,
+    upscale,
 )
 from dbooth.builtin.subjects import get_example
 from dbooth.builtin.world import render

@@ -8,7 +8,11 @@ from PIL import Image
 from dbooth.builtin import upscaler as U
 from dbooth.builtin.pretrain import to_tensor
 from dbooth.builtin.pretrain_upscaler import (
-    UpscalerPretrainConfig, noise_levels, pretrain, training_pair, v_min_snr_weights,
+    UpscalerPretrainConfig,
+    noise_levels,
+    pretrain,
+    training_pair,
+    v_min_snr_weights,
 )
 from dbooth.builtin.world import random_scene, render
 
