@@ -6,8 +6,8 @@ exactly that part of a 256 px image (the image minus its own 4x downscale, upsca
 ``detail_recovery`` compares that band with the subject's true rendering, inside the object:
 
 - 1.0: all of the pattern's fine detail is there (the render itself scores 1);
-- about 0: none recovered (a bicubic upscale of the 64 px image scores 0.04-0.08);
-- below 0: detail invented that is not the subject's (another pattern scores -0.1 to -1.7).
+- about 0: none recovered (a bicubic upscale of the 64 px image scores 0.05-0.15);
+- below 0: detail invented that is not the subject's (another pattern scores -0.5 to -3).
 
 ``detail_error`` is the same comparison in absolute terms (RMS of the band difference inside the
 object, 0 = exact): for a solid-coloured object, whose true band is near zero inside, it measures

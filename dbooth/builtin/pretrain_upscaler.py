@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dbooth.builtin import upscaler as U
-from dbooth.builtin.pretrain import EMA, to_tensor
+from dbooth.builtin.pretrain import EMA, _earlier_card, to_tensor
 from dbooth.builtin.world import Scene, pretraining_caption, random_scene, render
 from dbooth.fsutil import atomic_path, atomic_write_text
 
@@ -148,7 +148,7 @@ Trained with:
   v-prediction, min-SNR-5, noise_level u^2 * 350, {cfg.caption_dropout:.0%} empty captions, EMA {cfg.ema_decay}
 - data set rendered and encoded in {stats['encode_seconds']:.0f} s; total wall time {stats['wall_minutes']:.1f} min
   on {cfg.threads} CPU thread(s); final loss (EMA of the batch loss) {stats['loss']:.4f}
-"""
+{_earlier_card(cfg.init_from)}"""
 
 
 def pretrain(cfg: UpscalerPretrainConfig) -> Path:

@@ -69,3 +69,5 @@ def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_
     pretrain(more)
     again = StableDiffusionUpscalePipeline.from_pretrained(more.out)
     assert torch.equal(again.vae.quant_conv.weight, pipe.vae.quant_conv.weight)  # a continued VAE is not refolded
+    card = (more.out / "README.md").read_text()
+    assert "1 steps at batch 2" in card and "Starting point" in card and "2 steps at batch 2" in card
