@@ -134,14 +134,16 @@ def prior(
     num: Optional[int] = typer.Option(None, "--num", "-n", help="Number of class images wanted."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images generated per batch."),
     replace: bool = typer.Option(False, "--replace", help="Regenerate class images made with other settings."),
+    buckets: Optional[bool] = typer.Option(None, "--buckets/--no-buckets",
+                                           help="Class images at the photos' aspect buckets (train.buckets)."),
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
 ) -> None:
     """Generate the missing class images for prior preservation."""
     from dbooth import api
 
     ws = _ws(workspace)
-    result = api.prior(ws, {"prior.num_class_images": num, "prior.batch_size": batch_size}, replace=replace,
-                       reporter=RichReporter(), wait=float("inf") if wait else None)
+    settings = {"prior.num_class_images": num, "prior.batch_size": batch_size, "train.buckets": buckets}
+    result = api.prior(ws, settings, replace=replace, reporter=RichReporter(), wait=float("inf") if wait else None)
     console.print(f"[green]class images:[/] {result.present} in {ws.class_dir} "
                   f"({len(result.user_images)} yours, {len(result.generated)} generated)")
 

@@ -11,6 +11,7 @@ MSE(instance) + prior_weight * MSE(class) against the family's target (noise or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -35,7 +36,9 @@ from dbooth.subjects import subjects
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.history import LossHistory
 from dbooth.training.inputs import TrainingInputs
+from dbooth.training.loss_report import write_loss_report
 from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
@@ -78,6 +81,7 @@ class Session:
     lr_scheduler: object
     ema: EmaWeights | None = None
     checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
+    history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's loss curve (set by _train)
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -165,11 +169,13 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
-                          buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+    buckets = bucket_sizes(cfg.resolution) if cfg.buckets else None  # class images too: each step pairs by bucket
+    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
+                          **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
-    classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
+    classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
+               if inputs.class_paths else None)
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
 
@@ -197,7 +203,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     if len(class_prompts) > 1:
         class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models))
+                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models),
+                      LossHistory(run.dir, start=step))  # a resumed run drops the rows past its checkpoint
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
@@ -210,6 +217,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         raise
     finally:
         accelerator.end_training()
+        session.history.close()
+        with contextlib.suppress(OSError):  # the page is a convenience: never hide why a run stopped
+            write_loss_report(run.dir, run.id)  # the curve so far, also for a stopped or failed run
 
     reporter.info("saving")
     if ema is not None and cfg.ema.use_for_output:
@@ -260,6 +270,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if loss.prior is not None:
                 fields["prior_loss"] = loss.prior.detach().item()
             accelerator.log(fields, step=step)
+            s.history.record(step, instance_loss=loss.instance.detach().item() if loss.prior is not None else None,
+                             **fields)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
                                 needed=s.checkpoint_bytes)

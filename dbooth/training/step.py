@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,7 +29,19 @@ class Batch:
     captions: list[int]  # PromptBank index per row
     num_instance: int
     mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
-    classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
+    apart: list[Batch] = field(default_factory=list)  # class rows of other shapes than the photos', one batch each
+
+
+def at_shape(members: list[int], targets: list[tuple[int, int]], shape: tuple[int, int]) -> list[int]:
+    """The class images among ``members`` cut to ``shape`` (the photos' bucket), so photo and class rows share
+    one UNet call; when none is, those of the shape most of them have (square class images from before
+    bucketed priors: the draw is then exactly the unbucketed one)."""
+    matching = [i for i in members if targets[i] == shape]
+    if matching:
+        return matching
+    shapes = [targets[i] for i in members]
+    common = max(dict.fromkeys(shapes), key=shapes.count)  # first seen wins a tie
+    return [i for i in members if targets[i] == common]
 
 
 @dataclass
@@ -46,10 +58,13 @@ class ClassPick:
         groups = [[i for i, k in enumerate(image_class) if k == c] for c in range(count)]
         return cls(groups, [first_caption + c for c in range(count)], list(photo_class))
 
-    def draw(self, photos: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        """One class image per drawn photo, from that photo's class, and the class prompt of each row."""
+    def draw(self, photos: torch.Tensor, targets: list[tuple[int, int]] | None = None,
+             shape: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[int]]:
+        """One class image per drawn photo, from that photo's class (at the photos' ``shape`` when the class has
+        images there, see ``at_shape``; ``targets``: each class image's shape), and each row's class prompt."""
         kinds = [self.photo_class[int(i)] for i in photos]
-        rows = [self.groups[k][int(torch.randint(0, len(self.groups[k]), ()).item())] for k in kinds]
+        groups = self.groups if targets is None else [at_shape(g, targets, shape) for g in self.groups]
+        rows = [groups[k][int(torch.randint(0, len(groups[k]), ()).item())] for k in kinds]
         return torch.tensor(rows), [self.captions[k] for k in kinds]
 
 
@@ -66,29 +81,43 @@ def draw_indices(groups: list[list[int]], batch_size: int) -> torch.Tensor:
 
 def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int | ClassPick,
                device: torch.device) -> Batch:
-    """``batch_size`` subject images and, with prior preservation, as many class images: of the one class
-    (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's class."""
+    """``batch_size`` subject images from one bucket and, with prior preservation, as many class images: of
+    the one class (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's
+    class; at the photos' bucket when there are class images at it (``at_shape``), else trained ``apart``."""
     ii = draw_indices(instance.groups(), batch_size)
     latents, geometry, mask = instance.sample(ii)
-    parts, geometries, captions = [latents], [geometry], ii.tolist()
-    masks = [mask]
-    if classes is not None:
-        if isinstance(class_caption, ClassPick):
-            ci, class_captions = class_caption.draw(ii)
-        else:
-            ci, class_captions = torch.randint(0, len(classes), (batch_size,)), [class_caption] * batch_size
-        latents, geometry, _ = classes.sample(ci)
-        if latents.shape[-2:] != parts[0].shape[-2:]:  # class images stay square; the photos' bucket is not
-            mask = None if mask is None else mask.to(device, torch.float32)
-            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0)
-            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows)
-        parts.append(latents)
-        geometries.append(geometry)
-        captions += class_captions
-        if mask is not None:
-            masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
+    if classes is None:
+        mask = None if mask is None else mask.to(device, torch.float32)
+        return Batch(latents.to(device, torch.float32), geometry, ii.tolist(), batch_size, mask)
+    shape = instance.targets[int(ii[0])]
+    if isinstance(class_caption, ClassPick):
+        ci, class_captions = class_caption.draw(ii, classes.targets, shape)
+    else:
+        members = torch.tensor(at_shape(list(range(len(classes))), classes.targets, shape))
+        ci, class_captions = members[torch.randint(0, len(members), (batch_size,))], [class_caption] * batch_size
+    parts, geometries, captions, masks = [latents], [geometry], ii.tolist(), [mask]
+    apart = []
+    for rows in _by_shape(ci, classes.targets):
+        c_latents, c_geometry, _ = classes.sample(ci[rows])
+        c_captions = [class_captions[r] for r in rows]
+        if classes.targets[int(ci[rows[0]])] != shape:  # no class image at the photos' bucket: a UNet call apart
+            apart.append(Batch(c_latents.to(device, torch.float32), c_geometry, c_captions, 0))
+            continue
+        parts.append(c_latents)
+        geometries.append(c_geometry)
+        captions += c_captions
+        if mask is not None:  # class rows count fully
+            masks.append(torch.ones(c_latents.shape[0], 1, *c_latents.shape[-2:], device=mask.device))
     mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
-    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask)
+    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask, apart)
+
+
+def _by_shape(indices: torch.Tensor, targets: list[tuple[int, int]]) -> list[list[int]]:
+    """Positions in ``indices`` grouped by their image's shape, in order of first appearance."""
+    found: dict[tuple[int, int], list[int]] = {}
+    for position, i in enumerate(indices.tolist()):
+        found.setdefault(targets[i], []).append(position)
+    return list(found.values())
 
 
 def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float,
@@ -99,16 +128,20 @@ def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prio
     gamma; without it the step is plain DreamBooth.
     """
     settings = settings or TrainConfig()
-    if batch.classes is None:
-        pred, target, weights = _predict(models, prompts, batch, settings)
+    pred, target, weights = _predict(models, prompts, batch, settings)
+    if not batch.apart:
         return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights, batch.mask)
-    # photos in a non-square bucket and square class images: one UNet call per shape, rows scored alike
-    rows = []
-    for part in (batch, batch.classes):
-        pred, target, weights = _predict(models, prompts, part, settings)
-        errors = row_errors(pred, target, part.mask)
-        rows.append(errors if weights is None else errors * weights.float())
-    return loss_from_rows(rows[0], rows[1], prior_weight)
+    # class images at another shape than the photos' bucket: one UNet call per shape, rows scored alike
+    rows = [_weighted_rows(pred, target, weights, batch.mask)]
+    rows += [_weighted_rows(*_predict(models, prompts, part, settings), part.mask) for part in batch.apart]
+    n = batch.num_instance
+    return loss_from_rows(rows[0][:n], torch.cat([rows[0][n:], *rows[1:]]), prior_weight)
+
+
+def _weighted_rows(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+    errors = row_errors(pred, target, mask)
+    return errors if weights is None else errors * weights.float()
 
 
 def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainConfig):
