@@ -237,3 +237,18 @@ def test_training_picks_class_images_by_bucket():
     assert pick_class_images(paths, sizes, on, [(80, 48), (80, 48), (32, 32)]) == ["c0.png", "c3.png", "c5.png"]
     # no wide class image at all: the bucket borrows others (trained apart), the total stays
     assert pick_class_images(paths[:3], sizes[:3], on, [(80, 48), (80, 48), (32, 32)]) == paths[:3]
+
+
+def test_prior_buckets_option_on_the_command_line(make_workspace):
+    from typer.testing import CliRunner
+
+    from dbooth.cli import app
+
+    ws = make_workspace()
+    _bucketed_photos(ws, [(160, 96), (160, 96), (96, 160)])
+    result = CliRunner().invoke(app, ["prior", "-w", str(ws.root), "--buckets"])
+    assert result.exit_code == 0, result.output
+    # one each, the spare two as 2:1 (1.33, 0.67 -> 1 and, by the larger remainder, 1): two of each
+    sizes = [Image.open(p).size for p in sorted(ws.class_dir.iterdir())]
+    assert sizes == [(40, 24), (40, 24), (24, 40), (24, 40)]
+    assert ws.manifest().train.buckets is False  # a per-command choice, like train's options
