@@ -463,6 +463,7 @@ def bench(
     warmup: int = typer.Option(3, "--warmup", help="Untimed steps first (more with --set train.compile=true)."),
     repeats: int = typer.Option(1, "--repeats", help="Runs per setting, round-robin; medians are reported."),
     ablate: bool = typer.Option(False, "--ablate", help="Also flip each speed setting, one at a time."),
+    only: list[str] = typer.Option([], "--only", help="With --ablate: only rows whose label starts with this (repeatable)."),
     generation: bool = typer.Option(True, "--generation/--no-generation", help="Measure class-image generation."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per measured process."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="diffusers' train_dreambooth.py, run side by side."),
@@ -490,7 +491,7 @@ def bench(
         overrides[key.strip()] = value.strip()
     request = BenchRequest(config=config, workspace=workspace, steps=steps, warmup=warmup, repeats=repeats,
                            ablate=ablate, generation=generation, threads=threads, reference=reference,
-                           overrides=overrides)
+                           overrides=overrides, only=only)
     report = run_bench(request, reporter=RichReporter())
     if json_path is not None:
         import json as _json

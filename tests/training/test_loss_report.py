@@ -9,12 +9,12 @@ import pytest
 from dbooth.eval.report import merge_section
 from dbooth.training import loss_report
 from dbooth.training.loss_report import (
+    BOTTOM,
     HEIGHT,
     LEFT,
     MARKERS,
     RIGHT,
     TOP,
-    BOTTOM,
     WIDTH,
     binned,
     loss_curve_svg,
