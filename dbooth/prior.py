@@ -164,7 +164,8 @@ def pick_class_images(paths: list[Path], sizes: list[Size], manifest, photos: li
         if left.get(shape, 0) > 0:
             left[shape] -= 1
             chosen.append(k)
-    others = [k for k in range(len(paths)) if k not in set(chosen)]
+    taken = set(chosen)
+    others = [k for k in range(len(paths)) if k not in taken]
     chosen += others[: max(0, total - len(chosen))]
     return [paths[k] for k in sorted(chosen)]
 
