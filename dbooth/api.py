@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from dbooth.config import Manifest, apply_overrides
@@ -150,10 +151,12 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None,
           wait: float | None = None):
     """Train a new run (or ``resume``); ``wait`` seconds for a busy workspace instead of refusing at once."""
+    from dbooth.distributed import is_main
     from dbooth.training import train as run_training
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    with _writer(ws, "train", reporter, wait):
+    # under `accelerate launch` the main process holds the lock for all of the run's processes
+    with _writer(ws, "train", reporter, wait) if is_main() else contextlib.nullcontext():
         return run_training(ws, manifest, resume=resume, reporter=reporter)
 
 

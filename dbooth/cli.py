@@ -172,11 +172,23 @@ def train(
                                            help="Aspect-ratio buckets: wide and tall photos keep their shape."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
+    processes: Optional[int] = typer.Option(None, "--processes", help="Train data-parallel in N processes (one per "
+                                            "GPU) through `accelerate launch`; --batch-size is per process."),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config",
+                                                     help="accelerate config file for the launch (e.g. "
+                                                          "templates/accelerate/zero2.yaml)."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
     from dbooth import api
+    from dbooth.distributed import is_main, num_processes, relaunch
 
     ws = _ws(workspace)
+    if processes is not None or accelerate_config is not None:
+        if num_processes() > 1:
+            raise DboothError("train --processes: this is already one of several processes started by "
+                              "`accelerate launch`; give the process count to the launcher only")
+        if (processes or 1) > 1 or accelerate_config is not None:
+            raise typer.Exit(relaunch(processes or 1, sys.argv[1:], config_file=accelerate_config))
     overrides = {
         "train.method": None if lora is None else ("lora" if lora else "full"),
         "train.max_steps": steps,
@@ -201,6 +213,8 @@ def train(
         if unsupported:
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
     result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None)
+    if not is_main():
+        return
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
@@ -551,7 +565,10 @@ def main() -> None:
     try:
         app(prog_name="dbooth")
     except DboothError as exc:
-        error(str(exc))
+        from dbooth.distributed import RelayedError
+
+        if not isinstance(exc, RelayedError):  # the main process has printed it
+            error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         error(interrupted_message(sys.argv[1:]))

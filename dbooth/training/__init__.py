@@ -9,11 +9,13 @@ from __future__ import annotations
 
 def train(ws, manifest, *, resume: bool = False, reporter=None):
     """Train a new run (or resume the latest unfinished one) and write its outputs."""
+    from dbooth.distributed import decided_by_main, is_main
     from dbooth.reporting import Reporter
     from dbooth.training.inputs import gather_inputs
 
-    reporter = reporter or Reporter()
-    inputs = gather_inputs(ws, manifest, resume=resume, reporter=reporter)
+    reporter = reporter if reporter is not None and is_main() else Reporter()  # one process reports
+    # with several processes the main one checks the inputs and the others train on what it found
+    inputs = decided_by_main(lambda: gather_inputs(ws, manifest, resume=resume, reporter=reporter))
     from dbooth.training.loop import train_from_inputs
 
     return train_from_inputs(ws, inputs, reporter=reporter)
