@@ -256,6 +256,24 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
     return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
 
 
+def batch(workspaces: list[str | Path], *, steps: int | None = None, evaluate: bool = False,
+          export: str | None = None, retries: int = 1, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
+          address: str | None = None, num_cpus: int | None = None, on_update=None):
+    """Prior, train (and eval, export) for every workspace as Ray tasks; returns each one's ``WorkspaceResult``.
+
+    Without ``address`` a local Ray instance with ``num_cpus`` CPUs runs them; a failed workspace is retried
+    ``retries`` times when a retry may help, and never stops the others.
+    """
+    from dbooth.batch.runner import run_batch
+    from dbooth.batch.task import BatchOptions
+
+    if retries < 0:
+        raise DboothError(f"batch --retries: {retries}; pass 0 or more")
+    options = BatchOptions(steps=steps, evaluate=evaluate, export=export, retries=retries, gpus_per_run=gpus_per_run,
+                           cpus_per_run=cpus_per_run)
+    return run_batch([str(w) for w in workspaces], options, address=address, num_cpus=num_cpus, on_update=on_update)
+
+
 def _final_only(ws: Workspace, ref: str | None, verb: str):
     """The run ``ref`` names; ``RUN@best`` is accepted when the best is the final weights."""
     run, checkpoint = find_run_at(ws, ref)
@@ -281,4 +299,5 @@ def run_family(ws: Workspace, run_id: str | None = None):
     return get_family(find_run_at(ws, run_id)[0].info().get("family") or "sd1")
 
 
-__all__ = ["init", "add_subject", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]
+__all__ = ["init", "add_subject", "prior", "train", "sample", "evaluate", "merge_lora", "export", "batch",
+           "open_workspace"]

@@ -392,6 +392,47 @@ def demo(
 
 
 @app.command()
+def batch(
+    workspaces: list[Path] = typer.Argument(..., help="Workspace folders, on storage every Ray node sees."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (ray://HEAD:10001); "
+                                          "default: a Ray instance on this machine."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs per workspace (default: 1 when "
+                                                 "the cluster has GPUs, else 0); 2 or more train data-parallel."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="CPUs Ray reserves per workspace."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray instance (default: all)."),
+    retries: int = typer.Option(1, "--retries", help="Further attempts after a crash or a lost node (not after an "
+                                "error in the workspace itself); each resumes from the last checkpoint."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps for every workspace."),
+    evaluate: bool = typer.Option(False, "--eval", help="Then score each run (RUN/eval.json)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Then export each run: " + ", ".join(FORMATS) + ".",
+                                         autocompletion=_choices(*FORMATS)),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every workspace's result here."),
+) -> None:
+    """Prior, train (and eval, export) for many workspaces as Ray tasks, with a live table."""
+    from dbooth import api
+    from dbooth.batch.view import BatchView
+
+    if export is not None and export not in FORMATS:
+        raise DboothError(f"batch --export: {export!r} is not a format; use one of {', '.join(FORMATS)}")
+    with BatchView(console) as view:
+        results = api.batch(workspaces, steps=steps, evaluate=evaluate, export=export, retries=retries,
+                            gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, address=address,
+                            num_cpus=num_cpus, on_update=view.update)
+    if json_path is not None:
+        import dataclasses
+        import json
+
+        from dbooth.fsutil import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")
+    failed = [r for r in results if r.status != "complete"]
+    console.print(f"[green]{len(results) - len(failed)} complete[/], "
+                  + (f"[red]{len(failed)} failed[/]" if failed else "0 failed"))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(
     workspace: Path = WorkspaceOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (for scripts)."),
