@@ -105,34 +105,54 @@ def strip_options(args: list[str], names: tuple[str, ...] = PROCESS_OPTIONS) -> 
     return out
 
 
-def launch_command(processes: int, args: list[str], *, config_file: str | None = None) -> list[str]:
-    """The ``accelerate launch`` command line that runs ``dbooth ARGS`` in ``processes`` processes.
+def launch_arguments(processes: int, args: list[str], *, config_file: str | None = None) -> list[str]:
+    """``accelerate launch``'s arguments that run ``dbooth ARGS`` in ``processes`` processes.
 
     ``--multi_gpu`` selects torchrun on one machine; without a GPU each process trains on the CPU and
     they average gradients over gloo (accelerate's own ``--cpu`` flag starts a single process unless
-    MPI is set up, so it is not used). ``-q`` keeps torchrun's stack of launcher frames out of a
-    failure: the failing process's one-line error is what the user needs.
+    MPI is set up, so it is not used).
     """
     if processes < 1:
         raise DboothError(f"train --processes: {processes} is not a process count; pass 1 or more")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "-q"]
+    launch = ["-q"]
     if config_file is not None:
-        command += ["--config_file", str(config_file)]
+        launch += ["--config_file", str(config_file)]
     else:
-        command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        command += ["--multi_gpu"] if processes > 1 else []
-    command += ["--num_processes", str(processes), "-m", "dbooth", *strip_options(args)]
-    return command
+        launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        launch += ["--multi_gpu"] if processes > 1 else []
+    return launch + ["--num_processes", str(processes), "-m", "dbooth", *strip_options(args)]
+
+
+def launch_command(processes: int, args: list[str], *, config_file: str | None = None) -> list[str]:
+    """The same as a command line, for a process of its own (``dbooth batch`` runs it in a Ray task)."""
+    return [sys.executable, "-m", "accelerate.commands.launch",
+            *launch_arguments(processes, args, config_file=config_file)]
 
 
 def relaunch(processes: int, args: list[str], *, config_file: str | None = None) -> int:
-    """Run ``dbooth ARGS`` under ``accelerate launch`` with ``processes`` processes; returns its exit code."""
+    """Run ``dbooth ARGS`` under accelerate's launcher with ``processes`` processes; returns the exit code.
+
+    The launcher runs in this process, so a failed run ends with the failing process's own one-line
+    error and exit code, not torchrun's report of a failed child.
+    """
+    import logging
     import subprocess
 
     if config_file is not None and not os.path.isfile(config_file):
         raise DboothError(f"train --accelerate-config: {config_file} does not exist; pass an accelerate config file "
                           "(templates/accelerate/ has examples)")
+    from accelerate.commands.launch import launch_command as launch, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    parsed = launch_command_parser().parse_args(launch_arguments(processes, args, config_file=config_file))
     try:
-        return subprocess.call(launch_command(processes, args, config_file=config_file))
+        launch(parsed)
+    except ChildFailedError as exc:
+        _, failure = exc.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    except subprocess.CalledProcessError as exc:  # one process: accelerate's simple launcher
+        return exc.returncode
     except KeyboardInterrupt:
         return 130
+    return 0

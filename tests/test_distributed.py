@@ -47,3 +47,24 @@ def test_launch_command_runs_dbooth_under_accelerate_without_the_process_options
 def test_a_missing_accelerate_config_is_one_line(tmp_path):
     with pytest.raises(DboothError, match="does not exist"):
         distributed.relaunch(2, ["train"], config_file=str(tmp_path / "nope.yaml"))
+
+
+def test_a_failed_launch_ends_with_the_main_processes_one_line_and_exit_code(make_workspace):
+    """The workspace is busy: the main process says so once; no launcher report or traceback follows."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import dbooth
+    from dbooth.lock import workspace_lock
+
+    ws = make_workspace(**{"prior.enabled": False})
+    paths = [str(Path(dbooth.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", COLUMNS="200", NO_COLOR="1",
+               PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    with workspace_lock(ws.root, "prior"):
+        done = subprocess.run([sys.executable, "-m", "dbooth", "train", "-w", str(ws.root), "--processes", "2"],
+                              env=env, capture_output=True, text=True, timeout=300)
+    out = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 2, out
+    assert len(out) == 1 and out[0].startswith("error: workspace") and "already using it" in out[0]
