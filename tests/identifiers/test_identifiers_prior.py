@@ -51,6 +51,7 @@ def test_oracle_priors_count_what_the_oracle_says_of_each_sample(shapes_pipe):
             if p["shape_prob"] >= ORACLE_CONFIDENT:
                 expected[p["shape"]] = expected.get(p["shape"], 0) + 1
         assert result.labels == expected and result.prompt == f"a photo of a {word}" and result.samples == 3
+    assert circle.share == 1.0 and sks.share < circle.share  # a caption word draws itself; the rare token does not
 
 
 def test_clip_judge_is_zero_shot_softmax_at_clips_scale(tmp_path):
