@@ -67,7 +67,9 @@ def init(
     if resolution is not None and "train.resolution" not in overrides:
         overrides["train.resolution"] = resolution
     manifest = apply_overrides(manifest, overrides)
-    manifest = _identifier_chosen(manifest, identifier, [], reporter)
+    chosen = _checked_identifier(manifest.identifier, manifest.base_model, [], manifest.allow_pickle, reporter)
+    if chosen != manifest.identifier:
+        manifest = apply_overrides(manifest, {"identifier": chosen})
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
         from dbooth.builtin.subjects import write_example_images
@@ -125,12 +127,7 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
                           "(e.g. zwx)")
     manifest = ws.manifest()
     used = [manifest.identifier, *(s.identifier for s in manifest.subjects)]
-    if identifier == "auto":
-        from dbooth.identifiers import pick_identifier
-
-        identifier = pick_identifier(manifest.base_model, used, allow_pickle=manifest.allow_pickle)
-    elif reporter is not None:
-        _warn_identifier(reporter, manifest.base_model, identifier, used, manifest.allow_pickle)
+    identifier = _checked_identifier(identifier, manifest.base_model, used, manifest.allow_pickle, reporter)
     entry = {"name": name, "identifier": identifier, "class_noun": class_noun}
     listed = manifest_to_dict(manifest)["subjects"] + [entry]
     updated = apply_overrides(manifest, {"subjects": listed})  # checks the name, identifier and class prompt
@@ -159,26 +156,21 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
     return ws
 
 
-def _identifier_chosen(manifest: Manifest, asked: str | None, used: list[str], reporter: Reporter | None) -> Manifest:
-    """``--identifier auto`` resolved to a rare token, or the chosen identifier checked against the tokenizer."""
-    if asked == "auto":
-        from dbooth.identifiers import pick_identifier
+def _checked_identifier(identifier: str, base_model: str, used: list[str], allow_pickle: bool,
+                        reporter: Reporter | None) -> str:
+    """``auto`` resolved to the first free rare token; any other identifier checked against the base model's
+    tokenizer, its warnings (or why it could not be checked) told to the ``reporter``."""
+    from dbooth.identifiers import AUTO, identifier_warnings, pick_identifier
 
-        chosen = pick_identifier(manifest.base_model, used, allow_pickle=manifest.allow_pickle)
-        return apply_overrides(manifest, {"identifier": chosen})
+    if identifier == AUTO:
+        return pick_identifier(base_model, used, allow_pickle=allow_pickle)
     if reporter is not None:
-        _warn_identifier(reporter, manifest.base_model, manifest.identifier, used, manifest.allow_pickle)
-    return manifest
-
-
-def _warn_identifier(reporter: Reporter, base_model: str, identifier: str, used: list[str], allow_pickle: bool) -> None:
-    from dbooth.identifiers import identifier_warnings
-
-    warnings, note = identifier_warnings(base_model, [identifier], used, allow_pickle=allow_pickle)
-    for line in warnings:
-        reporter.warn(line)
-    if note:
-        reporter.info(note)
+        warnings, note = identifier_warnings(base_model, [identifier], used, allow_pickle=allow_pickle)
+        for line in warnings:
+            reporter.warn(line)
+        if note:
+            reporter.info(note)
+    return identifier
 
 
 def identifiers(ws: Workspace | None = None, *, base_model: str | None = None, num: int = 10,
@@ -189,7 +181,8 @@ def identifiers(ws: Workspace | None = None, *, base_model: str | None = None, n
     from dbooth.identifiers.survey import survey
 
     manifest = ws.manifest() if ws is not None else None
-    base = base_model or (manifest.base_model if manifest is not None else Manifest(class_noun="-").base_model)
+    default = Manifest(class_noun="-").base_model  # the manifest's default base model
+    base = base_model or (manifest.base_model if manifest is not None else default)
     allow_pickle = manifest.allow_pickle if manifest is not None else False
     used = [] if manifest is None else [manifest.identifier, *(s.identifier for s in manifest.subjects)]
     result = survey(base, num=num, used=used, check=check or used, allow_pickle=allow_pickle)

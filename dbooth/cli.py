@@ -164,7 +164,7 @@ def identifiers_cmd(
         if not warnings:
             out.print(f"[green]{ident}[/]: one token, not among the words {result.model} knows well")
         for line in warnings:
-            out.print(f"[yellow]{ident}[/]: {line.split(': ', 1)[1]}")
+            out.print(f"[yellow]{ident}[/]: {line}")
     for p in result.priors:
         seen = ", ".join(f"{k} {v}" for k, v in sorted(p.labels.items(), key=lambda kv: (-kv[1], kv[0])))
         out.print(f"prior of [bold]{p.identifier}[/] (\"{p.prompt}\", {p.samples} samples, {p.judge}): "

@@ -18,7 +18,8 @@ def free_candidates(vocab: Vocabulary, used: Iterable[str] = ()) -> list[str]:
 
 
 def check_identifier(identifier: str, vocab: Vocabulary, used: Iterable[str] = ()) -> list[str]:
-    """Warnings for ``identifier`` (none for a rare single token), each saying why it matters and what to use."""
+    """What is wrong with ``identifier`` (nothing for a rare single token), each saying why it matters and what
+    to use instead, without naming the identifier."""
     tokens = vocab.tokens(identifier)
     word = identifier.lower()
     problems = []
@@ -34,7 +35,7 @@ def check_identifier(identifier: str, vocab: Vocabulary, used: Iterable[str] = (
     offer = free_candidates(vocab, [*used, identifier])[:SUGGESTED]
     advice = ("DreamBooth (section 4.2) uses one rare token with a weak prior instead"
               + (f", e.g. {', '.join(offer)} (`dbooth identifiers` lists more)" if offer else ""))
-    return [f"identifier {identifier!r}: {p}. {advice}" for p in problems]
+    return [f"{p}. {advice}" for p in problems]
 
 
 def pick_identifier(base_model: str, used: Iterable[str] = (), *, allow_pickle: bool = False) -> str:
@@ -59,4 +60,4 @@ def identifier_warnings(base_model: str, identifiers: Iterable[str], used: Itera
     except TokenizerUnavailable as exc:
         return [], f"identifier not checked against the tokenizer: {exc}"
     used = list(used)
-    return [w for ident in identifiers for w in check_identifier(ident, vocab, used)], None
+    return [f"identifier {ident!r}: {w}" for ident in identifiers for w in check_identifier(ident, vocab, used)], None

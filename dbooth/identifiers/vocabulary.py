@@ -80,7 +80,8 @@ class Vocabulary:
         word = word.lower()
         if self.caption_words is not None:
             return "a word of its training captions"
-        return f"token {self.words[word]} of {self.size}: early in CLIP's BPE vocabulary, among its captions' common words"
+        return (f"token {self.words[word]} of {self.size}: early in CLIP's BPE vocabulary, among its captions' "
+                "common words")
 
     def candidates(self) -> list[str]:
         """Rare single tokens, the paper's way: whole-word tokens of 2-3 letters that are no ordinary word.
