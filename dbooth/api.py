@@ -30,10 +30,13 @@ def init(
     images: Path | None = None,
     example: str | None = None,
     allow_pickle: bool = False,
+    reporter: Reporter | None = None,
 ) -> Workspace:
     """Create a workspace folder with its manifest (and subject photos, if given).
 
     A pickle-based base model (``.ckpt``, ``.bin``) is refused unless ``allow_pickle``, which the manifest keeps.
+    ``identifier="auto"`` takes the base model's first rare single token; with a ``reporter``, an identifier the
+    tokenizer splits or knows as a word gets a warning (see dbooth.identifiers).
     """
     data: dict = {}
     if example is not None:
@@ -64,6 +67,9 @@ def init(
     if resolution is not None and "train.resolution" not in overrides:
         overrides["train.resolution"] = resolution
     manifest = apply_overrides(manifest, overrides)
+    chosen = _checked_identifier(manifest.identifier, manifest.base_model, [], manifest.allow_pickle, reporter)
+    if chosen != manifest.identifier:
+        manifest = apply_overrides(manifest, {"identifier": chosen})
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
         from dbooth.builtin.subjects import write_example_images
@@ -99,8 +105,9 @@ def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False
 
 
 def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier: str | None,
-                images: Path | None = None, example: str | None = None) -> Workspace:
-    """Add a further subject to a workspace: its photos go to ``instance/NAME/``, its entry to ``subjects:``."""
+                images: Path | None = None, example: str | None = None, reporter: Reporter | None = None) -> Workspace:
+    """Add a further subject to a workspace: its photos go to ``instance/NAME/``, its entry to ``subjects:``.
+    ``identifier="auto"`` and ``reporter`` as for ``init``."""
     import shutil
 
     from dbooth.config import manifest_to_dict, write_manifest
@@ -119,6 +126,8 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
         raise DboothError("init --add-subject: pass --identifier TOKEN, a rare token other subjects do not use "
                           "(e.g. zwx)")
     manifest = ws.manifest()
+    used = [manifest.identifier, *(s.identifier for s in manifest.subjects)]
+    identifier = _checked_identifier(identifier, manifest.base_model, used, manifest.allow_pickle, reporter)
     entry = {"name": name, "identifier": identifier, "class_noun": class_noun}
     listed = manifest_to_dict(manifest)["subjects"] + [entry]
     updated = apply_overrides(manifest, {"subjects": listed})  # checks the name, identifier and class prompt
@@ -145,6 +154,44 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
         shutil.rmtree(tmp, ignore_errors=True)
     write_manifest(ws.manifest_path, updated)
     return ws
+
+
+def _checked_identifier(identifier: str, base_model: str, used: list[str], allow_pickle: bool,
+                        reporter: Reporter | None) -> str:
+    """``auto`` resolved to the first free rare token; any other identifier checked against the base model's
+    tokenizer, its warnings (or why it could not be checked) told to the ``reporter``."""
+    from dbooth.identifiers import AUTO, identifier_warnings, pick_identifier
+
+    if identifier == AUTO:
+        return pick_identifier(base_model, used, allow_pickle=allow_pickle)
+    if reporter is not None:
+        warnings, note = identifier_warnings(base_model, [identifier], used, allow_pickle=allow_pickle)
+        for line in warnings:
+            reporter.warn(line)
+        if note:
+            reporter.info(note)
+    return identifier
+
+
+def identifiers(ws: Workspace | None = None, *, base_model: str | None = None, num: int = 10,
+                check: list[str] | None = None, prior: bool = False, samples: int = 8, reporter: Reporter | None = None):
+    """Rare single tokens of the base model (the workspace's unless ``base_model``) not yet used by the workspace,
+    warnings for ``check`` (default: the workspace's identifiers), and with ``prior`` what the model already draws
+    for them (or for the candidates): a ``dbooth.identifiers.survey.Survey``."""
+    from dbooth.identifiers.survey import survey
+
+    manifest = ws.manifest() if ws is not None else None
+    default = Manifest(class_noun="-").base_model  # the manifest's default base model
+    base = base_model or (manifest.base_model if manifest is not None else default)
+    allow_pickle = manifest.allow_pickle if manifest is not None else False
+    used = [] if manifest is None else [manifest.identifier, *(s.identifier for s in manifest.subjects)]
+    result = survey(base, num=num, used=used, check=check or used, allow_pickle=allow_pickle)
+    if prior:
+        from dbooth.identifiers.prior import identifier_priors
+
+        result.priors = identifier_priors(base, check or used or result.candidates, manifest, samples=samples,
+                                          reporter=reporter)
+    return result
 
 
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None,
@@ -278,4 +325,5 @@ def run_family(ws: Workspace, run_id: str | None = None):
     return get_family(find_run_at(ws, run_id)[0].info().get("family") or "sd1")
 
 
-__all__ = ["init", "add_subject", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]
+__all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "evaluate", "merge_lora", "export",
+           "open_workspace"]

@@ -94,7 +94,8 @@ def _ws(path: Path):
 def init(
     name: Path = typer.Argument(..., help="Folder to create for this subject (with --add-subject: the workspace)."),
     class_noun: Optional[str] = typer.Option(None, "--class", "-c", help="Class noun, e.g. dog."),
-    identifier: Optional[str] = typer.Option(None, "--identifier", help="Rare token bound to the subject (default sks)."),
+    identifier: Optional[str] = typer.Option(
+        None, "--identifier", help="Rare token bound to the subject (default sks; auto: the first of `dbooth identifiers`)."),
     base: Optional[str] = typer.Option(None, "--base", help="Hub id, diffusers folder, .safetensors file, or builtin:shapes."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of subject photos to copy into instance/."),
     example: Optional[str] = typer.Option(None, "--example", help="Start from a built-in example subject."),
@@ -110,22 +111,71 @@ def init(
         if base is not None or allow_pickle:
             raise DboothError("init --add-subject: the workspace's base model stays; drop --base/--allow-pickle")
         ws = api.add_subject(_ws(name), add_subject, class_noun, identifier=identifier, images=images,
-                             example=example)
+                             example=example, reporter=RichReporter())
         s = ws.manifest().subjects[-1]
+        if identifier == "auto":
+            console.print(f"--identifier auto took [bold]{s.identifier}[/], the first free rare token of "
+                          f"{ws.manifest().base_model} (`dbooth identifiers -w {ws.root}` lists the others)")
         n = len(_photo_paths(ws.instance_dir / s.name))
         console.print(f"[green]added[/] subject {s.name} to {ws.root}/ (class [bold]{s.class_noun}[/], identifier "
                       f"[bold]{s.identifier}[/], {n} instance images in instance/{s.name}/)")
         console.print(f"next: `dbooth prior -w {ws.root}` for its class images, then `dbooth train -w {ws.root}`")
         return
     ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example,
-                  allow_pickle=allow_pickle)
+                  allow_pickle=allow_pickle, reporter=RichReporter())
     m = ws.manifest()
+    if identifier == "auto":
+        console.print(f"--identifier auto took [bold]{m.identifier}[/], the first rare token of {m.base_model} "
+                      f"(`dbooth identifiers -w {ws.root}` lists the others)")
     from dbooth.images import scan_folder
 
     n = len(scan_folder(ws.instance_dir, what="instance images", min_side=0, allow_empty=True).paths)
     console.print(f"[green]created[/] {ws.root}/ (class [bold]{m.class_noun}[/], identifier [bold]{m.identifier}[/], "
                   f"base {m.base_model}, {n} instance images)")
     console.print(f"next: add photos to {ws.instance_dir}/ if needed, then `dbooth prior -w {ws.root}`")
+
+
+@app.command("identifiers")
+def identifiers_cmd(
+    tokens: Optional[list[str]] = typer.Argument(None, help="Identifiers to check (default: the workspace's)."),
+    workspace: Optional[Path] = typer.Option(
+        None, "--workspace", "-w", help="Workspace whose model and identifiers to use (default: the current folder, "
+        "if it is one)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the workspace's, else the default)."),
+    num: int = typer.Option(10, "-n", "--num", min=1, help="Candidates to list."),
+    prior_: bool = typer.Option(False, "--prior", help="Sample each identifier alone and judge what the model "
+                                "already draws for it (loads the model)."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Samples per identifier with --prior."),
+) -> None:
+    """Rare single tokens to use as identifiers (DreamBooth section 4.2), and checks of the ones you chose."""
+    from dbooth import api
+    from dbooth.workspace import MANIFEST_NAME
+
+    if workspace is None and (Path(".") / MANIFEST_NAME).is_file():
+        workspace = Path(".")
+    result = api.identifiers(None if workspace is None else _ws(workspace), base_model=base, num=num,
+                             check=tokens or None, prior=prior_, samples=samples, reporter=RichReporter())
+    out = _stdout()
+    out.print(f"rare single tokens of {result.model} ({result.vocabulary_size} tokens; {result.rule}):")
+    out.print("  " + ("  ".join(result.candidates) or "none left"))
+    if result.used:
+        out.print(f"in use in this workspace: {', '.join(result.used)}")
+    for ident, warnings in result.checks.items():
+        if not warnings:
+            out.print(f"[green]{ident}[/]: one token, not among the words {result.model} knows well")
+        for line in warnings:
+            out.print(f"[yellow]{ident}[/]: {line}")
+    for p in result.priors:
+        seen = ", ".join(f"{k} {v}" for k, v in sorted(p.labels.items(), key=lambda kv: (-kv[1], kv[0])))
+        out.print(f"prior of [bold]{p.identifier}[/] (\"{p.prompt}\", {p.samples} samples, {p.judge}): "
+                  + (f"looks like {p.looks_like} in {p.share:.0%} ({seen})" if p.labels else
+                     "looks like none of the judge's labels"))
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)  # the command's answer goes to stdout; progress and errors to stderr
 
 
 @app.command()
