@@ -32,7 +32,7 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> 
         "dbooth.steps": str(run.steps),
         "dbooth.train_text_encoder": str(run.train_text_encoder).lower(),
         "dbooth.usage": usage_line(run, fmt, name=name),
-        "dbooth.clients": ", ".join(clients_of(fmt)),
+        "dbooth.clients": ", ".join(clients_of(fmt, _pipeline(run))),
         "dbooth.load": "; ".join(load_lines(fmt, _file_name(fmt, name), pipeline=_pipeline(run))),
     }
     if run.is_lora:
