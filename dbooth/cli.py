@@ -484,7 +484,7 @@ def _print_status(st) -> None:
         if r.state == "running" and r.pid:
             state += f" (pid {r.pid})"
         if r.resumable:
-            state += ", resumable with `dbooth train --resume`"
+            state += f", resumable with `dbooth train{' --upscaler' if 'upscaler' in r.options else ''} --resume`"
         parts = [f"[bold]{r.id}[/]", ", ".join([r.method] + r.options), state,
                  f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
         if r.final_loss is not None:
