@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 PIPELINE = "StableDiffusionUpscalePipeline"
 
 
-def upscaler_input(noisy: "torch.Tensor", low_res: "torch.Tensor", noise: "torch.Tensor", low_res_scheduler,
-                   noise_level: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+def upscaler_input(noisy: torch.Tensor, low_res: torch.Tensor, noise: torch.Tensor, low_res_scheduler,
+                   noise_level: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The UNet's sample and ``class_labels`` for noisy latents [B, 4, h, w] and low-resolution images
     [B, 3, h, w] in [-1, 1], with ``noise`` ([B, 3, h, w]) as the augmentation noise.
 
@@ -69,7 +69,7 @@ class LowResCondition:
                           f"{side} px targets from {side // self.factor} px inputs")
         return side
 
-    def apply(self, noisy: "torch.Tensor", low_res: "torch.Tensor") -> tuple["torch.Tensor", dict]:
+    def apply(self, noisy: torch.Tensor, low_res: torch.Tensor) -> tuple[torch.Tensor, dict]:
         import torch
 
         if low_res is None:

@@ -10,7 +10,13 @@ import torch
 from PIL import Image
 
 from dbooth.errors import DboothError
-from dbooth.families import SD1, SD_X4_UPSCALER, detect_family, family_from_configs, family_of
+from dbooth.families import (
+    SD1,
+    SD_X4_UPSCALER,
+    detect_family,
+    family_from_configs,
+    family_of,
+)
 from dbooth.families.upscaler import LowResCondition, upscaler_input
 from dbooth.images import resize_and_crop, shrink, to_tensor
 from dbooth.models.source import resolve_model

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from dbooth import api
 from dbooth.cli import app
-from dbooth.errors import DboothError
 from dbooth.config import apply_overrides, load_manifest, write_manifest
+from dbooth.errors import DboothError
 from dbooth.pngmeta import read_record
 from dbooth.workspace import find_run, open_workspace
 
