@@ -195,13 +195,20 @@ def identifiers(ws: Workspace | None = None, *, base_model: str | None = None, n
 
 
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None,
-          wait: float | None = None):
-    """Train a new run (or ``resume``); ``wait`` seconds for a busy workspace instead of refusing at once."""
+          wait: float | None = None, upscaler: bool = False):
+    """Train a new run (or ``resume``); ``wait`` seconds for a busy workspace instead of refusing at once.
+
+    ``upscaler``: stage (b), the manifest's ``upscaler`` section; ``train.*`` overrides of its method, steps,
+    learning rate and ``prior.enabled`` apply to the upscaler's own settings."""
     from dbooth.training import train as run_training
 
+    if upscaler:
+        from dbooth.stages import upscaler_overrides
+
+        overrides = upscaler_overrides(overrides or {})
     manifest = apply_overrides(ws.manifest(), overrides or {})
     with _writer(ws, "train", reporter, wait):
-        return run_training(ws, manifest, resume=resume, reporter=reporter)
+        return run_training(ws, manifest, resume=resume, reporter=reporter, stage="upscaler" if upscaler else "base")
 
 
 def _writer(ws: Workspace, verb: str, reporter: Reporter | None, wait: float | None = None):
@@ -232,18 +239,28 @@ def sample(
     *,
     run_id: str | None = None,
     base_only: bool = False,
+    upscale: bool = False,
+    upscaler_run: str | None = None,
     reporter: Reporter | None = None,
 ):
+    """Sample the latest stage-(a) run (or ``run_id``, or the base model); with ``upscale`` (or an
+    ``upscaler_run``) enlarge each image with the latest upscaler run (or the base upscaler): stage (b)."""
+    from dbooth.paths import require_inside
     from dbooth.prompts import format_prompt
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     run, checkpoint = (None, None) if base_only else find_run_at(ws, run_id)
     if run is not None:
-        from dbooth.paths import require_inside
-
+        if run.stage != "base":
+            raise DboothError(f"run {run.id} is an upscaler run (stage b): pass it as --upscaler-run with --upscale, "
+                              "and a stage-(a) run (or none, for the latest) as --run")
         require_inside([checkpoint or run.final_dir], run.dir, "run outputs")
+    upscale = upscale or upscaler_run is not None
+    up = _upscaler_run(ws, upscaler_run, reporter) if upscale else None
+    if up is not None:
+        require_inside([up.final_dir], up.dir, "run outputs")
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
-    from dbooth.sample import generate, load_for_sampling, sample_folder  # torch and diffusers: after the checks
+    from dbooth.sample import generate, load_for_sampling, sample_folder, upscale as enlarge  # torch: after the checks
 
     if checkpoint is not None:
         from dbooth.eval.checkpoints import checkpoint_pipeline
@@ -253,10 +270,15 @@ def sample(
         pipe = load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
     s = manifest.sample
     label = "base" if run is None else run.id + (f"@{checkpoint.name}" if checkpoint is not None else "")
-    return generate(
+    up_label = None
+    if upscale:
+        up_label = up.id if up is not None else "base-upscaler"
+    folder = sample_folder(ws.samples_dir, label if up_label is None else f"{label}+{up_label}")
+    model_label = manifest.base_model if run is None else f"{manifest.base_model} + {label}"
+    result = generate(
         pipe,
         text,
-        out_dir=sample_folder(ws.samples_dir, label),
+        out_dir=folder if up_label is None else folder / "stage-a",
         num_images=s.num_images,
         seed=s.seed,
         steps=s.steps,
@@ -265,9 +287,51 @@ def sample(
         negative_prompt=s.negative_prompt,
         height=manifest.train.resolution,
         width=manifest.train.resolution,
-        model_label=manifest.base_model if run is None else f"{manifest.base_model} + {label}",
+        model_label=model_label,
         reporter=reporter,
     )
+    if up_label is None:
+        return result
+    del pipe
+    from dbooth.families import family_of
+    from dbooth.stages import check_stage
+
+    upscaler_base = up.info().get("base_model", manifest.upscaler.base) if up is not None else manifest.upscaler.base
+    up_pipe = load_for_sampling(upscaler_base, up, allow_pickle=manifest.allow_pickle)
+    check_stage(family_of(up_pipe), "upscaler", upscaler_base)
+    noise_level = up.info().get("noise_level", manifest.upscaler.noise_level) if up else manifest.upscaler.noise_level
+    return enlarge(
+        up_pipe,
+        result.paths,
+        text,
+        out_dir=folder,
+        seeds=[s.seed + k for k in range(len(result.paths))],
+        noise_level=noise_level,
+        steps=s.steps,
+        guidance_scale=s.guidance_scale,
+        scheduler=s.scheduler,
+        negative_prompt=s.negative_prompt,
+        model_label=model_label,
+        upscaler_label=upscaler_base if up is None else f"{upscaler_base} + {up.id}",
+        reporter=reporter,
+    )
+
+
+def _upscaler_run(ws: Workspace, ref: str | None, reporter: Reporter | None):
+    """The upscaler run ``ref`` names, else the latest finished one; None (with a note) when there is none."""
+    if ref is not None:
+        run = find_run(ws, ref, stage="upscaler")
+        if run.stage != "upscaler":
+            raise DboothError(f"run {run.id} is a stage-(a) run, not an upscaler run; pass it as --run, and an "
+                              "upscaler run (from `dbooth train --upscaler`) as --upscaler-run")
+        return run
+    try:
+        return find_run(ws, stage="upscaler")
+    except DboothError:
+        if reporter is not None:
+            reporter.info(f"no upscaler run in this workspace yet: upscaling with the base upscaler "
+                          f"{ws.manifest().upscaler.base} (`dbooth train --upscaler` fine-tunes it on the subject)")
+        return None
 
 
 def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = False, prompts: str | None = None,
@@ -275,15 +339,18 @@ def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = Fa
     """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; RUN/eval.json, report.html."""
     manifest = apply_overrides(ws.manifest(), {"eval.prompts": prompts, "eval.images_per_prompt": images_per_prompt})
     run = find_run(ws, run_id)
+    if run.stage != "base":
+        raise DboothError(f"eval: run {run.id} is an upscaler run; eval scores text-to-image (stage-a) runs only")
     from dbooth.eval.evaluate import evaluate_run  # torch and transformers: after the checks
 
     return evaluate_run(ws, run, manifest, checkpoints=checkpoints, reporter=reporter)
 
 
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
-               dtype: str = "fp32", force: bool = False) -> Path:
-    """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
-    run = _final_only(ws, run_id, "merge-lora")
+               dtype: str = "fp32", force: bool = False, upscaler: bool = False) -> Path:
+    """Fuse a LoRA run (``upscaler``: the latest upscaler run by default) into its base model; writes a
+    full diffusers pipeline folder."""
+    run = _final_only(ws, run_id, "merge-lora", _stage(upscaler))
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
     from dbooth.export import merge_run
@@ -292,17 +359,22 @@ def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, 
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
-           force: bool = False) -> Path:
-    """Export a finished run as diffusers, single-file, lora or lora-kohya."""
-    run = _final_only(ws, run_id, "export")
+           force: bool = False, upscaler: bool = False) -> Path:
+    """Export a finished run (``upscaler``: the latest upscaler run by default) as diffusers, single-file,
+    lora or lora-kohya."""
+    run = _final_only(ws, run_id, "export", _stage(upscaler))
     from dbooth.export import export_run
 
     return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
 
 
-def _final_only(ws: Workspace, ref: str | None, verb: str):
-    """The run ``ref`` names; ``RUN@best`` is accepted when the best is the final weights."""
-    run, checkpoint = find_run_at(ws, ref)
+def _stage(upscaler: bool) -> str:
+    return "upscaler" if upscaler else "base"
+
+
+def _final_only(ws: Workspace, ref: str | None, verb: str, stage: str = "base"):
+    """The run ``ref`` names (else the latest of ``stage``); ``RUN@best`` is accepted when the best is the final weights."""
+    run, checkpoint = find_run_at(ws, ref, stage=stage)
     if checkpoint is not None:
         raise DboothError(f"{verb}: {ref} is checkpoint {checkpoint.name}, and {verb} takes a run's final weights "
                           f"only (for now); sample it with `dbooth sample --run {run.id}@{int(checkpoint.name.split('-')[1])}`")
@@ -318,11 +390,11 @@ def _base_loader(ws: Workspace):
     return partial(load_pipeline, allow_pickle=ws.manifest().allow_pickle)
 
 
-def run_family(ws: Workspace, run_id: str | None = None):
+def run_family(ws: Workspace, run_id: str | None = None, *, upscaler: bool = False):
     """The model family a finished run trained (runs from before families were recorded are SD 1.x)."""
     from dbooth.families import get_family
 
-    return get_family(find_run_at(ws, run_id)[0].info().get("family") or "sd1")
+    return get_family(find_run_at(ws, run_id, stage=_stage(upscaler))[0].info().get("family") or "sd1")
 
 
 __all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "evaluate", "merge_lora", "export",

@@ -222,6 +222,8 @@ def train(
                                            help="Aspect-ratio buckets: wide and tall photos keep their shape."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
+    upscaler: bool = typer.Option(False, "--upscaler", help="Stage (b): fine-tune the manifest's upscaler on "
+                                  "low/high-resolution pairs of the photos (--steps, --lr, --lora, --prior set its own)."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
     from dbooth import api
@@ -250,7 +252,8 @@ def train(
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]
         if unsupported:
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
-    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None)
+    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None,
+                       upscaler=upscaler)
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
@@ -271,8 +274,12 @@ def sample(
                                       "RUN@STEP samples a checkpoint (best: chosen by `dbooth eval --checkpoints`).",
                                       autocompletion=_complete_runs),
     base_only: bool = typer.Option(False, "--base-only", help="Sample the untouched base model."),
+    upscale: bool = typer.Option(False, "--upscale", help="Then enlarge each image 4x with the latest upscaler run "
+                                 "(`train --upscaler`), or the base upscaler if there is none."),
+    upscaler_run: Optional[str] = typer.Option(None, "--upscaler-run", help="Upscaler run id for --upscale.",
+                                               autocompletion=_complete_runs),
 ) -> None:
-    """Sample the latest run (or --run, or --base-only) into samples/."""
+    """Sample the latest run (or --run, or --base-only) into samples/; --upscale adds stage (b)."""
     from dbooth import api
 
     ws = _ws(workspace)
@@ -284,7 +291,8 @@ def sample(
         "sample.scheduler": scheduler,
         "sample.negative_prompt": negative,
     }
-    result = api.sample(ws, prompt, overrides, run_id=run, base_only=base_only, reporter=RichReporter())
+    result = api.sample(ws, prompt, overrides, run_id=run, base_only=base_only, upscale=upscale,
+                        upscaler_run=upscaler_run, reporter=RichReporter())
     console.print(f"[green]wrote[/] {len(result.paths)} images to {result.folder}"
                   + (f" (grid: {result.grid.name})" if result.grid else ""))
 
@@ -338,11 +346,13 @@ def merge_lora(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    upscaler: bool = typer.Option(False, "--upscaler", help="Merge the latest upscaler run (default: stage a's)."),
 ) -> None:
     """Fuse a LoRA run into the base weights; writes a full diffusers pipeline folder."""
     from dbooth import api
 
-    path = api.merge_lora(_ws(workspace), run_id=run, scale=scale, out=out, dtype=dtype, force=force)
+    path = api.merge_lora(_ws(workspace), run_id=run, scale=scale, out=out, dtype=dtype, force=force,
+                          upscaler=upscaler)
     console.print(f"[green]merged[/] into {path}")
 
 
@@ -366,13 +376,14 @@ def export(
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    upscaler: bool = typer.Option(False, "--upscaler", help="Export the latest upscaler run (default: stage a's)."),
 ) -> None:
     from dbooth import api
 
     ws = _ws(workspace)
-    path = api.export(ws, fmt, run_id=run, out=out, dtype=dtype, force=force)
+    path = api.export(ws, fmt, run_id=run, out=out, dtype=dtype, force=force, upscaler=upscaler)
     console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}", soft_wrap=True)
-    pipeline = api.run_family(ws, run).pipeline_class_name
+    pipeline = api.run_family(ws, run, upscaler=upscaler).pipeline_class_name
     for line in load_lines(fmt, path, pipeline=pipeline):  # unwrapped, so a snippet or path copies whole
         console.print(f"  {line}", markup=False, soft_wrap=True)
 
@@ -473,7 +484,7 @@ def _print_status(st) -> None:
         if r.state == "running" and r.pid:
             state += f" (pid {r.pid})"
         if r.resumable:
-            state += ", resumable with `dbooth train --resume`"
+            state += f", resumable with `dbooth train{' --upscaler' if 'upscaler' in r.options else ''} --resume`"
         parts = [f"[bold]{r.id}[/]", ", ".join([r.method] + r.options), state,
                  f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
         if r.final_loss is not None:
@@ -612,7 +623,8 @@ def interrupted_message(args: list[str]) -> str:
     """What Ctrl-C left and how to go on: every output is complete or absent, so each verb just continues."""
     verb = next((a for a in args if not a.startswith("-")), "")
     if verb == "train":
-        return "interrupted; `dbooth train --resume` continues the run from its last checkpoint"
+        again = "dbooth train --upscaler --resume" if "--upscaler" in args else "dbooth train --resume"
+        return f"interrupted; `{again}` continues the run from its last checkpoint"
     if verb == "prior":
         return "interrupted; the class images written so far are kept and `dbooth prior` makes the rest"
     return "interrupted; nothing was half-written, run the command again to finish it"

@@ -7,13 +7,19 @@ then imports the loop and loads the model.
 from __future__ import annotations
 
 
-def train(ws, manifest, *, resume: bool = False, reporter=None):
-    """Train a new run (or resume the latest unfinished one) and write its outputs."""
+def train(ws, manifest, *, resume: bool = False, reporter=None, stage: str = "base"):
+    """Train a new run (or resume the latest unfinished one of ``stage``) and write its outputs.
+
+    ``stage="upscaler"`` is the paper's stage (b): the manifest's ``upscaler`` section (dbooth.stages)."""
     from dbooth.reporting import Reporter
     from dbooth.training.inputs import gather_inputs
 
     reporter = reporter or Reporter()
-    inputs = gather_inputs(ws, manifest, resume=resume, reporter=reporter)
+    if stage == "upscaler":
+        from dbooth.stages import upscaler_manifest
+
+        manifest = upscaler_manifest(manifest)
+    inputs = gather_inputs(ws, manifest, resume=resume, reporter=reporter, stage=stage)
     from dbooth.training.loop import train_from_inputs
 
     return train_from_inputs(ws, inputs, reporter=reporter)
