@@ -33,6 +33,7 @@ from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.run_options import run_options
+from dbooth.stages import check_stage
 from dbooth.subjects import subjects
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
@@ -90,8 +91,10 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     reporter.info(f"loading base model {manifest.base_model}")
     pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
+    check_stage(family, inputs.stage, manifest.base_model)
 
-    run = decided_by_main(lambda: resumed or new_run(ws, cfg.method))
+    run = decided_by_main(lambda: resumed or new_run(ws, cfg.method if inputs.stage == "base"
+                                                     else f"{inputs.stage}-{cfg.method}"))
     run = run if is_main() else FollowerRun(run.dir)  # the main process keeps the books
     checkpoints = run.checkpoints() if resumed else []
     info = {
@@ -114,6 +117,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
         "processes": num_processes(),  # data-parallel processes; the global batch is batch_size x processes
+        **family.run_record(manifest),
     }
     if manifest.subjects:
         info["subjects"] = [
@@ -163,17 +167,20 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     device = accelerator.device
     models = prepare_models(pipe, cfg, device, weight_dtype)
+    models.low_res = models.family.low_res_condition(pipe, manifest)
 
     reporter.info(
         f"encoding {len(inputs.instance_paths)} instance and {len(inputs.class_paths)} class images"
         + (" once (cached latents)" if cfg.cache_latents else "")
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
-                     device=device, dtype=models.vae_dtype)
+                     device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
     instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
                           buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
+    if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
+        bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
     classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
@@ -274,7 +281,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 with ema_applied(s.ema, cfg.ema.use_for_output):
-                    validate(accelerator, s.pipe, models, s.manifest, s.run, step)
+                    validate(accelerator, s.pipe, models, s.manifest, s.run, step, photos=s.instance.paths)
             reporter.advance(step, **fields)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None

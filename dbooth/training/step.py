@@ -30,12 +30,14 @@ class Batch:
     num_instance: int
     mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
     classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
+    low_res: torch.Tensor | None = None  # [B, 3, h, w] upscaler inputs (LatentBank.draw); None elsewhere
 
     def select(self, rows: list[int]) -> Batch:
         """The given rows (instance rows listed before class rows), as a batch of their own."""
         index = torch.tensor(rows, device=self.latents.device)
         return Batch(self.latents[index], self.geometry[rows], [self.captions[i] for i in rows],
-                     sum(1 for i in rows if i < self.num_instance), None if self.mask is None else self.mask[index])
+                     sum(1 for i in rows if i < self.num_instance), None if self.mask is None else self.mask[index],
+                     low_res=None if self.low_res is None else self.low_res[index.to(self.low_res.device)])
 
 
 @dataclass(frozen=True)
@@ -98,26 +100,34 @@ def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int
     """``batch_size`` subject images and, with prior preservation, as many class images: of the one class
     (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's class."""
     ii = draw_indices(instance.groups(), batch_size)
-    latents, geometry, mask = instance.sample(ii)
+    latents, geometry, mask, low = instance.draw(ii)
     parts, geometries, captions = [latents], [geometry], ii.tolist()
-    masks = [mask]
+    masks, lows = [mask], [low]
     if classes is not None:
         if isinstance(class_caption, ClassPick):
             ci, class_captions = class_caption.draw(ii)
         else:
             ci, class_captions = torch.randint(0, len(classes), (batch_size,)), [class_caption] * batch_size
-        latents, geometry, _ = classes.sample(ci)
+        latents, geometry, _, class_low = classes.draw(ci)
         if latents.shape[-2:] != parts[0].shape[-2:]:  # class images stay square; the photos' bucket is not
             mask = None if mask is None else mask.to(device, torch.float32)
-            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0)
-            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows)
+            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0, low_res=_on(class_low, device))
+            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows,
+                         low_res=_on(low, device))
         parts.append(latents)
+        lows.append(class_low)
         geometries.append(geometry)
         captions += class_captions
         if mask is not None:
             masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
     mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
-    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask)
+    low = None if low is None else torch.cat(lows)
+    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask,
+                 low_res=_on(low, device))
+
+
+def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if x is None else x.to(device, torch.float32)
 
 
 def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float,
@@ -156,8 +166,8 @@ def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainC
     latents = batch.latents
     noisy = scheduler.add_noise(latents, mixed, timesteps)
     cond = prompts.get(batch.captions, grad=bool(models.trained_encoders))
-    extra = models.family.unet_kwargs(cond, batch.geometry)
-    pred = models.unet(noisy, timesteps, cond.embeds, return_dict=False, **extra)[0]
+    sample, extra = models.family.unet_inputs(noisy, cond, batch, models.low_res)
+    pred = models.unet(sample, timesteps, cond.embeds, return_dict=False, **extra)[0]
     kind = scheduler.config.prediction_type
     target = diffusion_target(kind, noise, latents, scheduler, timesteps)
     weights = None

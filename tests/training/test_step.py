@@ -125,3 +125,14 @@ def test_the_shares_losses_average_to_the_whole_batchs(options):
     for g, a, b in zip(whole_grads, first_grads, second_grads):
         torch.testing.assert_close((a + b) / 2, g, rtol=1e-4, atol=1e-6)
     assert not torch.allclose(first, second)  # the two processes really scored other rows
+
+
+def test_a_shares_rows_keep_their_upscaler_inputs():
+    from dbooth.training.step import Share
+
+    batch = Batch(torch.randn(4, 4, 8, 8), torch.zeros(4, 6), [0, 1, 2, 3], num_instance=2,
+                  low_res=torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2))
+    mine = batch.select(Share(1, 2).rows(2, 4))
+    assert mine.num_instance == 1 and mine.captions == [1, 3]
+    assert mine.low_res[:, 0, 0, 0].tolist() == [1.0, 3.0]
+    torch.testing.assert_close(mine.latents, batch.latents[[1, 3]])
