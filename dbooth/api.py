@@ -419,4 +419,4 @@ def run_family(ws: Workspace, run_id: str | None = None, *, upscaler: bool = Fal
 
 
 __all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "evaluate", "merge_lora", "export",
-           "open_workspace"]
+           "batch", "open_workspace"]

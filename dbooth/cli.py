@@ -266,7 +266,6 @@ def train(
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
     result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None,
                        upscaler=upscaler)
-    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None)
     if not is_main():
         return
     where = result.run.final_dir
