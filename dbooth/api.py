@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from dbooth.config import Manifest, apply_overrides
@@ -200,6 +201,7 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
 
     ``upscaler``: stage (b), the manifest's ``upscaler`` section; ``train.*`` overrides of its method, steps,
     learning rate and ``prior.enabled`` apply to the upscaler's own settings."""
+    from dbooth.distributed import is_main
     from dbooth.training import train as run_training
 
     if upscaler:
@@ -207,7 +209,8 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
 
         overrides = upscaler_overrides(overrides or {})
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    with _writer(ws, "train", reporter, wait):
+    # under `accelerate launch` the main process holds the lock for all of the run's processes
+    with _writer(ws, "train", reporter, wait) if is_main() else contextlib.nullcontext():
         return run_training(ws, manifest, resume=resume, reporter=reporter, stage="upscaler" if upscaler else "base")
 
 
@@ -368,6 +371,24 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
     return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
 
 
+def batch(workspaces: list[str | Path], *, steps: int | None = None, evaluate: bool = False,
+          export: str | None = None, retries: int = 1, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
+          address: str | None = None, num_cpus: int | None = None, on_update=None):
+    """Prior, train (and eval, export) for every workspace as Ray tasks; returns each one's ``WorkspaceResult``.
+
+    Without ``address`` a local Ray instance with ``num_cpus`` CPUs runs them; a failed workspace is retried
+    ``retries`` times when a retry may help, and never stops the others.
+    """
+    from dbooth.batch.runner import run_batch
+    from dbooth.batch.task import BatchOptions
+
+    if retries < 0:
+        raise DboothError(f"batch --retries: {retries}; pass 0 or more")
+    options = BatchOptions(steps=steps, evaluate=evaluate, export=export, retries=retries, gpus_per_run=gpus_per_run,
+                           cpus_per_run=cpus_per_run)
+    return run_batch([str(w) for w in workspaces], options, address=address, num_cpus=num_cpus, on_update=on_update)
+
+
 def _stage(upscaler: bool) -> str:
     return "upscaler" if upscaler else "base"
 
@@ -398,4 +419,4 @@ def run_family(ws: Workspace, run_id: str | None = None, *, upscaler: bool = Fal
 
 
 __all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "evaluate", "merge_lora", "export",
-           "open_workspace"]
+           "batch", "open_workspace"]

@@ -224,11 +224,23 @@ def train(
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
     upscaler: bool = typer.Option(False, "--upscaler", help="Stage (b): fine-tune the manifest's upscaler on "
                                   "low/high-resolution pairs of the photos (--steps, --lr, --lora, --prior set its own)."),
+    processes: Optional[int] = typer.Option(None, "--processes", help="Train data-parallel in N processes (one per "
+                                            "GPU) through `accelerate launch`; --batch-size is per process."),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config",
+                                                     help="accelerate config file for the launch (e.g. "
+                                                          "templates/accelerate/zero2.yaml)."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
     from dbooth import api
+    from dbooth.distributed import is_main, num_processes, relaunch
 
     ws = _ws(workspace)
+    if processes is not None or accelerate_config is not None:
+        if num_processes() > 1:
+            raise DboothError("train --processes: this is already one of several processes started by "
+                              "`accelerate launch`; give the process count to the launcher only")
+        if (processes or 1) > 1 or accelerate_config is not None:
+            raise typer.Exit(relaunch(processes or 1, sys.argv[1:], config_file=accelerate_config))
     overrides = {
         "train.method": None if lora is None else ("lora" if lora else "full"),
         "train.max_steps": steps,
@@ -254,6 +266,8 @@ def train(
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
     result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None,
                        upscaler=upscaler)
+    if not is_main():
+        return
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
@@ -439,6 +453,47 @@ def demo(
 
 
 @app.command()
+def batch(
+    workspaces: list[Path] = typer.Argument(..., help="Workspace folders, on storage every Ray node sees."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (ray://HEAD:10001); "
+                                          "default: a Ray instance on this machine."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs per workspace (default: 1 when "
+                                                 "the cluster has GPUs, else 0); 2 or more train data-parallel."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="CPUs Ray reserves per workspace."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray instance (default: all)."),
+    retries: int = typer.Option(1, "--retries", help="Further attempts after a crash or a lost node (not after an "
+                                "error in the workspace itself); each resumes from the last checkpoint."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps for every workspace."),
+    evaluate: bool = typer.Option(False, "--eval", help="Then score each run (RUN/eval.json)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Then export each run: " + ", ".join(FORMATS) + ".",
+                                         autocompletion=_choices(*FORMATS)),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every workspace's result here."),
+) -> None:
+    """Prior, train (and eval, export) for many workspaces as Ray tasks, with a live table."""
+    from dbooth import api
+    from dbooth.batch.view import BatchView
+
+    if export is not None and export not in FORMATS:
+        raise DboothError(f"batch --export: {export!r} is not a format; use one of {', '.join(FORMATS)}")
+    with BatchView(console) as view:
+        results = api.batch(workspaces, steps=steps, evaluate=evaluate, export=export, retries=retries,
+                            gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, address=address,
+                            num_cpus=num_cpus, on_update=view.update)
+    if json_path is not None:
+        import dataclasses
+        import json
+
+        from dbooth.fsutil import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")
+    failed = [r for r in results if r.status != "complete"]
+    console.print(f"[green]{len(results) - len(failed)} complete[/], "
+                  + (f"[red]{len(failed)} failed[/]" if failed else "0 failed"))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(
     workspace: Path = WorkspaceOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (for scripts)."),
@@ -612,7 +667,10 @@ def main() -> None:
     try:
         app(prog_name="dbooth")
     except DboothError as exc:
-        error(str(exc))
+        from dbooth.distributed import RelayedError
+
+        if not isinstance(exc, RelayedError):  # the main process has printed it
+            error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         error(interrupted_message(sys.argv[1:]))

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from dbooth.models.source import ModelSource
 
 
+def device_of(module) -> "torch.device":
+    """Where a module's weights are; also for one wrapped for data parallelism, which has no ``.device``."""
+    return next(module.parameters()).device
+
+
 @dataclass(frozen=True)
 class Conditioning:
     """What the UNet is conditioned on for a batch of captions."""

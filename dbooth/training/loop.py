@@ -6,7 +6,8 @@ a batch of subject images and, with prior preservation, as many class images, an
 MSE(instance) + prior_weight * MSE(class) against the family's target (noise or velocity).
 
 ``train_from_inputs`` keeps the run's books (run.json, config.yaml, failure and interruption),
-``_train`` sets up models, data and optimiser, ``_loop`` runs the steps.
+``_train`` sets up models, data and optimiser, ``_loop`` runs the steps. Under ``accelerate launch``
+each process trains its share of every batch (``Share``) and only the main one writes files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from diffusers.optimization import get_scheduler
 from dbooth.buckets import bucket_counts, bucket_sizes
 from dbooth.config import render_manifest
 from dbooth.diskspace import parameter_bytes, require_free, writing
+from dbooth.distributed import FollowerRun, decided_by_main, is_main, num_processes
 from dbooth.errors import DboothError
 from dbooth.families import family_of
 from dbooth.fsutil import atomic_write_text
@@ -49,7 +51,7 @@ from dbooth.training.state import (
     save_checkpoint,
 )
 from dbooth.training.tracking import start_tracking, tracker_settings
-from dbooth.training.step import ClassPick, draw_batch, dreambooth_step_loss
+from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -91,7 +93,9 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     family = family_of(pipe)
     check_stage(family, inputs.stage, manifest.base_model)
 
-    run = resumed or new_run(ws, cfg.method if inputs.stage == "base" else f"{inputs.stage}-{cfg.method}")
+    run = decided_by_main(lambda: resumed or new_run(ws, cfg.method if inputs.stage == "base"
+                                                     else f"{inputs.stage}-{cfg.method}"))
+    run = run if is_main() else FollowerRun(run.dir)  # the main process keeps the books
     checkpoints = run.checkpoints() if resumed else []
     info = {
         "run_id": run.id,
@@ -112,6 +116,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
+        "processes": num_processes(),  # data-parallel processes; the global batch is batch_size x processes
         **family.run_record(manifest),
     }
     if manifest.subjects:
@@ -123,7 +128,8 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         ]
     if manifest.instance_captions == "files":
         info["instance_captions"] = {_photo_key(ws, p): c for p, c in zip(inputs.instance_paths, inputs.captions)}
-    atomic_write_text(run.config_path, render_manifest(manifest))
+    if is_main():
+        atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
         return _train(manifest, inputs, run, info, pipe, checkpoints, reporter)
@@ -196,7 +202,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
 
     step = 0
     if checkpoints:
-        load_checkpoint(accelerator, checkpoints[-1])
+        load_checkpoint(accelerator, checkpoints[-1], lr_scheduler)
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     class_caption: int | ClassPick = len(inputs.captions)
@@ -222,8 +228,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         ema.copy_to_models()
     check_weights_finite(models.trained, f"run {run.id}")
     kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
-    with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
-        save_final(accelerator, manifest, run, models)
+    if accelerator.is_main_process:
+        with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+            save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
     run.write_info(info)
@@ -240,12 +247,14 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     done = [p for p in s.run.checkpoints() if p.name <= checkpoint_name(step)]
     last_checkpoint = checkpoint_step(done[-1]) if done else None
     guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
+    share = Share(accelerator.process_index, accelerator.num_processes)
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
-                batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
-                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg)
+                batch = draw_batch(s.instance, s.classes, cfg.batch_size * share.count, s.class_caption,
+                                   accelerator.device)
+                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg, share)
                 check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
@@ -261,10 +270,10 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             step += 1
             if s.ema is not None:
                 s.ema.after_step(step)
-            loss_value = loss.total.detach().item()
+            loss_value = accelerator.reduce(loss.total.detach(), "mean").item()  # over all processes' rows
             fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
-                fields["prior_loss"] = loss.prior.detach().item()
+                fields["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean").item()
             accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,

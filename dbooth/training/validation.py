@@ -10,6 +10,16 @@ from dbooth.training.tracking import log_images
 
 
 def validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
+    """Only the main process draws (and writes) validation images, on a side random stream: the training
+    stream, which all processes share, stays as it was."""
+    if not accelerator.is_main_process:
+        return
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        _validate(accelerator, pipe, models, manifest, run, step, photos)
+
+
+def _validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
     from dbooth.pngmeta import write_png
     from dbooth.schedulers import set_scheduler
 
