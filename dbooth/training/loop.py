@@ -12,6 +12,7 @@ each process trains its share of every batch (``Share``) and only the main one w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -38,7 +39,9 @@ from dbooth.subjects import subjects
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.history import LossHistory
 from dbooth.training.inputs import TrainingInputs
+from dbooth.training.loss_report import write_loss_report
 from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
@@ -81,6 +84,7 @@ class Session:
     lr_scheduler: object
     ema: EmaWeights | None = None
     checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
+    history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's curve; main process only
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -175,13 +179,15 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
-                          buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+    buckets = bucket_sizes(cfg.resolution) if cfg.buckets else None  # class images too: each step pairs by bucket
+    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
+                          **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
     if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
         bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
-    classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
+    classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
+               if inputs.class_paths else None)
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
 
@@ -209,7 +215,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     if len(class_prompts) > 1:
         class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models))
+                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models),
+                      # a resumed run drops the rows past its checkpoint
+                      LossHistory(run.dir, start=step) if accelerator.is_main_process else None)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
@@ -222,6 +230,10 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         raise
     finally:
         accelerator.end_training()
+        if session.history is not None:
+            session.history.close()
+            with contextlib.suppress(OSError):  # the page is a convenience: never hide why a run stopped
+                write_loss_report(run.dir, run.id)  # the curve so far, also for a stopped or failed run
 
     reporter.info("saving")
     if ema is not None and cfg.ema.use_for_output:
@@ -275,6 +287,9 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if loss.prior is not None:
                 fields["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean").item()
             accelerator.log(fields, step=step)
+            instance = None if loss.prior is None else accelerator.reduce(loss.instance.detach(), "mean").item()
+            if s.history is not None:
+                s.history.record(step, instance_loss=instance, **fields)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
                                 needed=s.checkpoint_bytes)
