@@ -235,31 +235,36 @@ def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = Fa
 
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
                dtype: str = "fp32", force: bool = False) -> Path:
-    """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
-    run = _final_only(ws, run_id, "merge-lora")
+    """Fuse a LoRA run (``RUN@best``/``RUN@STEP``: that checkpoint) into its base model; writes a full diffusers
+    pipeline folder."""
+    run, checkpoint = _run_at(ws, run_id)
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
     from dbooth.export import merge_run
 
-    return merge_run(run.dir, base_pipeline_loader=_base_loader(ws), out=out, scale=scale, dtype=dtype, force=force)
+    return merge_run(run.dir, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out, scale=scale,
+                     dtype=dtype, force=force)
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
            force: bool = False) -> Path:
-    """Export a finished run as diffusers, single-file, lora or lora-kohya."""
-    run = _final_only(ws, run_id, "export")
+    """Export a finished run (``RUN@best``/``RUN@STEP``: that checkpoint) as diffusers, single-file, lora or
+    lora-kohya."""
+    run, checkpoint = _run_at(ws, run_id)
     from dbooth.export import export_run
 
-    return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
+    return export_run(run.dir, fmt, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out,
+                      dtype=dtype, force=force)
 
 
-def _final_only(ws: Workspace, ref: str | None, verb: str):
-    """The run ``ref`` names; ``RUN@best`` is accepted when the best is the final weights."""
+def _run_at(ws: Workspace, ref: str | None):
+    """The run and checkpoint (None: the final weights) ``ref`` names, the checkpoint checked to be the run's."""
     run, checkpoint = find_run_at(ws, ref)
     if checkpoint is not None:
-        raise DboothError(f"{verb}: {ref} is checkpoint {checkpoint.name}, and {verb} takes a run's final weights "
-                          f"only (for now); sample it with `dbooth sample --run {run.id}@{int(checkpoint.name.split('-')[1])}`")
-    return run
+        from dbooth.paths import require_inside
+
+        require_inside([checkpoint], run.dir, "run checkpoints")
+    return run, checkpoint
 
 
 def _base_loader(ws: Workspace):

@@ -282,10 +282,10 @@ def _figure(value: float | None) -> str:
 @app.command("merge-lora")
 def merge_lora(
     workspace: Path = WorkspaceOpt,
-    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run).",
-                                      autocompletion=_complete_runs),
+    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run); "
+                                      "RUN@best or RUN@STEP merges a checkpoint.", autocompletion=_complete_runs),
     scale: float = typer.Option(1.0, "--scale", help="LoRA strength fused into the weights."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged, RUN/merged@STEP)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
 ) -> None:
@@ -311,8 +311,8 @@ def export(
     workspace: Path = WorkspaceOpt,
     fmt: str = typer.Option(..., "--format", "-f", help=", ".join(FORMATS) + " (see the table above).",
                             autocompletion=_choices(*FORMATS)),
-    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
-                                      autocompletion=_complete_runs),
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run); RUN@best or "
+                                      "RUN@STEP exports a checkpoint.", autocompletion=_complete_runs),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
