@@ -204,6 +204,14 @@ def train(
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
+    stop_when = result.run.info().get("stop_when")
+    if stop_when:  # train.stop_when scored the checkpoints: say why it stopped (or not) and what it picked
+        stopped = stop_when.get("stopped")
+        console.print(f"stopped early at step {stopped['step']}: {stopped['reason']}" if stopped
+                      else "train.stop_when: fidelity had not peaked by the last step")
+        best = stop_when.get("best")
+        console.print(f"best checkpoint: {best} (`dbooth sample --run {result.run.id}@best`)" if best
+                      else "no checkpoint passed the rule; see stop_when in run.json")
 
 
 @app.command()

@@ -184,7 +184,6 @@ class TrainConfig:
     adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
     max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
     ema: EmaConfig = field(default_factory=EmaConfig)  # moving average of the trained weights
-    stop_when: StopWhenConfig = field(default_factory=StopWhenConfig)  # score checkpoints, stop at the peak
     snr_gamma: float | None = _field(None, gt=0)  # Min-SNR loss weighting; None = off, 5 is the usual value
     noise_offset: float = _field(0.0, ge=0)  # offset noise strength; 0 = off
     min_timestep: int = _field(0, ge=0)  # lowest noise timestep trained on
@@ -210,6 +209,7 @@ class TrainConfig:
     validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
     validation_images: int = _field(2, ge=1)  # images per validation prompt
     tensorboard: bool = _field(True)  # loss, learning rate and validation images in RUN/tensorboard/
+    stop_when: StopWhenConfig = field(default_factory=StopWhenConfig)  # score checkpoints, stop at the peak
 
     def resolved_learning_rate(self) -> float:
         """The UNet learning rate, with null replaced by the method's default."""

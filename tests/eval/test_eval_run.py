@@ -15,7 +15,7 @@ from dbooth import api
 from dbooth.errors import DboothError
 from dbooth.eval import metrics
 from dbooth.eval.encoders import load_dino
-from dbooth.eval.evaluate import METRICS, _sample
+from dbooth.eval.evaluate import METRICS, sample_at_seeds
 from dbooth.eval.tiny import save_tiny_clip, save_tiny_dino
 from dbooth.sample import load_for_sampling
 from dbooth.schedulers import set_scheduler
@@ -77,7 +77,7 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
     m = ws.manifest()
     pipe = load_for_sampling(m.base_model, None)
     set_scheduler(pipe, m.sample.scheduler)
-    images = [im for p in data["prompt_list"] for im in _sample(pipe, p, 2, m.eval.seed, m)]
+    images = [im for p in data["prompt_list"] for im in sample_at_seeds(pipe, p, 2, m.eval.seed, m)]
     kept = Image.open(run.dir / "eval" / "grid-01-base.png")
     assert list(kept.crop((0, 0, *images[0].size)).getdata()) == list(images[0].getdata())
     dino = load_dino(dino_dir)

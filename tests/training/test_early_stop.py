@@ -122,3 +122,23 @@ def test_a_run_stops_when_subject_fidelity_stops_improving(make_workspace, tmp_p
     assert [p.name for p in result.run.checkpoints()] == ["step-000002", "step-000005"]
     sampled = api.sample(ws, "a sks dog", run_id=f"{result.run.id}@best")
     assert sampled.folder.parent.name == f"{result.run.id}@step-000002"
+
+
+def test_a_run_that_keeps_improving_trains_to_the_end_and_its_final_weights_are_the_pick(make_workspace, tmp_path,
+                                                                                          monkeypatch):
+    from dbooth.eval.judges import EncoderJudge
+
+    scripted = iter([0.1, 0.2, 0.3, 0.4])  # base, steps 1 and 2, the final step 3
+    real = EncoderJudge.score
+    monkeypatch.setattr(EncoderJudge, "score", lambda self, i, c: {**real(self, i, c), "dino": next(scripted)})
+    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
+    ws = make_workspace("rises", **{
+        "prior.enabled": False, "train.max_steps": 3, "train.checkpoint_every": 1, "eval.dino": str(dino),
+        "eval.clip": str(clip), "train.stop_when.enabled": True, "train.stop_when.patience": 1,
+        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0})
+    result = api.train(ws)
+    info = result.run.info()
+    assert result.steps == 3 and "stopped" not in info["stop_when"]
+    assert list(info["stop_when"]["scores"]) == ["step-000001", "step-000002", "final"]
+    assert info["best_checkpoint"] == "final"
+    assert api.find_run_at(ws, "@best") == (result.run, None)
