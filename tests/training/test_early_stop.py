@@ -142,3 +142,29 @@ def test_a_run_that_keeps_improving_trains_to_the_end_and_its_final_weights_are_
     assert list(info["stop_when"]["scores"]) == ["step-000001", "step-000002", "final"]
     assert info["best_checkpoint"] == "final"
     assert api.find_run_at(ws, "@best") == (result.run, None)
+
+
+def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_workspace, tmp_path, monkeypatch):
+    from dbooth.eval.judges import EncoderJudge
+    from dbooth.reporting import Reporter
+
+    class InterruptAt(Reporter):
+        def advance(self, completed: int, **fields) -> None:
+            if completed == 3:
+                raise KeyboardInterrupt
+
+    scripted = iter([0.1, 0.5, 0.3, 0.2])  # base, step 2, then (resumed) step 4 and the final step 6
+    real = EncoderJudge.score
+    monkeypatch.setattr(EncoderJudge, "score", lambda self, i, c: {**real(self, i, c), "dino": next(scripted)})
+    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
+    ws = make_workspace("resumes", **{
+        "prior.enabled": False, "train.max_steps": 6, "train.checkpoint_every": 2, "eval.dino": str(dino),
+        "eval.clip": str(clip), "train.stop_when.enabled": True, "train.stop_when.patience": 2,
+        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0})
+    with pytest.raises(KeyboardInterrupt):
+        api.train(ws, reporter=InterruptAt())
+    result = api.train(ws, resume=True)
+    record = result.run.info()["stop_when"]
+    assert record["base"]["dino"] == 0.1 and list(record["scores"]) == ["step-000002", "step-000004", "final"]
+    assert [s["dino"] for s in record["scores"].values()] == [0.5, 0.3, 0.2]
+    assert result.run.info()["best_checkpoint"] == "step-000002" and next(scripted, None) is None
