@@ -8,7 +8,10 @@ judged on the demo's *held-out* test (four other scenes, 6 samples each at seeds
 which the picker never sees (only the checkpoints the table reports are judged there). patience is set high so every checkpoint is scored; where patience 2 would
 have stopped is recomputed from the recorded scores with the same rule (``dbooth.training.early_stop.decide``).
 
-    OMP_NUM_THREADS=1 nice python benchmarks/pick_table.py --out /tmp/pick --json benchmarks/cpu-2026-12-01/pick-table.json
+    OMP_NUM_THREADS=1 nice python benchmarks/pick_table.py --out /tmp/pick --json pick-table.json
+
+Variant B (``--rescore B.json``, afterwards, on the kept checkpoints): the picker samples the test's own
+four scenes at other seeds (3 each, seeds 1000-1002, and 6 class samples) instead, with the same rule; the test samples (seeds 0-5) stay unseen.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ PICK = {"train.stop_when.enabled": True, "train.stop_when.patience": 100, "train
         "train.stop_when.prompt_fidelity_margin": 0.25, "train.validation_prompts": PICK_PROMPTS}
 
 
-def held_out(ws, run, checkpoint, oracle, subject: str) -> dict:
-    """The demo's test: four held-out scenes x 6 samples (seeds 0-5), 12 class samples, judged by the oracle."""
+def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 6, class_n: int = 12) -> dict:
+    """The demo's test: four held-out scenes x 6 samples (seeds 0-5), 12 class samples, judged by the oracle.
+
+    ``run`` None: the base model. Another ``seed`` gives the same prompts on other samples (variant B's picking).
+    """
     from dbooth.demo import HELD_OUT_CONTEXTS, _sample
     from dbooth.eval.checkpoints import checkpoint_pipeline
     from dbooth.prompts import format_prompt
@@ -36,13 +42,14 @@ def held_out(ws, run, checkpoint, oracle, subject: str) -> dict:
 
     m = ws.manifest()
     pipe = checkpoint_pipeline(run, checkpoint) if checkpoint else load_for_sampling(m.base_model, run)
+    pipe.set_progress_bar_config(disable=True)
     set_scheduler(pipe, m.sample.scheduler)
     images, contexts = [], []
     for ctx in HELD_OUT_CONTEXTS:
         prompt = format_prompt(f"a photo of a {{identifier}} {{class}} {ctx}", m.identifier, m.class_noun)
-        images += _sample(pipe, prompt, 6, 0, m)
-        contexts += [ctx] * 6
-    klass = _sample(pipe, format_prompt(m.class_prompt, m.identifier, m.class_noun), 12, 0, m)
+        images += _sample(pipe, prompt, n, seed, m)
+        contexts += [ctx] * n
+    klass = _sample(pipe, format_prompt(m.class_prompt, m.identifier, m.class_noun), class_n, seed, m)
     return {"subject_fidelity": round(oracle.subject_fidelity(images, subject), 4),
             "prompt_fidelity": round(oracle.prompt_fidelity(images, contexts), 4),
             "pres": round(oracle.pres(klass, subject), 4)}
@@ -95,13 +102,59 @@ def one_subject(out: Path, subject: str, steps: int, log) -> dict:
             "train_and_pick_seconds": round(train_seconds, 1), "held_out_seconds": round(eval_seconds, 1)}
 
 
+PICK_B = {"seed": 1000, "n": 3, "class_n": 6}  # the picker's budget as in variant A: 12 subject, 6 class samples
+
+
+def rescore(out: Path, table: Path, result_path: Path, log) -> None:
+    """Variant B: pick on the held-out test's prompts at other seeds (1000+), then judge the picks at 0-5."""
+    from dbooth.builtin.oracle import Oracle
+    from dbooth.training.early_stop import decide
+    from dbooth.workspace import Workspace, find_run
+
+    data = json.loads(table.read_text())
+    oracle = Oracle.load()
+    rows = []
+    for r in data["results"]:
+        t = time.time()
+        ws = Workspace(out / r["subject"])
+        run = find_run(ws, r["run"])
+        base = held_out(ws, None, None, oracle, r["subject"], **PICK_B)
+        scores = {}
+        for name, first in r["pick_scores"].items():
+            checkpoint = None if name == "final" else run.checkpoints_dir / name
+            scores[name] = {"step": first["step"], **held_out(ws, run, checkpoint, oracle, r["subject"], **PICK_B)}
+            log(f"{r['subject']} B {name}: {scores[name]}")
+        keys = ("subject_fidelity", "prompt_fidelity", "pres")
+        rule = dict(prompt_margin=0.25, pres_margin=0.1, prior=True, keys=keys)
+        best = decide(scores, base, patience=100, **rule).best
+        early = None
+        names = list(scores)
+        for i in range(1, len(names) + 1):
+            d = decide({n: scores[n] for n in names[:i]}, base, patience=2, **rule)
+            if d.stop:
+                early = {"stopped_at": scores[names[i - 1]]["step"], "best": d.best, "reason": d.reason}
+                break
+        early = early or {"stopped_at": None, "best": decide(scores, base, patience=2, **rule).best}
+        test = dict(r["held_out"])
+        for name in (best, early["best"]):
+            if name is not None and name not in test:
+                checkpoint = None if name == "final" else run.checkpoints_dir / name
+                test[name] = held_out(ws, run, checkpoint, oracle, r["subject"])
+        rows.append({"subject": r["subject"], "pick_base": base, "pick_scores": scores, "best": best,
+                     "early_stop_patience_2": early, "held_out": test, "seconds": round(time.time() - t, 1)})
+        result_path.write_text(json.dumps({"results": rows}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--subjects", default="checkered_star,polka_circle,split_square,striped_heart")
+    parser.add_argument("--rescore", type=Path, help="variant B: read --json, write this file")
     args = parser.parse_args()
+    if args.rescore:
+        return rescore(args.out, args.json, args.rescore, lambda line: print(line, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     started = time.time()
