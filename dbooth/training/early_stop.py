@@ -36,15 +36,20 @@ def decide(scores: dict[str, dict], base: dict, *, patience: int, prompt_margin:
 
     The pick is ``pick_best``'s: the highest subject fidelity among the checkpoints whose prompt fidelity
     (and PRES, with the prior) stays near the base model's; a later checkpoint only replaces it by scoring
-    strictly higher, so a plateau counts as "no better".
+    strictly higher, so a plateau counts as "no better". Fidelity has only peaked once it has risen: while
+    the pick is no better than the base model (the subject has not appeared yet), training goes on. When
+    no checkpoint passes the rule for ``patience`` checkpoints, training stops too (the prompts or the class
+    are already lost).
     """
+    subject = keys[0]
     pick = pick_best(scores, base, prompt_margin=prompt_margin, pres_margin=pres_margin, prior=prior, keys=keys)
     names = list(scores)
     since = len(names) - 1 - names.index(pick.best) if pick.best is not None else len(names)
     if pick.best is None:
         reason = f"none of the {since} scored checkpoints passes the rule ({pick.rule})"
+    elif scores[pick.best][subject] <= base[subject]:
+        return Decision(False, pick.best, f"{subject} has not risen above the base model's ({base[subject]:.3f}) yet")
     else:
-        subject = keys[0]
         reason = (f"no better checkpoint in the {since} after {pick.best} ({subject} "
                   f"{scores[pick.best][subject]:.3f}; rule: {pick.rule})")
     return Decision(since >= patience, pick.best, reason)

@@ -43,6 +43,13 @@ def test_a_plateau_is_no_better_and_a_drop_in_prompt_fidelity_disqualifies():
     assert memorised.stop and memorised.best == "step-000001"
 
 
+def test_it_does_not_stop_before_subject_fidelity_has_risen_above_the_base_models():
+    flat = _decide(_scores((0.1, 0.3, 0.2), (0.05, 0.3, 0.2), (0.1, 0.3, 0.2), (0.08, 0.3, 0.2)))  # base dino 0.1
+    assert not flat.stop and flat.best == "step-000001" and "has not risen above the base model's" in flat.reason
+    risen = _decide(_scores((0.1, 0.3, 0.2), (0.15, 0.3, 0.2), (0.1, 0.3, 0.2), (0.12, 0.3, 0.2)))
+    assert risen.stop and risen.best == "step-000002"
+
+
 def test_with_the_prior_drift_disqualifies_and_nothing_eligible_stops_too():
     drifting = _scores((0.3, 0.3, 0.25), (0.6, 0.3, 0.5), (0.7, 0.3, 0.6))
     assert _decide(drifting, prior=False).best == "step-000003"
