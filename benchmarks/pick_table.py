@@ -135,13 +135,23 @@ def rescore(out: Path, table: Path, result_path: Path, log) -> None:
                 early = {"stopped_at": scores[names[i - 1]]["step"], "best": d.best, "reason": d.reason}
                 break
         early = early or {"stopped_at": None, "best": decide(scores, base, patience=2, **rule).best}
+        # variant A's early stop, recomputed with the current rule from the recorded scores
+        a_early = None
+        a_names = list(r["pick_scores"])
+        for i in range(1, len(a_names) + 1):
+            d = decide({n: r["pick_scores"][n] for n in a_names[:i]}, r["pick_base"], patience=2, **rule)
+            if d.stop:
+                a_early = {"stopped_at": r["pick_scores"][a_names[i - 1]]["step"], "best": d.best, "reason": d.reason}
+                break
+        a_early = a_early or {"stopped_at": None, "best": decide(r["pick_scores"], r["pick_base"], patience=2,
+                                                                   **rule).best}
         test = dict(r["held_out"])
-        for name in (best, early["best"]):
+        for name in (best, early["best"], a_early["best"]):
             if name is not None and name not in test:
                 checkpoint = None if name == "final" else run.checkpoints_dir / name
                 test[name] = held_out(ws, run, checkpoint, oracle, r["subject"])
         rows.append({"subject": r["subject"], "pick_base": base, "pick_scores": scores, "best": best,
-                     "early_stop_patience_2": early, "held_out": test, "seconds": round(time.time() - t, 1)})
+                     "early_stop_patience_2": early, "a_early_stop_patience_2": a_early, "held_out": test, "seconds": round(time.time() - t, 1)})
         result_path.write_text(json.dumps({"results": rows}, indent=2) + "\n")
 
 
