@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from diffusers import StableDiffusionPipeline
 from safetensors import safe_open
 
@@ -28,7 +27,7 @@ def _pair(make_workspace, method: str):
     return api.find_run(short), long, api.train(long).run
 
 
-def _load(path, base):
+def _load(path):
     return StableDiffusionPipeline.from_pretrained(path, local_files_only=True)
 
 
@@ -42,12 +41,12 @@ def _same(a, b) -> bool:
 
 def test_every_full_format_of_a_checkpoint_holds_that_steps_weights(make_workspace, tiny_base):
     short_run, ws, run = _pair(make_workspace, "full")
-    want, final = _probes(_load(short_run.final_dir, tiny_base)), _probes(_load(run.final_dir, tiny_base))
+    want, final = _probes(_load(short_run.final_dir)), _probes(_load(run.final_dir))
     assert not _same(want, final)  # steps 3 and 4 changed the model: the test can tell them apart
 
     folder = api.export(ws, "diffusers", run_id=f"{run.id}@2")
     assert folder == run.dir / "export" / f"{run.id}@2-diffusers"
-    assert _same(_probes(_load(folder, tiny_base)), want)
+    assert _same(_probes(_load(folder)), want)
     readme = (folder / "README.md").read_text()
     assert f"# {run.id}@2:" in readme and "| training steps | 2 (checkpoint step-000002 of a 4-step run) |" in readme
 
@@ -63,16 +62,16 @@ def test_every_full_format_of_a_checkpoint_holds_that_steps_weights(make_workspa
     info = run.info()
     run.write_info(info | {"best_checkpoint": "step-000002"})
     best = api.export(ws, "diffusers", run_id=f"{run.id}@best", out=folder.parent / "best")
-    assert _same(_probes(_load(best, tiny_base)), want)
+    assert _same(_probes(_load(best)), want)
     plain = api.export(ws, "diffusers")
-    assert plain.name == f"{run.id}-diffusers" and _same(_probes(_load(plain, tiny_base)), final)
+    assert plain.name == f"{run.id}-diffusers" and _same(_probes(_load(plain)), final)
 
 
 def test_every_lora_format_of_a_checkpoint_holds_that_steps_adapters(make_workspace, tiny_base):
     short_run, ws, run = _pair(make_workspace, "lora")
 
     def with_lora(path):
-        pipe = _load(tiny_base, tiny_base)
+        pipe = _load(tiny_base)
         pipe.load_lora_weights(str(path))
         return _probes(pipe)
 
@@ -91,10 +90,10 @@ def test_every_lora_format_of_a_checkpoint_holds_that_steps_adapters(make_worksp
     assert "checkpoint step-000002 of a 4-step run" in kohya.with_suffix(".md").read_text()
 
     merged = api.export(ws, "diffusers", run_id=f"{run.id}@2")
-    assert _same(_probes(_load(merged, tiny_base)), want)
+    assert _same(_probes(_load(merged)), want)
     fused = api.merge_lora(ws, run_id=f"{run.id}@2")
     assert fused == run.dir / "merged@2"
-    assert _same(_probes(_load(fused, tiny_base)), want)
+    assert _same(_probes(_load(fused)), want)
     assert json.loads((fused / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
     assert not list(run.dir.rglob("dbooth-checkpoint-lora-*"))  # the checkpoint's LoRA file was temporary
 
