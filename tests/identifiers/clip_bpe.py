@@ -6,8 +6,6 @@ import json
 import string
 from pathlib import Path
 
-import pytest
-
 # most frequent first: the order BPE would learn their merges in
 COMMON = "a photo of the dog cat on in".split()
 RARE = "sks hmv bao teapot fck zq kvt gloaming brr qwp vrz xq".split()  # late merges: "bao" has vowels, "teapot" is long
@@ -45,12 +43,3 @@ def write_clip_bpe(folder: Path, words: list[str]) -> Path:
         "pad_token": "<|endoftext|>", "model_max_length": 77, "tokenizer_class": "CLIPTokenizer"}))
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return folder
-
-
-@pytest.fixture(scope="session")
-def clip_like(tmp_path_factory) -> Path:
-    """A model folder (tokenizer only) whose vocabulary lists COMMON's merges before RARE's.
-
-    Imported by the tests that use it: a conftest.py here would shadow tests/conftest.py for the
-    modules that import helpers from it."""
-    return write_clip_bpe(tmp_path_factory.mktemp("clip-like") / "model", COMMON + RARE)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import huggingface_hub.constants
 import pytest
-from clip_bpe import clip_like  # noqa: F401 (fixture)
 
 from dbooth import api
 from dbooth.errors import DboothError

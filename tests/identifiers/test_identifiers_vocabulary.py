@@ -10,7 +10,7 @@ import sys
 import huggingface_hub.constants
 import numpy as np
 import pytest
-from clip_bpe import COMMON, RARE, clip_like  # noqa: F401 (fixture)
+from clip_bpe import COMMON, RARE
 
 from dbooth.builtin.components import IDENTIFIER_TOKENS
 from dbooth.builtin.world import pretraining_caption, random_scene, world_words
