@@ -28,6 +28,7 @@ CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 EVAL_PROMPTS = ("dreambench", "validation")
+STOP_JUDGES = ("auto", "encoders", "oracle")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
 DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
@@ -148,6 +149,22 @@ class EmaConfig:
 
 
 @dataclass
+class StopWhenConfig:
+    """Early stopping: each checkpoint is scored as it is saved, and training stops once subject fidelity
+    has peaked (the rule of ``dbooth eval --checkpoints``, on a small budget)."""
+
+    enabled: bool = _field(False)  # off: train for max_steps; on needs checkpoint_every
+    patience: int = _field(2, ge=1)  # stop after this many scored checkpoints without a better pick
+    judge: str = _field("auto", choices=STOP_JUDGES)  # auto: the oracle on builtin: models, else DINO/CLIP (eval.dino, eval.clip)
+    prompts: str = _field("validation", choices=EVAL_PROMPTS)  # train.validation_prompts, or DreamBench's
+    num_prompts: int | None = _field(None, ge=1)  # the first N prompts only; None = all
+    images_per_prompt: int = _field(2, ge=1)  # samples per prompt and checkpoint
+    class_images: int = _field(4, ge=1)  # class-prompt samples per checkpoint, for PRES (prior on)
+    seed: int = _field(1000)  # other seeds than eval.seed, so `dbooth eval` reports on samples the pick never saw
+    prompt_fidelity_margin: float | None = _field(None, ge=0)  # None = eval.prompt_fidelity_margin
+
+
+@dataclass
 class TrainConfig:
     """How the fine-tune runs."""
 
@@ -192,6 +209,7 @@ class TrainConfig:
     validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
     validation_images: int = _field(2, ge=1)  # images per validation prompt
     tensorboard: bool = _field(True)  # loss, learning rate and validation images in RUN/tensorboard/
+    stop_when: StopWhenConfig = field(default_factory=StopWhenConfig)  # score checkpoints, stop at the peak
 
     def resolved_learning_rate(self) -> float:
         """The UNet learning rate, with null replaced by the method's default."""
@@ -235,6 +253,23 @@ class EvalConfig:
     pres_margin: float = _field(0.1, ge=0)  # best checkpoint, prior on: PRES <= base PRES + margin
 
 
+@dataclass
+class UpscalerConfig:
+    """Stage (b), ``dbooth train --upscaler``: the super-resolution model fine-tuned on low/high-resolution
+    pairs of the subject photos (and class images). Other settings (batch size, LoRA shape, precision,
+    optimizer, crop) come from ``train``."""
+
+    base: str = _field("stabilityai/stable-diffusion-x4-upscaler", nonempty=True)  # StableDiffusionUpscalePipeline
+    method: str = _field("full", choices=METHODS)  # full weights or LoRA adapters
+    max_steps: int = _field(400, ge=1)  # optimizer steps in total
+    learning_rate: float | None = _field(None, gt=0)  # None = per-method default, as in train
+    noise_level: int = _field(10, ge=0)  # augmentation timestep of the low-res input, in training and sampling
+    prior: bool = _field(True)  # also train on class-image pairs (prior preservation)
+    resolution: int | None = _field(None, ge=8, multiple_of=8)  # high-res side; None = the upscaler's own
+    checkpoint_every: int = _field(200, ge=0)  # steps between checkpoints; 0 = never
+    validation_every: int = _field(200, ge=0)  # steps between validation upscales; 0 = never
+
+
 @dataclass(kw_only=True)
 class SubjectConfig:
     """A further subject trained into the same model: photos in ``instance/NAME/``, class images in
@@ -266,3 +301,4 @@ class Manifest:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    upscaler: UpscalerConfig = field(default_factory=UpscalerConfig)

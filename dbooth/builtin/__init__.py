@@ -12,6 +12,7 @@ from pathlib import Path
 from dbooth.errors import DboothError
 
 _HERE = Path(__file__).resolve().parent
+# builtin:shapes-x4 is its StableDiffusionUpscalePipeline (stage b), taking the model's images to 4x the side
 BUILTIN_MODELS: dict[str, Path] = {"builtin:shapes": _HERE / "shapes", "builtin:shapes-x4": _HERE / "shapes-x4"}
 # The script that trains each one, named when its folder is missing.
 _PRETRAIN_SCRIPT = {"builtin:shapes": "dbooth.builtin.pretrain", "builtin:shapes-x4": "dbooth.builtin.pretrain_upscaler"}

@@ -13,9 +13,11 @@ from dbooth.config import Manifest, apply_overrides, load_manifest
 from dbooth.errors import DboothError
 from dbooth.images import load_mask, load_rgb, mask_file, scan_folder
 from dbooth.paths import require_inside
+from dbooth.prior import class_shapes, photo_sizes, pick_class_images
 from dbooth.prompts import caption_file, class_prompt, instance_captions
 from dbooth.reporting import Reporter
 from dbooth.subjects import Subject, classes, subjects
+from dbooth.training.early_stop import check_stop_when
 from dbooth.workspace import Run, Workspace, list_runs
 
 
@@ -31,10 +33,12 @@ class TrainingInputs:
     class_prompts: list[str] = field(default_factory=list)
     photo_class: list[int] = field(default_factory=list)
     image_class: list[int] = field(default_factory=list)
+    stage: str = "base"  # "upscaler": stage (b), the manifest is dbooth.stages.upscaler_manifest's
 
 
-def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter) -> TrainingInputs:
-    resumed = resumable_run(ws) if resume else None
+def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter,
+                  stage: str = "base") -> TrainingInputs:
+    resumed = resumable_run(ws, stage) if resume else None
     if resumed is not None:
         saved = load_manifest(resumed.config_path)
         # a resumed run keeps its own settings; only the step budget may be extended
@@ -42,6 +46,7 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
     cfg = manifest.train
     if cfg.max_timestep is not None and cfg.min_timestep >= cfg.max_timestep:
         raise DboothError(f"train.min_timestep ({cfg.min_timestep}) must be below train.max_timestep ({cfg.max_timestep})")
+    check_stop_when(manifest)
     everyone = subjects(ws, manifest)
     kinds = classes(ws, manifest)
     instance_paths, captions, photo_class = [], [], []
@@ -54,14 +59,15 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
         photo_class += [[k.class_dir for k in kinds].index(subject.class_dir)] * len(photos)
     class_paths, image_class = [], []
     if manifest.prior.enabled:
+        sizes = photo_sizes(ws, manifest)
         for k, kind in enumerate(kinds):
-            found = class_images(kind, reporter)
+            found = class_images(kind, reporter, sizes.get(kind.class_dir))
             class_paths += found
             image_class += [k] * len(found)
     require_inside(instance_paths + class_paths, ws.root, "images")
     masks = instance_masks(instance_paths, ws.root, reporter) if cfg.masked_loss else None
     return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths, masks,
-                          [class_prompt(k.manifest) for k in kinds], photo_class, image_class)
+                          [class_prompt(k.manifest) for k in kinds], photo_class, image_class, stage)
 
 
 def instance_masks(photos: list[Path], root: Path, reporter: Reporter) -> list[Path | None] | None:
@@ -89,11 +95,12 @@ def instance_masks(photos: list[Path], root: Path, reporter: Reporter) -> list[P
     return masks
 
 
-def resumable_run(ws: Workspace) -> Run:
-    runs = [r for r in list_runs(ws) if not r.complete and r.checkpoints()]
+def resumable_run(ws: Workspace, stage: str = "base") -> Run:
+    runs = [r for r in list_runs(ws) if r.stage == stage and not r.complete and r.checkpoints()]
     if not runs:
+        what, verb = ("upscaler run", "dbooth train --upscaler") if stage == "upscaler" else ("run", "dbooth train")
         raise DboothError(
-            f"workspace {ws.root}: no unfinished run with a checkpoint in {ws.runs_dir}; start a new one with `dbooth train`"
+            f"workspace {ws.root}: no unfinished {what} with a checkpoint in {ws.runs_dir}; start a new one with `{verb}`"
         )
     return runs[-1]
 
@@ -108,19 +115,20 @@ def subject_photos(subject: Subject, reporter: Reporter) -> list[Path]:
     return instance.paths
 
 
-def class_images(subject: Subject, reporter: Reporter) -> list[Path]:
-    """The class images of ``subject``'s class, at most ``prior.num_class_images``."""
-    prior = subject.manifest.prior
-    found = scan_folder(subject.class_dir, what="class images", min_side=0, allow_empty=True).paths
-    if not found:
+def class_images(subject: Subject, reporter: Reporter, photos: list[tuple[int, int]] | None = None) -> list[Path]:
+    """The class images of ``subject``'s class, at most ``prior.num_class_images`` (with ``train.buckets``,
+    as many at each of the photos' buckets as ``dbooth prior`` makes; ``photos``: the photos' sizes)."""
+    found = scan_folder(subject.class_dir, what="class images", min_side=0, allow_empty=True)
+    if not found.paths:
         raise DboothError(
             f"prior preservation is on but {subject.class_dir} has no class images; "
             "run `dbooth prior` first or set prior.enabled: false"
         )
-    class_paths = found[: prior.num_class_images]
-    if len(class_paths) < prior.num_class_images:
+    class_paths = pick_class_images(found.paths, found.sizes, subject.manifest, photos)
+    wanted = sum(n for _, n in class_shapes(subject.manifest, photos))
+    if len(class_paths) < wanted:
         reporter.warn(
-            f"{len(class_paths)} of {prior.num_class_images} class images present in {subject.class_dir}; "
+            f"{len(class_paths)} of {wanted} class images present in {subject.class_dir}; "
             "`dbooth prior` generates the rest"
         )
     return class_paths

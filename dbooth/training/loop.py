@@ -6,11 +6,13 @@ a batch of subject images and, with prior preservation, as many class images, an
 MSE(instance) + prior_weight * MSE(class) against the family's target (noise or velocity).
 
 ``train_from_inputs`` keeps the run's books (run.json, config.yaml, failure and interruption),
-``_train`` sets up models, data and optimiser, ``_loop`` runs the steps.
+``_train`` sets up models, data and optimiser, ``_loop`` runs the steps. Under ``accelerate launch``
+each process trains its share of every batch (``Share``) and only the main one writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -24,6 +26,7 @@ from diffusers.optimization import get_scheduler
 from dbooth.buckets import bucket_counts, bucket_sizes
 from dbooth.config import render_manifest
 from dbooth.diskspace import parameter_bytes, require_free, writing
+from dbooth.distributed import FollowerRun, decided_by_main, is_main, num_processes
 from dbooth.errors import DboothError
 from dbooth.families import family_of
 from dbooth.fsutil import atomic_write_text
@@ -31,11 +34,15 @@ from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.run_options import run_options
+from dbooth.stages import check_stage
 from dbooth.subjects import subjects
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
+from dbooth.training.early_stop import EarlyStop
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.history import LossHistory
 from dbooth.training.inputs import TrainingInputs
+from dbooth.training.loss_report import write_loss_report
 from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
@@ -48,7 +55,7 @@ from dbooth.training.state import (
     save_checkpoint,
 )
 from dbooth.training.tracking import start_tracking, tracker_settings
-from dbooth.training.step import ClassPick, draw_batch, dreambooth_step_loss
+from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -78,6 +85,8 @@ class Session:
     lr_scheduler: object
     ema: EmaWeights | None = None
     checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
+    history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's curve; main process only
+    stop: EarlyStop | None = None  # train.stop_when: scores checkpoints and says when to stop
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -85,11 +94,15 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     reporter = reporter or Reporter()
     manifest, resumed = inputs.manifest, inputs.resumed
     cfg = manifest.train
+    stop = EarlyStop.prepare(ws, manifest, reporter)  # its judges load first: a missing one fails in seconds
     reporter.info(f"loading base model {manifest.base_model}")
     pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
+    check_stage(family, inputs.stage, manifest.base_model)
 
-    run = resumed or new_run(ws, cfg.method)
+    run = decided_by_main(lambda: resumed or new_run(ws, cfg.method if inputs.stage == "base"
+                                                     else f"{inputs.stage}-{cfg.method}"))
+    run = run if is_main() else FollowerRun(run.dir)  # the main process keeps the books
     checkpoints = run.checkpoints() if resumed else []
     info = {
         "run_id": run.id,
@@ -110,6 +123,8 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
+        "processes": num_processes(),  # data-parallel processes; the global batch is batch_size x processes
+        **family.run_record(manifest),
     }
     if manifest.subjects:
         info["subjects"] = [
@@ -120,10 +135,13 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         ]
     if manifest.instance_captions == "files":
         info["instance_captions"] = {_photo_key(ws, p): c for p, c in zip(inputs.instance_paths, inputs.captions)}
-    atomic_write_text(run.config_path, render_manifest(manifest))
+    if stop is not None:
+        stop.attach(run, info, resumed)
+    if is_main():
+        atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
-        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter)
+        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, stop)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -145,7 +163,8 @@ def _one_line(exc: BaseException) -> str:
     return first if isinstance(exc, DboothError) else f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
-def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, reporter) -> TrainResult:
+def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, reporter,
+           stop: EarlyStop | None = None) -> TrainResult:
     cfg = manifest.train
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -158,18 +177,23 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     device = accelerator.device
     models = prepare_models(pipe, cfg, device, weight_dtype)
+    models.low_res = models.family.low_res_condition(pipe, manifest)
 
     reporter.info(
         f"encoding {len(inputs.instance_paths)} instance and {len(inputs.class_paths)} class images"
         + (" once (cached latents)" if cfg.cache_latents else "")
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
-                     device=device, dtype=models.vae_dtype)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
-                          buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+                     device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
+    buckets = bucket_sizes(cfg.resolution) if cfg.buckets else None  # class images too: each step pairs by bucket
+    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
+                          **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
-    classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
+    if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
+        bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
+    classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
+               if inputs.class_paths else None)
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
 
@@ -190,34 +214,41 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
 
     step = 0
     if checkpoints:
-        load_checkpoint(accelerator, checkpoints[-1])
+        load_checkpoint(accelerator, checkpoints[-1], lr_scheduler)
         step = checkpoint_step(checkpoints[-1])
         reporter.info(f"resumed {run.id} from step {step}")
     class_caption: int | ClassPick = len(inputs.captions)
     if len(class_prompts) > 1:
         class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models))
+                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models),
+                      # a resumed run drops the rows past its checkpoint
+                      history=LossHistory(run.dir, start=step) if accelerator.is_main_process else None, stop=stop)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
     run.write_info(info)
     try:
         step, loss_value = _loop(session, step, reporter)
-    except KeyboardInterrupt as stop:
-        info.update(status="interrupted", interrupted_at=stop.args[0] if stop.args else None)
+    except KeyboardInterrupt as interrupt:
+        info.update(status="interrupted", interrupted_at=interrupt.args[0] if interrupt.args else None)
         run.write_info(info)
         raise
     finally:
         accelerator.end_training()
+        if session.history is not None:
+            session.history.close()
+            with contextlib.suppress(OSError):  # the page is a convenience: never hide why a run stopped
+                write_loss_report(run.dir, run.id)  # the curve so far, also for a stopped or failed run
 
     reporter.info("saving")
     if ema is not None and cfg.ema.use_for_output:
         ema.copy_to_models()
     check_weights_finite(models.trained, f"run {run.id}")
     kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
-    with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
-        save_final(accelerator, manifest, run, models)
+    if accelerator.is_main_process:
+        with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+            save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
     run.write_info(info)
@@ -234,12 +265,16 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     done = [p for p in s.run.checkpoints() if p.name <= checkpoint_name(step)]
     last_checkpoint = checkpoint_step(done[-1]) if done else None
     guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
+    share = Share(accelerator.process_index, accelerator.num_processes)
+    if s.stop is not None:
+        s.stop.begin(s)
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
-                batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
-                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg)
+                batch = draw_batch(s.instance, s.classes, cfg.batch_size * share.count, s.class_caption,
+                                   accelerator.device)
+                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg, share)
                 check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
@@ -255,19 +290,26 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             step += 1
             if s.ema is not None:
                 s.ema.after_step(step)
-            loss_value = loss.total.detach().item()
+            loss_value = accelerator.reduce(loss.total.detach(), "mean").item()  # over all processes' rows
             fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
-                fields["prior_loss"] = loss.prior.detach().item()
+                fields["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean").item()
             accelerator.log(fields, step=step)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+            instance = None if loss.prior is None else accelerator.reduce(loss.instance.detach(), "mean").item()
+            if s.history is not None:
+                s.history.record(step, instance_loss=instance, **fields)
+            saved = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps
+            if saved:
                 save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
-                                needed=s.checkpoint_bytes)
+                                needed=s.checkpoint_bytes, protect=s.stop.protected() if s.stop else ())
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 with ema_applied(s.ema, cfg.ema.use_for_output):
-                    validate(accelerator, s.pipe, models, s.manifest, s.run, step)
+                    validate(accelerator, s.pipe, models, s.manifest, s.run, step, photos=s.instance.paths)
             reporter.advance(step, **fields)
+            if s.stop is not None and (saved or step == cfg.max_steps) and \
+                    s.stop.after_checkpoint(s, step, final=not saved):
+                break
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None
     finally:
