@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbooth.builtin.subjects import EXAMPLES, example_scenes, get_example, list_examples, write_example_images
+from dbooth.builtin.subjects import (
+    EXAMPLES,
+    example_scenes,
+    get_example,
+    list_examples,
+    write_example_images,
+)
 from dbooth.builtin.world import SHAPES, object_coverage
 from dbooth.errors import DboothError
 
