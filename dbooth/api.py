@@ -74,8 +74,9 @@ def init(
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
         from dbooth.builtin.subjects import write_example_images
+        from dbooth.demo import EXAMPLE_PHOTO_SIZE
 
-        write_example_images(example, ws.instance_dir)
+        write_example_images(example, ws.instance_dir, size=EXAMPLE_PHOTO_SIZE)
     return ws
 
 
@@ -145,8 +146,9 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
         tmp.mkdir(parents=True)
         if example is not None:
             from dbooth.builtin.subjects import write_example_images
+            from dbooth.demo import EXAMPLE_PHOTO_SIZE
 
-            write_example_images(example, tmp)
+            write_example_images(example, tmp, size=EXAMPLE_PHOTO_SIZE)
         else:
             for p in found.paths:
                 for item in (p, caption_file(p), mask_file(p)):
