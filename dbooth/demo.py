@@ -67,6 +67,13 @@ def example_settings(name: str) -> dict:
         "sample.guidance_scale": 5.0,
         # stage (b): the built-in upscaler, at its own 256 px side (see "Stage (b): the upscaler" in README.md)
         "upscaler.base": EXAMPLE_UPSCALER,
+        # measured on the CPU (BENCHMARKS.md, "Stage (b) on the built-in model"): 400 full steps at 5e-4 (the
+        # 1.47M-parameter upscaler was pretrained at 5e-4), without class pairs: builtin:shapes' class images are
+        # 64 px, so their pairs would be 16 -> 64 px, a scale the upscaler never sees in use, and they cost detail
+        "upscaler.max_steps": 400,
+        "upscaler.learning_rate": 5e-4,
+        "upscaler.prior": False,
+        "upscaler.validation_every": 0,
     }
 
 
@@ -85,7 +92,7 @@ class DemoSettings:
     class_images_from: Path | None = None  # reuse another demo workspace's class/ (same prompt and model)
     captions: bool = True  # each photo's scene caption (instance_captions: files); False: one prompt for all
     upscale: bool = False  # also stage (b): fine-tune the upscaler on the subject, measure and show it
-    upscaler_steps: int | None = None  # None: dbooth.demo_upscale.UPSCALER_STEPS
+    upscaler_steps: int | None = None  # None: the example's upscaler.max_steps
     upscaler_learning_rate: float | None = None  # None: dbooth.demo_upscale.UPSCALER_LEARNING_RATES[method]
     upscale_scenes: int = 6  # rendered subject scenes and class objects stage (b) is measured on
 

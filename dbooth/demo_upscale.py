@@ -18,10 +18,9 @@ from pathlib import Path
 
 from dbooth.reporting import Reporter
 
-# steps and learning rates for the 1.47M-parameter builtin:shapes-x4 (pretrained at lr 5e-4), measured on
-# the CPU: see BENCHMARKS.md "Stage (b) on the built-in model"
-UPSCALER_STEPS = 200
-UPSCALER_LEARNING_RATES = {"full": 1e-4, "lora": 1e-3}
+# learning rates for the 1.47M-parameter builtin:shapes-x4 (pretrained at 5e-4), measured on the CPU: see
+# BENCHMARKS.md "Stage (b) on the built-in model"; steps are the example manifest's upscaler.max_steps
+UPSCALER_LEARNING_RATES = {"full": 5e-4, "lora": 1e-3}
 MEASURES = ("detail", "psnr", "class_detail_error", "class_psnr")
 
 
@@ -36,7 +35,7 @@ def run_stage_b(ws, manifest, settings, stage_a: dict[str, list], prompts: dict[
 
     s = settings
     method = s.method
-    overrides = {"train.method": method, "train.max_steps": s.upscaler_steps or UPSCALER_STEPS,
+    overrides = {"train.method": method, "train.max_steps": s.upscaler_steps or manifest.upscaler.max_steps,
                  "train.learning_rate": s.upscaler_learning_rate or UPSCALER_LEARNING_RATES[method]}
     result = api.train(ws, overrides, upscaler=True, reporter=reporter)
     up = manifest.upscaler

@@ -73,6 +73,7 @@ def test_example_workspace_is_ready_for_stage_b(tmp_path):
     ws = api.init(tmp_path / "heart", None, example="striped_heart")
     manifest = ws.manifest()
     assert manifest.upscaler.base == "builtin:shapes-x4" and manifest.train.resolution == 64
+    assert not manifest.upscaler.prior  # 64 px class images would make 16 -> 64 px pairs (see demo.py)
     photos = sorted(ws.instance_dir.glob("*.png"))
     assert photos and all(Image.open(p).size == (256, 256) for p in photos)
     crops = [resize_and_crop(Image.open(p).convert("RGB"), manifest.train.resolution) for p in photos]
