@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def measure(subject: str, out: Path, *, steps: int | None, lr: float | None, prior: bool | None,
-            scenes: int, seed: int) -> dict:
+            scenes: int, seed: int, reuse: bool = False) -> dict:
     import torch
 
     from dbooth import api
@@ -27,16 +27,24 @@ def measure(subject: str, out: Path, *, steps: int | None, lr: float | None, pri
     from dbooth.sample import load_for_sampling
 
     ws_path = out / subject
-    shutil.rmtree(ws_path, ignore_errors=True)
-    ws = api.init(ws_path, None, example=subject)
-    overrides = {k: v for k, v in {"train.max_steps": steps, "train.learning_rate": lr,
-                                   "prior.enabled": prior}.items() if v is not None}
-    if ws.manifest().upscaler.prior if prior is None else prior:
-        api.prior(ws)
-    result = api.train(ws, overrides, upscaler=True)
+    if reuse:  # measure the workspace's latest upscaler run again (another --seed)
+        from dbooth.workspace import find_run, open_workspace
+
+        ws = open_workspace(ws_path)
+        run = find_run(ws, stage="upscaler")
+        row = {"steps": run.info().get("steps"), "run": run.id}
+    else:
+        shutil.rmtree(ws_path, ignore_errors=True)
+        ws = api.init(ws_path, None, example=subject)
+        overrides = {k: v for k, v in {"train.max_steps": steps, "train.learning_rate": lr,
+                                       "prior.enabled": prior}.items() if v is not None}
+        if ws.manifest().upscaler.prior if prior is None else prior:
+            api.prior(ws)
+        result = api.train(ws, overrides, upscaler=True)
+        run = result.run
+        row = {"steps": result.steps, "train_seconds": round(result.seconds, 1), "run": run.id}
     manifest = ws.manifest()
-    row = {"steps": result.steps, "train_seconds": round(result.seconds, 1), "run": result.run.id}
-    for label, which in ((BICUBIC, None), ("base", None), ("finetuned", result.run)):
+    for label, which in ((BICUBIC, None), ("base", None), ("finetuned", run)):
         up = BICUBIC if label == BICUBIC else load_for_sampling(manifest.upscaler.base, which)
         if label != BICUBIC:
             up.set_progress_bar_config(disable=True)
@@ -58,6 +66,7 @@ def main() -> None:
     p.add_argument("--prior", choices=("on", "off"), default=None)
     p.add_argument("--scenes", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse", action="store_true", help="measure the workspaces' latest upscaler runs, no training")
     a = p.parse_args()
     import torch
 
@@ -66,7 +75,8 @@ def main() -> None:
     for subject in a.subjects.split(","):
         t = time.time()
         results[subject] = measure(subject, a.out, steps=a.steps, lr=a.lr,
-                                   prior=None if a.prior is None else a.prior == "on", scenes=a.scenes, seed=a.seed)
+                                   prior=None if a.prior is None else a.prior == "on", scenes=a.scenes, seed=a.seed,
+                                   reuse=a.reuse)
         results[subject]["wall_seconds"] = round(time.time() - t, 1)
         print(json.dumps({subject: results[subject]}), flush=True)
     a.json.write_text(json.dumps(results, indent=2) + "\n")
