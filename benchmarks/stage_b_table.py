@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 
-def measure(subject: str, out: Path, *, steps: int | None, lr: float | None, prior: bool | None,
+def measure(subject: str, out: Path, *, steps: int | None, lr: float | None, prior: bool | None, method: str | None,
             scenes: int, seed: int, reuse: bool = False) -> dict:
     import torch
 
@@ -36,7 +36,7 @@ def measure(subject: str, out: Path, *, steps: int | None, lr: float | None, pri
     else:
         shutil.rmtree(ws_path, ignore_errors=True)
         ws = api.init(ws_path, None, example=subject)
-        overrides = {k: v for k, v in {"train.max_steps": steps, "train.learning_rate": lr,
+        overrides = {k: v for k, v in {"train.max_steps": steps, "train.learning_rate": lr, "train.method": method,
                                        "prior.enabled": prior}.items() if v is not None}
         if ws.manifest().upscaler.prior if prior is None else prior:
             api.prior(ws)
@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--prior", choices=("on", "off"), default=None)
+    p.add_argument("--method", choices=("full", "lora"), default=None)
     p.add_argument("--scenes", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="measure the workspaces' latest upscaler runs, no training")
@@ -75,7 +76,7 @@ def main() -> None:
     for subject in a.subjects.split(","):
         t = time.time()
         results[subject] = measure(subject, a.out, steps=a.steps, lr=a.lr,
-                                   prior=None if a.prior is None else a.prior == "on", scenes=a.scenes, seed=a.seed,
+                                   prior=None if a.prior is None else a.prior == "on", method=a.method, scenes=a.scenes, seed=a.seed,
                                    reuse=a.reuse)
         results[subject]["wall_seconds"] = round(time.time() - t, 1)
         print(json.dumps({subject: results[subject]}), flush=True)
