@@ -75,8 +75,8 @@ def main() -> None:
     results = {}
     for subject in a.subjects.split(","):
         t = time.time()
-        results[subject] = measure(subject, a.out, steps=a.steps, lr=a.lr,
-                                   prior=None if a.prior is None else a.prior == "on", method=a.method, scenes=a.scenes, seed=a.seed,
+        results[subject] = measure(subject, a.out, steps=a.steps, lr=a.lr, method=a.method,
+                                   prior=None if a.prior is None else a.prior == "on", scenes=a.scenes, seed=a.seed,
                                    reuse=a.reuse)
         results[subject]["wall_seconds"] = round(time.time() - t, 1)
         print(json.dumps({subject: results[subject]}), flush=True)
