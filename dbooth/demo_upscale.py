@@ -86,8 +86,10 @@ def html_section(m: dict, grids: dict[str, str]) -> str:
     names = {"detail": "subject detail recovery (1 = all, 0 = none, < 0 = wrong detail)",
              "psnr": "subject PSNR (dB)", "class_detail_error": "class detail error (drift; lower is better)",
              "class_psnr": "class PSNR (dB)"}
-    rows = "".join(f"<tr><td>{e(names[k])}</td><td>{m['bicubic'][k]:.3f}</td><td>{m['base'][k]:.3f}</td>"
-                   f"<td>{m['finetuned'][k]:.3f}</td></tr>" for k in MEASURES)
+    digits = {"detail": 2, "psnr": 1, "class_detail_error": 4, "class_psnr": 1}
+    rows = "".join(f"<tr><td>{e(names[k])}</td>" + "".join(f"<td>{m[c][k]:.{digits[k]}f}</td>"
+                                                           for c in ("bicubic", "base", "finetuned")) + "</tr>"
+                   for k in MEASURES)
     images = ""
     for key, what in (("subject", m["prompts"]["subject"]), ("class", m["prompts"]["class"])):
         images += f"<h3>{e(what)}</h3>" + "".join(
