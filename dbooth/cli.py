@@ -432,7 +432,9 @@ def _print_status(st) -> None:
             parts.append(f"{r.train_seconds:.0f} s")
         parts.append(_human(r.size_bytes))
         if r.checkpoints:
-            parts.append("checkpoints " + ", ".join(str(c) for c in r.checkpoints))
+            parts.append("checkpoints " + ", ".join(str(c) for c in r.checkpoints)
+                         + (f" (resume state at {r.resume_from})" if r.resume_from is not None and r.state != "finished"
+                            else ""))
         if r.best_checkpoint:
             parts.append(f"best {r.best_checkpoint}")
         console.print("  " + "  ".join(parts))

@@ -95,6 +95,13 @@ def resumable_run(ws: Workspace) -> Run:
         raise DboothError(
             f"workspace {ws.root}: no unfinished run with a checkpoint in {ws.runs_dir}; start a new one with `dbooth train`"
         )
+    if runs[-1].resume_checkpoint() is None:
+        run = runs[-1]
+        raise DboothError(
+            f"run {run.id}: its checkpoints ({', '.join(p.name for p in run.checkpoints())}) hold weights only, no "
+            "optimizer state to resume from (only the newest keeps it, and it is missing or was removed); "
+            "sample them with `dbooth sample --run RUN@STEP` or start a new run with `dbooth train`"
+        )
     return runs[-1]
 
 

@@ -32,6 +32,7 @@ from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.run_options import run_options
 from dbooth.subjects import subjects
+from dbooth.training.checkpointing import CheckpointWriter, disk_plan
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
@@ -40,13 +41,7 @@ from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import (
-    checkpoint_name,
-    checkpoint_step,
-    load_checkpoint,
-    register_trainable_hooks,
-    save_checkpoint,
-)
+from dbooth.training.state import checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks
 from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.step import ClassPick, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
@@ -77,7 +72,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
     ema: EmaWeights | None = None
-    checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
+    checkpoints: CheckpointWriter | None = None  # writes step-N/ in the background
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -190,25 +185,30 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
 
     step = 0
     if checkpoints:
-        load_checkpoint(accelerator, checkpoints[-1])
-        step = checkpoint_step(checkpoints[-1])
+        resume_from = run.resume_checkpoint()  # the newest with optimizer state; older ones hold weights only
+        load_checkpoint(accelerator, resume_from)
+        step = checkpoint_step(resume_from)
         reporter.info(f"resumed {run.id} from step {step}")
     class_caption: int | ClassPick = len(inputs.captions)
     if len(class_prompts) > 1:
         class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))
+    writer = CheckpointWriter(accelerator, models.trained, ema, optimizer, lr_scheduler, run.checkpoints_dir,
+                              cfg.keep_checkpoints, needed=_check_space(cfg, run, pipe, models, reporter))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models))
+                      optimizer, lr_scheduler, ema, writer)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
     run.write_info(info)
     try:
         step, loss_value = _loop(session, step, reporter)
+        writer.wait()  # a failed background write raises here, before the final save
     except KeyboardInterrupt as stop:
         info.update(status="interrupted", interrupted_at=stop.args[0] if stop.args else None)
         run.write_info(info)
         raise
     finally:
+        writer.wait(quiet=True)  # a crash or Ctrl-C lets the checkpoint in flight land (a second Ctrl-C abandons it)
         accelerator.end_training()
 
     reporter.info("saving")
@@ -261,8 +261,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 fields["prior_loss"] = loss.prior.detach().item()
             accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
-                                needed=s.checkpoint_bytes)
+                s.checkpoints.save(step)
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 with ema_applied(s.ema, cfg.ema.use_for_output):
@@ -275,18 +274,18 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     return step, loss_value
 
 
-def _check_space(cfg, run: Run, pipe, models: Models) -> int:
-    """Fail before the first step when a checkpoint and the final weights will not fit; returns a checkpoint's size."""
+def _check_space(cfg, run: Run, pipe, models: Models, reporter) -> int:
+    """Fail before the first step when the checkpoints and the final weights will not fit; returns a checkpoint's size."""
     trainable = parameter_bytes(models.trained, trainable_only=True)
-    checkpoint = 3 * trainable  # the weights and AdamW's two moments
+    plan = disk_plan(cfg, trainable)
     if cfg.method == "lora":
         final = trainable
     else:
         final = parameter_bytes([m for m in pipe.components.values() if isinstance(m, torch.nn.Module)],
                                 trainable_only=False)
-    needed = final + (checkpoint if cfg.checkpoint_every and cfg.checkpoint_every < cfg.max_steps else 0)
-    require_free(run.dir, needed, f"run {run.id} (a checkpoint and the final weights)")
-    return checkpoint
+    reporter.info(plan.describe(cfg.checkpoint_every))
+    require_free(run.dir, final + plan.steady, f"run {run.id} (its checkpoints and the final weights)")
+    return plan.one_checkpoint
 
 
 def _optimisation(models: Models, cfg, accelerator):

@@ -1,37 +1,25 @@
-"""Checkpoints through accelerate's save_state/load_state, holding only what is trained.
+"""Checkpoint files: the trained tensors as safetensors, the rest read back through accelerate's load_state.
 
-accelerate restores optimizer, LR scheduler and RNG states; these hooks replace its
-"save the whole model" step with "save the trainable parameters" (a LoRA checkpoint is
-megabytes, not the full UNet), written as safetensors.
+accelerate restores optimizer, LR scheduler and RNG states; the load hook replaces its "load the
+whole model" step with "the trainable parameters" (a LoRA checkpoint is megabytes, not the full
+UNet). ``dbooth.training.checkpointing`` writes the checkpoints.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from dbooth.diskspace import require_free, writing
 from dbooth.errors import DboothError
-from dbooth.fsutil import atomic_path
 
 
 EMA_FILE = "ema.safetensors"
 
 
 def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
-    """Checkpoints hold the trained tensors of ``models`` (and ``ema``'s averages, when there is one)."""
-
-    def save_hook(_models, weights, output_dir):
-        for i, model in enumerate(models):
-            model = accelerator.unwrap_model(model)
-            tensors = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-            save_file(tensors, str(Path(output_dir) / f"trainable_{i}.safetensors"))
-        if ema is not None:
-            save_file(ema.state_dict(), str(Path(output_dir) / EMA_FILE))
-        weights.clear()
+    """``accelerator.load_state`` restores the trained tensors of ``models`` (and ``ema``'s averages) from a checkpoint."""
 
     def load_hook(loaded_models, input_dir):
         apply_trainable([accelerator.unwrap_model(m) for m in models], input_dir)
@@ -42,8 +30,15 @@ def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
             ema.load_state_dict(load_file(str(path)))
         loaded_models.clear()
 
-    accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
+
+
+def write_weights(folder: str | Path, trainable: list[dict], ema: dict | None) -> None:
+    """A checkpoint's weights: model ``i``'s trained tensors in ``trainable_i.safetensors``, EMA averages beside."""
+    for i, tensors in enumerate(trainable):
+        save_file(tensors, str(Path(folder) / f"trainable_{i}.safetensors"))
+    if ema is not None:
+        save_file(ema, str(Path(folder) / EMA_FILE))
 
 
 def apply_trainable(models: list, folder: str | Path) -> None:
@@ -104,24 +99,3 @@ def checkpoint_step(path: Path) -> int:
     if not match:
         raise ValueError(f"not a checkpoint folder: {path}")
     return int(match.group(1))
-
-
-def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *, needed: int = 0) -> Path:
-    """Write step ``step``'s state beside the others, then drop all but the last ``keep``.
-
-    Older checkpoints are removed only after the new one is complete, so a full disk or a crash
-    mid-write leaves the previous one as it was. ``needed``: the expected size, checked first.
-    """
-    target = checkpoints_dir / checkpoint_name(step)
-    previous = [p.name for p in checkpoints_dir.glob("step-*")] if checkpoints_dir.is_dir() else []
-    kept = f"checkpoint {max(previous)} is intact" if previous else ""
-    require_free(checkpoints_dir, needed, f"checkpoint {target.name}")
-    with writing(f"checkpoint {target.name}", checkpoints_dir, kept=kept), atomic_path(target) as tmp:
-        accelerator.save_state(str(tmp), safe_serialization=True)
-    existing = sorted(
-        (p for p in checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)),
-        key=checkpoint_step,
-    )
-    for old in existing[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
