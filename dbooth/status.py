@@ -40,6 +40,7 @@ class RunStatus:
     error: str | None = None
     pid: int | None = None
     options: list[str] = field(default_factory=list)  # what differs from plain DreamBooth: DoRA, EMA, Min-SNR ...
+    timings: dict | None = None  # seconds per phase of the run's last invocation: load, caching, steps, ...
 
 
 @dataclass
@@ -127,6 +128,7 @@ def run_status(run: Run) -> RunStatus:
         error=info.get("error"),
         pid=pid if state == "running" else None,
         options=describe_options(info.get("options")),
+        timings=info.get("timings"),
     )
 
 

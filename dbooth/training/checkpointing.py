@@ -1,4 +1,4 @@
-"""Checkpoints that cost less than training: weights in every one, resume state in the newest, written in the background.
+"""Checkpoints that cost less than training: weights in each, resume state in the newest, written in the background.
 
 A checkpoint ``step-N/`` holds the trained tensors (``trainable_i.safetensors``, ``ema.safetensors``),
 which is what ``dbooth sample/eval --run RUN@N`` and checkpoint picking read. The newest one also holds
@@ -147,7 +147,7 @@ def write_checkpoint(snapshot: Snapshot, checkpoints_dir: Path, keep: int) -> Pa
 
 
 def drop_resume_state(folder: Path) -> None:
-    """Make ``folder`` a weights-only checkpoint; ``optimizer.bin`` goes first, so a crash midway leaves no half state."""
+    """Make ``folder`` weights-only; ``optimizer.bin`` goes first, so a crash midway leaves no half state."""
     for name in RESUME_STATE_FILES:
         (folder / name).unlink(missing_ok=True)
     for rng in folder.glob("random_states_*.pkl"):
@@ -172,8 +172,9 @@ class CheckpointWriter:
         target = self.checkpoints_dir / checkpoint_name(step)
         require_free(self.checkpoints_dir, self.needed, f"checkpoint {target.name}")
         snapshot = take_snapshot(self.accelerator, self.models, self.ema, self.optimizer, self.lr_scheduler, step)
+        # a daemon: a second Ctrl-C abandons the write, and its temporary folder is cleared on the next start
         self._thread = threading.Thread(target=self._write, args=(snapshot,), name=f"dbooth-{target.name}",
-                                        daemon=True)  # a second Ctrl-C abandons it: its temporary folder is cleared later
+                                        daemon=True)
         self._thread.start()
         return target
 

@@ -42,6 +42,7 @@ from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks
+from dbooth.training.timings import Timings, describe
 from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.step import ClassPick, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
@@ -73,6 +74,7 @@ class Session:
     lr_scheduler: object
     ema: EmaWeights | None = None
     checkpoints: CheckpointWriter | None = None  # writes step-N/ in the background
+    timings: Timings | None = None  # where the run's time goes (run.json "timings")
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -80,8 +82,10 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     reporter = reporter or Reporter()
     manifest, resumed = inputs.manifest, inputs.resumed
     cfg = manifest.train
+    timings = Timings()
     reporter.info(f"loading base model {manifest.base_model}")
-    pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
+    with timings.phase("load"):
+        pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
 
     run = resumed or new_run(ws, cfg.method)
@@ -118,7 +122,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
-        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter)
+        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, timings)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -140,7 +144,8 @@ def _one_line(exc: BaseException) -> str:
     return first if isinstance(exc, DboothError) else f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
-def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, reporter) -> TrainResult:
+def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, reporter,
+           timings: Timings) -> TrainResult:
     cfg = manifest.train
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -152,7 +157,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     set_seed(cfg.seed)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     device = accelerator.device
-    models = prepare_models(pipe, cfg, device, weight_dtype)
+    with timings.phase("load"):
+        models = prepare_models(pipe, cfg, device, weight_dtype)
 
     reporter.info(
         f"encoding {len(inputs.instance_paths)} instance and {len(inputs.class_paths)} class images"
@@ -160,11 +166,13 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype)
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
-                          buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+    with timings.phase("caching"):
+        instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
+                              buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+        classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args)
+                   if inputs.class_paths else None)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
-    classes = LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args) if inputs.class_paths else None
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
 
@@ -180,8 +188,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     # one caption per instance photo (all the same unless instance_captions: files), then the class prompt(s)
     class_prompts = (inputs.class_prompts or [class_prompt(manifest)]) if classes else []
     captions = list(inputs.captions) + class_prompts
-    prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
-                         dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
+    with timings.phase("caching"):
+        prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
+                             dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
 
     step = 0
     if checkpoints:
@@ -195,14 +204,16 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     writer = CheckpointWriter(accelerator, models.trained, ema, optimizer, lr_scheduler, run.checkpoints_dir,
                               cfg.keep_checkpoints, needed=_check_space(cfg, run, pipe, models, reporter))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, writer)
+                      optimizer, lr_scheduler, ema, writer, timings)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
     run.write_info(info)
     try:
-        step, loss_value = _loop(session, step, reporter)
-        writer.wait()  # a failed background write raises here, before the final save
+        with timings.phase("steps"):
+            step, loss_value = _loop(session, step, reporter)
+        with timings.phase("checkpoints"):
+            writer.wait()  # a failed background write raises here, before the final save
     except KeyboardInterrupt as stop:
         info.update(status="interrupted", interrupted_at=stop.args[0] if stop.args else None)
         run.write_info(info)
@@ -212,14 +223,18 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         accelerator.end_training()
 
     reporter.info("saving")
-    if ema is not None and cfg.ema.use_for_output:
-        ema.copy_to_models()
-    check_weights_finite(models.trained, f"run {run.id}")
-    kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
-    with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
-        save_final(accelerator, manifest, run, models)
+    with timings.phase("save"):
+        if ema is not None and cfg.ema.use_for_output:
+            ema.copy_to_models()
+        check_weights_finite(models.trained, f"run {run.id}")
+        kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
+        with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+            save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
-    info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
+    timings.background = writer.write_seconds
+    info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value,
+                timings=timings.as_dict())
+    reporter.info("time: " + describe(info["timings"]))
     run.write_info(info)
     return TrainResult(run=run, steps=step, seconds=seconds, final_loss=loss_value)
 
@@ -261,10 +276,11 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 fields["prior_loss"] = loss.prior.detach().item()
             accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-                s.checkpoints.save(step)
+                with s.timings.phase("checkpoints"):
+                    s.checkpoints.save(step)
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
-                with ema_applied(s.ema, cfg.ema.use_for_output):
+                with s.timings.phase("validation"), ema_applied(s.ema, cfg.ema.use_for_output):
                     validate(accelerator, s.pipe, models, s.manifest, s.run, step)
             reporter.advance(step, **fields)
     except KeyboardInterrupt:
@@ -275,7 +291,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
 
 
 def _check_space(cfg, run: Run, pipe, models: Models, reporter) -> int:
-    """Fail before the first step when the checkpoints and the final weights will not fit; returns a checkpoint's size."""
+    """Fail before the first step when the checkpoints and final weights will not fit; returns one checkpoint's size."""
     trainable = parameter_bytes(models.trained, trainable_only=True)
     plan = disk_plan(cfg, trainable)
     if cfg.method == "lora":

@@ -130,3 +130,25 @@ def test_workspace_bench_copies_images_and_keeps_settings(tmp_path, make_workspa
     assert sorted(p.name for p in ws.instance_dir.iterdir()) == sorted(p.name for p in src.instance_dir.iterdir())
     assert len(list(ws.class_dir.iterdir())) == 3  # no class images in the source: drawn stand-ins
     assert not (src.root / "runs").exists() or not any((src.root / "runs").iterdir())
+
+
+def test_lora_reference_gets_the_lora_scripts_options(tmp_path, tiny_base):
+    """train_dreambooth_lora.py: same rank, dropout and LoRA learning rate; a full configuration is refused."""
+    from dbooth.bench.reference import reference_args, script_method
+    from dbooth.config import manifest_to_dict
+    from dbooth.errors import DboothError
+
+    assert script_method(Path("x/train_dreambooth_lora.py")) == "lora"
+    assert script_method(Path("x/train_dreambooth.py")) == "full"
+    ws = measure.make_workspace(tmp_path / "lora", str(tiny_base), {**CONFIGS["tiny"].overrides, "train.method": "lora",
+                                "train.lora.rank": 4, "train.lora.alpha": 4, "train.lora.dropout": 0.1},
+                                num_instance=2, num_class=2)
+    manifest = manifest_to_dict(ws.manifest())
+    args = reference_args(ws, manifest, tmp_path / "out", 5, precompute=False, method="lora")
+    assert args[args.index("--rank") + 1] == "4" and args[args.index("--lora_dropout") + 1] == "0.1"
+    assert float(args[args.index("--learning_rate") + 1]) == ws.manifest().train.resolved_learning_rate()
+    with pytest.raises(DboothError, match="train_dreambooth.py trains the full UNet .* train.method is lora"):
+        reference_args(ws, manifest, tmp_path / "out", 5, precompute=False, method="full")
+    manifest["train"]["lora"]["alpha"] = 8
+    with pytest.raises(DboothError, match="alpha = rank; set train.lora.alpha=4"):
+        reference_args(ws, manifest, tmp_path / "out", 5, precompute=False, method="lora")
