@@ -74,7 +74,7 @@ def draw_images(folder: Path, count: int, size: int, *, subject: bool, prefix: s
     for i in range(count):
         im = Image.new("RGB", (size, size), (200 - 9 * i % 120, 120 + 13 * i % 100, 60 + 7 * i % 150))
         d = ImageDraw.Draw(im)
-        o = size // 10 + (i * size // 40)
+        o = size // 10 + ((i % 16) * size // 40)  # the same for the first 16; any count stays inside the image
         box = (o, o, size - size // 5 + i % 5, size - size // 5 + i % 5)
         if subject:
             d.ellipse(box, fill=SUBJECT_RGB)

@@ -74,3 +74,8 @@ def test_cli_bench_e2e_reports_the_split_per_policy(tmp_path, monkeypatch):
     # one checkpoint: it is the newest, so both policies keep its optimizer state
     assert current["checkpoint_bytes"] == pytest.approx(previous["checkpoint_bytes"], rel=0.01)
     assert "end to end" in result.output and "current" in result.output and "previous" in result.output
+
+
+def test_as_many_class_images_as_a_default_manifest_asks_for_can_be_drawn(tmp_path):
+    paths = measure.draw_images(tmp_path, 200, 64, subject=False, prefix="class-")
+    assert len(paths) == 200 and len({p.read_bytes() for p in paths}) > 100
