@@ -36,6 +36,7 @@ from dbooth.training.checkpointing import CheckpointWriter, disk_plan
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.fused_backward import FusedBackward, inner_optimizer
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
@@ -184,6 +185,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     optimizer, lr_scheduler = prepared[-2], prepared[-1]
     ema = EmaWeights(models.trained, cfg.ema) if cfg.ema.enabled else None
     register_trainable_hooks(accelerator, models.trained, ema)
+    if cfg.fused_backward:  # each parameter's AdamW step inside backward; optimizer.step() then has nothing to do
+        FusedBackward(inner_optimizer(optimizer), cfg.max_grad_norm)
 
     # one caption per instance photo (all the same unless instance_captions: files), then the class prompt(s)
     class_prompts = (inputs.class_prompts or [class_prompt(manifest)]) if classes else []
