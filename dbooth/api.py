@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from dbooth.config import Manifest, apply_overrides
@@ -30,10 +31,13 @@ def init(
     images: Path | None = None,
     example: str | None = None,
     allow_pickle: bool = False,
+    reporter: Reporter | None = None,
 ) -> Workspace:
     """Create a workspace folder with its manifest (and subject photos, if given).
 
     A pickle-based base model (``.ckpt``, ``.bin``) is refused unless ``allow_pickle``, which the manifest keeps.
+    ``identifier="auto"`` takes the base model's first rare single token; with a ``reporter``, an identifier the
+    tokenizer splits or knows as a word gets a warning (see dbooth.identifiers).
     """
     data: dict = {}
     if example is not None:
@@ -64,6 +68,9 @@ def init(
     if resolution is not None and "train.resolution" not in overrides:
         overrides["train.resolution"] = resolution
     manifest = apply_overrides(manifest, overrides)
+    chosen = _checked_identifier(manifest.identifier, manifest.base_model, [], manifest.allow_pickle, reporter)
+    if chosen != manifest.identifier:
+        manifest = apply_overrides(manifest, {"identifier": chosen})
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
         from dbooth.builtin.subjects import write_example_images
@@ -99,8 +106,9 @@ def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False
 
 
 def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier: str | None,
-                images: Path | None = None, example: str | None = None) -> Workspace:
-    """Add a further subject to a workspace: its photos go to ``instance/NAME/``, its entry to ``subjects:``."""
+                images: Path | None = None, example: str | None = None, reporter: Reporter | None = None) -> Workspace:
+    """Add a further subject to a workspace: its photos go to ``instance/NAME/``, its entry to ``subjects:``.
+    ``identifier="auto"`` and ``reporter`` as for ``init``."""
     import shutil
 
     from dbooth.config import manifest_to_dict, write_manifest
@@ -119,6 +127,8 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
         raise DboothError("init --add-subject: pass --identifier TOKEN, a rare token other subjects do not use "
                           "(e.g. zwx)")
     manifest = ws.manifest()
+    used = [manifest.identifier, *(s.identifier for s in manifest.subjects)]
+    identifier = _checked_identifier(identifier, manifest.base_model, used, manifest.allow_pickle, reporter)
     entry = {"name": name, "identifier": identifier, "class_noun": class_noun}
     listed = manifest_to_dict(manifest)["subjects"] + [entry]
     updated = apply_overrides(manifest, {"subjects": listed})  # checks the name, identifier and class prompt
@@ -147,14 +157,61 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
     return ws
 
 
+def _checked_identifier(identifier: str, base_model: str, used: list[str], allow_pickle: bool,
+                        reporter: Reporter | None) -> str:
+    """``auto`` resolved to the first free rare token; any other identifier checked against the base model's
+    tokenizer, its warnings (or why it could not be checked) told to the ``reporter``."""
+    from dbooth.identifiers import AUTO, identifier_warnings, pick_identifier
+
+    if identifier == AUTO:
+        return pick_identifier(base_model, used, allow_pickle=allow_pickle)
+    if reporter is not None:
+        warnings, note = identifier_warnings(base_model, [identifier], used, allow_pickle=allow_pickle)
+        for line in warnings:
+            reporter.warn(line)
+        if note:
+            reporter.info(note)
+    return identifier
+
+
+def identifiers(ws: Workspace | None = None, *, base_model: str | None = None, num: int = 10,
+                check: list[str] | None = None, prior: bool = False, samples: int = 8, reporter: Reporter | None = None):
+    """Rare single tokens of the base model (the workspace's unless ``base_model``) not yet used by the workspace,
+    warnings for ``check`` (default: the workspace's identifiers), and with ``prior`` what the model already draws
+    for them (or for the candidates): a ``dbooth.identifiers.survey.Survey``."""
+    from dbooth.identifiers.survey import survey
+
+    manifest = ws.manifest() if ws is not None else None
+    default = Manifest(class_noun="-").base_model  # the manifest's default base model
+    base = base_model or (manifest.base_model if manifest is not None else default)
+    allow_pickle = manifest.allow_pickle if manifest is not None else False
+    used = [] if manifest is None else [manifest.identifier, *(s.identifier for s in manifest.subjects)]
+    result = survey(base, num=num, used=used, check=check or used, allow_pickle=allow_pickle)
+    if prior:
+        from dbooth.identifiers.prior import identifier_priors
+
+        result.priors = identifier_priors(base, check or used or result.candidates, manifest, samples=samples,
+                                          reporter=reporter)
+    return result
+
+
 def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False, reporter: Reporter | None = None,
-          wait: float | None = None):
-    """Train a new run (or ``resume``); ``wait`` seconds for a busy workspace instead of refusing at once."""
+          wait: float | None = None, upscaler: bool = False):
+    """Train a new run (or ``resume``); ``wait`` seconds for a busy workspace instead of refusing at once.
+
+    ``upscaler``: stage (b), the manifest's ``upscaler`` section; ``train.*`` overrides of its method, steps,
+    learning rate and ``prior.enabled`` apply to the upscaler's own settings."""
+    from dbooth.distributed import is_main
     from dbooth.training import train as run_training
 
+    if upscaler:
+        from dbooth.stages import upscaler_overrides
+
+        overrides = upscaler_overrides(overrides or {})
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    with _writer(ws, "train", reporter, wait):
-        return run_training(ws, manifest, resume=resume, reporter=reporter)
+    # under `accelerate launch` the main process holds the lock for all of the run's processes
+    with _writer(ws, "train", reporter, wait) if is_main() else contextlib.nullcontext():
+        return run_training(ws, manifest, resume=resume, reporter=reporter, stage="upscaler" if upscaler else "base")
 
 
 def _writer(ws: Workspace, verb: str, reporter: Reporter | None, wait: float | None = None):
@@ -185,18 +242,28 @@ def sample(
     *,
     run_id: str | None = None,
     base_only: bool = False,
+    upscale: bool = False,
+    upscaler_run: str | None = None,
     reporter: Reporter | None = None,
 ):
+    """Sample the latest stage-(a) run (or ``run_id``, or the base model); with ``upscale`` (or an
+    ``upscaler_run``) enlarge each image with the latest upscaler run (or the base upscaler): stage (b)."""
+    from dbooth.paths import require_inside
     from dbooth.prompts import format_prompt
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     run, checkpoint = (None, None) if base_only else find_run_at(ws, run_id)
     if run is not None:
-        from dbooth.paths import require_inside
-
+        if run.stage != "base":
+            raise DboothError(f"run {run.id} is an upscaler run (stage b): pass it as --upscaler-run with --upscale, "
+                              "and a stage-(a) run (or none, for the latest) as --run")
         require_inside([checkpoint or run.final_dir], run.dir, "run outputs")
+    upscale = upscale or upscaler_run is not None
+    up = _upscaler_run(ws, upscaler_run, reporter) if upscale else None
+    if up is not None:
+        require_inside([up.final_dir], up.dir, "run outputs")
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
-    from dbooth.sample import generate, load_for_sampling, sample_folder  # torch and diffusers: after the checks
+    from dbooth.sample import generate, load_for_sampling, sample_folder, upscale as enlarge  # torch: after the checks
 
     if checkpoint is not None:
         from dbooth.eval.checkpoints import checkpoint_pipeline
@@ -206,10 +273,15 @@ def sample(
         pipe = load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
     s = manifest.sample
     label = "base" if run is None else run.id + (f"@{checkpoint.name}" if checkpoint is not None else "")
-    return generate(
+    up_label = None
+    if upscale:
+        up_label = up.id if up is not None else "base-upscaler"
+    folder = sample_folder(ws.samples_dir, label if up_label is None else f"{label}+{up_label}")
+    model_label = manifest.base_model if run is None else f"{manifest.base_model} + {label}"
+    result = generate(
         pipe,
         text,
-        out_dir=sample_folder(ws.samples_dir, label),
+        out_dir=folder if up_label is None else folder / "stage-a",
         num_images=s.num_images,
         seed=s.seed,
         steps=s.steps,
@@ -218,9 +290,51 @@ def sample(
         negative_prompt=s.negative_prompt,
         height=manifest.train.resolution,
         width=manifest.train.resolution,
-        model_label=manifest.base_model if run is None else f"{manifest.base_model} + {label}",
+        model_label=model_label,
         reporter=reporter,
     )
+    if up_label is None:
+        return result
+    del pipe
+    from dbooth.families import family_of
+    from dbooth.stages import check_stage
+
+    upscaler_base = up.info().get("base_model", manifest.upscaler.base) if up is not None else manifest.upscaler.base
+    up_pipe = load_for_sampling(upscaler_base, up, allow_pickle=manifest.allow_pickle)
+    check_stage(family_of(up_pipe), "upscaler", upscaler_base)
+    noise_level = up.info().get("noise_level", manifest.upscaler.noise_level) if up else manifest.upscaler.noise_level
+    return enlarge(
+        up_pipe,
+        result.paths,
+        text,
+        out_dir=folder,
+        seeds=[s.seed + k for k in range(len(result.paths))],
+        noise_level=noise_level,
+        steps=s.steps,
+        guidance_scale=s.guidance_scale,
+        scheduler=s.scheduler,
+        negative_prompt=s.negative_prompt,
+        model_label=model_label,
+        upscaler_label=upscaler_base if up is None else f"{upscaler_base} + {up.id}",
+        reporter=reporter,
+    )
+
+
+def _upscaler_run(ws: Workspace, ref: str | None, reporter: Reporter | None):
+    """The upscaler run ``ref`` names, else the latest finished one; None (with a note) when there is none."""
+    if ref is not None:
+        run = find_run(ws, ref, stage="upscaler")
+        if run.stage != "upscaler":
+            raise DboothError(f"run {run.id} is a stage-(a) run, not an upscaler run; pass it as --run, and an "
+                              "upscaler run (from `dbooth train --upscaler`) as --upscaler-run")
+        return run
+    try:
+        return find_run(ws, stage="upscaler")
+    except DboothError:
+        if reporter is not None:
+            reporter.info(f"no upscaler run in this workspace yet: upscaling with the base upscaler "
+                          f"{ws.manifest().upscaler.base} (`dbooth train --upscaler` fine-tunes it on the subject)")
+        return None
 
 
 def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = False, prompts: str | None = None,
@@ -228,15 +342,18 @@ def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = Fa
     """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; RUN/eval.json, report.html."""
     manifest = apply_overrides(ws.manifest(), {"eval.prompts": prompts, "eval.images_per_prompt": images_per_prompt})
     run = find_run(ws, run_id)
+    if run.stage != "base":
+        raise DboothError(f"eval: run {run.id} is an upscaler run; eval scores text-to-image (stage-a) runs only")
     from dbooth.eval.evaluate import evaluate_run  # torch and transformers: after the checks
 
     return evaluate_run(ws, run, manifest, checkpoints=checkpoints, reporter=reporter)
 
 
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
-               dtype: str = "fp32", force: bool = False) -> Path:
-    """Fuse a LoRA run into its base model; writes a full diffusers pipeline folder."""
-    run = _final_only(ws, run_id, "merge-lora")
+               dtype: str = "fp32", force: bool = False, upscaler: bool = False) -> Path:
+    """Fuse a LoRA run (``upscaler``: the latest upscaler run by default) into its base model; writes a
+    full diffusers pipeline folder."""
+    run = _final_only(ws, run_id, "merge-lora", _stage(upscaler))
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
     from dbooth.export import merge_run
@@ -245,17 +362,40 @@ def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, 
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
-           force: bool = False) -> Path:
-    """Export a finished run as diffusers, single-file, lora or lora-kohya."""
-    run = _final_only(ws, run_id, "export")
+           force: bool = False, upscaler: bool = False) -> Path:
+    """Export a finished run (``upscaler``: the latest upscaler run by default) as diffusers, single-file,
+    lora or lora-kohya."""
+    run = _final_only(ws, run_id, "export", _stage(upscaler))
     from dbooth.export import export_run
 
     return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
 
 
-def _final_only(ws: Workspace, ref: str | None, verb: str):
-    """The run ``ref`` names; ``RUN@best`` is accepted when the best is the final weights."""
-    run, checkpoint = find_run_at(ws, ref)
+def batch(workspaces: list[str | Path], *, steps: int | None = None, evaluate: bool = False,
+          export: str | None = None, retries: int = 1, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
+          address: str | None = None, num_cpus: int | None = None, on_update=None):
+    """Prior, train (and eval, export) for every workspace as Ray tasks; returns each one's ``WorkspaceResult``.
+
+    Without ``address`` a local Ray instance with ``num_cpus`` CPUs runs them; a failed workspace is retried
+    ``retries`` times when a retry may help, and never stops the others.
+    """
+    from dbooth.batch.runner import run_batch
+    from dbooth.batch.task import BatchOptions
+
+    if retries < 0:
+        raise DboothError(f"batch --retries: {retries}; pass 0 or more")
+    options = BatchOptions(steps=steps, evaluate=evaluate, export=export, retries=retries, gpus_per_run=gpus_per_run,
+                           cpus_per_run=cpus_per_run)
+    return run_batch([str(w) for w in workspaces], options, address=address, num_cpus=num_cpus, on_update=on_update)
+
+
+def _stage(upscaler: bool) -> str:
+    return "upscaler" if upscaler else "base"
+
+
+def _final_only(ws: Workspace, ref: str | None, verb: str, stage: str = "base"):
+    """The run ``ref`` names (else the latest of ``stage``); ``RUN@best`` is accepted when the best is the final weights."""
+    run, checkpoint = find_run_at(ws, ref, stage=stage)
     if checkpoint is not None:
         raise DboothError(f"{verb}: {ref} is checkpoint {checkpoint.name}, and {verb} takes a run's final weights "
                           f"only (for now); sample it with `dbooth sample --run {run.id}@{int(checkpoint.name.split('-')[1])}`")
@@ -271,11 +411,12 @@ def _base_loader(ws: Workspace):
     return partial(load_pipeline, allow_pickle=ws.manifest().allow_pickle)
 
 
-def run_family(ws: Workspace, run_id: str | None = None):
+def run_family(ws: Workspace, run_id: str | None = None, *, upscaler: bool = False):
     """The model family a finished run trained (runs from before families were recorded are SD 1.x)."""
     from dbooth.families import get_family
 
-    return get_family(find_run_at(ws, run_id)[0].info().get("family") or "sd1")
+    return get_family(find_run_at(ws, run_id, stage=_stage(upscaler))[0].info().get("family") or "sd1")
 
 
-__all__ = ["init", "add_subject", "prior", "train", "sample", "evaluate", "merge_lora", "export", "open_workspace"]
+__all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "evaluate", "merge_lora", "export",
+           "batch", "open_workspace"]

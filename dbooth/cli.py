@@ -94,7 +94,8 @@ def _ws(path: Path):
 def init(
     name: Path = typer.Argument(..., help="Folder to create for this subject (with --add-subject: the workspace)."),
     class_noun: Optional[str] = typer.Option(None, "--class", "-c", help="Class noun, e.g. dog."),
-    identifier: Optional[str] = typer.Option(None, "--identifier", help="Rare token bound to the subject (default sks)."),
+    identifier: Optional[str] = typer.Option(
+        None, "--identifier", help="Rare token bound to the subject (default sks; auto: the first of `dbooth identifiers`)."),
     base: Optional[str] = typer.Option(None, "--base", help="Hub id, diffusers folder, .safetensors file, or builtin:shapes."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of subject photos to copy into instance/."),
     example: Optional[str] = typer.Option(None, "--example", help="Start from a built-in example subject."),
@@ -110,22 +111,71 @@ def init(
         if base is not None or allow_pickle:
             raise DboothError("init --add-subject: the workspace's base model stays; drop --base/--allow-pickle")
         ws = api.add_subject(_ws(name), add_subject, class_noun, identifier=identifier, images=images,
-                             example=example)
+                             example=example, reporter=RichReporter())
         s = ws.manifest().subjects[-1]
+        if identifier == "auto":
+            console.print(f"--identifier auto took [bold]{s.identifier}[/], the first free rare token of "
+                          f"{ws.manifest().base_model} (`dbooth identifiers -w {ws.root}` lists the others)")
         n = len(_photo_paths(ws.instance_dir / s.name))
         console.print(f"[green]added[/] subject {s.name} to {ws.root}/ (class [bold]{s.class_noun}[/], identifier "
                       f"[bold]{s.identifier}[/], {n} instance images in instance/{s.name}/)")
         console.print(f"next: `dbooth prior -w {ws.root}` for its class images, then `dbooth train -w {ws.root}`")
         return
     ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example,
-                  allow_pickle=allow_pickle)
+                  allow_pickle=allow_pickle, reporter=RichReporter())
     m = ws.manifest()
+    if identifier == "auto":
+        console.print(f"--identifier auto took [bold]{m.identifier}[/], the first rare token of {m.base_model} "
+                      f"(`dbooth identifiers -w {ws.root}` lists the others)")
     from dbooth.images import scan_folder
 
     n = len(scan_folder(ws.instance_dir, what="instance images", min_side=0, allow_empty=True).paths)
     console.print(f"[green]created[/] {ws.root}/ (class [bold]{m.class_noun}[/], identifier [bold]{m.identifier}[/], "
                   f"base {m.base_model}, {n} instance images)")
     console.print(f"next: add photos to {ws.instance_dir}/ if needed, then `dbooth prior -w {ws.root}`")
+
+
+@app.command("identifiers")
+def identifiers_cmd(
+    tokens: Optional[list[str]] = typer.Argument(None, help="Identifiers to check (default: the workspace's)."),
+    workspace: Optional[Path] = typer.Option(
+        None, "--workspace", "-w", help="Workspace whose model and identifiers to use (default: the current folder, "
+        "if it is one)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the workspace's, else the default)."),
+    num: int = typer.Option(10, "-n", "--num", min=1, help="Candidates to list."),
+    prior_: bool = typer.Option(False, "--prior", help="Sample each identifier alone and judge what the model "
+                                "already draws for it (loads the model)."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Samples per identifier with --prior."),
+) -> None:
+    """Rare single tokens to use as identifiers (DreamBooth section 4.2), and checks of the ones you chose."""
+    from dbooth import api
+    from dbooth.workspace import MANIFEST_NAME
+
+    if workspace is None and (Path(".") / MANIFEST_NAME).is_file():
+        workspace = Path(".")
+    result = api.identifiers(None if workspace is None else _ws(workspace), base_model=base, num=num,
+                             check=tokens or None, prior=prior_, samples=samples, reporter=RichReporter())
+    out = _stdout()
+    out.print(f"rare single tokens of {result.model} ({result.vocabulary_size} tokens; {result.rule}):")
+    out.print("  " + ("  ".join(result.candidates) or "none left"))
+    if result.used:
+        out.print(f"in use in this workspace: {', '.join(result.used)}")
+    for ident, warnings in result.checks.items():
+        if not warnings:
+            out.print(f"[green]{ident}[/]: one token, not among the words {result.model} knows well")
+        for line in warnings:
+            out.print(f"[yellow]{ident}[/]: {line}")
+    for p in result.priors:
+        seen = ", ".join(f"{k} {v}" for k, v in sorted(p.labels.items(), key=lambda kv: (-kv[1], kv[0])))
+        out.print(f"prior of [bold]{p.identifier}[/] (\"{p.prompt}\", {p.samples} samples, {p.judge}): "
+                  + (f"looks like {p.looks_like} in {p.share:.0%} ({seen})" if p.labels else
+                     "looks like none of the judge's labels"))
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)  # the command's answer goes to stdout; progress and errors to stderr
 
 
 @app.command()
@@ -172,11 +222,25 @@ def train(
                                            help="Aspect-ratio buckets: wide and tall photos keep their shape."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run from its last checkpoint."),
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
+    upscaler: bool = typer.Option(False, "--upscaler", help="Stage (b): fine-tune the manifest's upscaler on "
+                                  "low/high-resolution pairs of the photos (--steps, --lr, --lora, --prior set its own)."),
+    processes: Optional[int] = typer.Option(None, "--processes", help="Train data-parallel in N processes (one per "
+                                            "GPU) through `accelerate launch`; --batch-size is per process."),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config",
+                                                     help="accelerate config file for the launch (e.g. "
+                                                          "templates/accelerate/zero2.yaml)."),
 ) -> None:
     """Fine-tune on the subject photos (and class images) into a new run folder."""
     from dbooth import api
+    from dbooth.distributed import is_main, num_processes, relaunch
 
     ws = _ws(workspace)
+    if processes is not None or accelerate_config is not None:
+        if num_processes() > 1:
+            raise DboothError("train --processes: this is already one of several processes started by "
+                              "`accelerate launch`; give the process count to the launcher only")
+        if (processes or 1) > 1 or accelerate_config is not None:
+            raise typer.Exit(relaunch(processes or 1, sys.argv[1:], config_file=accelerate_config))
     overrides = {
         "train.method": None if lora is None else ("lora" if lora else "full"),
         "train.max_steps": steps,
@@ -200,7 +264,10 @@ def train(
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]
         if unsupported:
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
-    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None)
+    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None,
+                       upscaler=upscaler)
+    if not is_main():
+        return
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
@@ -221,8 +288,12 @@ def sample(
                                       "RUN@STEP samples a checkpoint (best: chosen by `dbooth eval --checkpoints`).",
                                       autocompletion=_complete_runs),
     base_only: bool = typer.Option(False, "--base-only", help="Sample the untouched base model."),
+    upscale: bool = typer.Option(False, "--upscale", help="Then enlarge each image 4x with the latest upscaler run "
+                                 "(`train --upscaler`), or the base upscaler if there is none."),
+    upscaler_run: Optional[str] = typer.Option(None, "--upscaler-run", help="Upscaler run id for --upscale.",
+                                               autocompletion=_complete_runs),
 ) -> None:
-    """Sample the latest run (or --run, or --base-only) into samples/."""
+    """Sample the latest run (or --run, or --base-only) into samples/; --upscale adds stage (b)."""
     from dbooth import api
 
     ws = _ws(workspace)
@@ -234,7 +305,8 @@ def sample(
         "sample.scheduler": scheduler,
         "sample.negative_prompt": negative,
     }
-    result = api.sample(ws, prompt, overrides, run_id=run, base_only=base_only, reporter=RichReporter())
+    result = api.sample(ws, prompt, overrides, run_id=run, base_only=base_only, upscale=upscale,
+                        upscaler_run=upscaler_run, reporter=RichReporter())
     console.print(f"[green]wrote[/] {len(result.paths)} images to {result.folder}"
                   + (f" (grid: {result.grid.name})" if result.grid else ""))
 
@@ -288,11 +360,13 @@ def merge_lora(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    upscaler: bool = typer.Option(False, "--upscaler", help="Merge the latest upscaler run (default: stage a's)."),
 ) -> None:
     """Fuse a LoRA run into the base weights; writes a full diffusers pipeline folder."""
     from dbooth import api
 
-    path = api.merge_lora(_ws(workspace), run_id=run, scale=scale, out=out, dtype=dtype, force=force)
+    path = api.merge_lora(_ws(workspace), run_id=run, scale=scale, out=out, dtype=dtype, force=force,
+                          upscaler=upscaler)
     console.print(f"[green]merged[/] into {path}")
 
 
@@ -316,13 +390,14 @@ def export(
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    upscaler: bool = typer.Option(False, "--upscaler", help="Export the latest upscaler run (default: stage a's)."),
 ) -> None:
     from dbooth import api
 
     ws = _ws(workspace)
-    path = api.export(ws, fmt, run_id=run, out=out, dtype=dtype, force=force)
+    path = api.export(ws, fmt, run_id=run, out=out, dtype=dtype, force=force, upscaler=upscaler)
     console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}", soft_wrap=True)
-    pipeline = api.run_family(ws, run).pipeline_class_name
+    pipeline = api.run_family(ws, run, upscaler=upscaler).pipeline_class_name
     for line in load_lines(fmt, path, pipeline=pipeline):  # unwrapped, so a snippet or path copies whole
         console.print(f"  {line}", markup=False, soft_wrap=True)
 
@@ -378,6 +453,47 @@ def demo(
 
 
 @app.command()
+def batch(
+    workspaces: list[Path] = typer.Argument(..., help="Workspace folders, on storage every Ray node sees."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (ray://HEAD:10001); "
+                                          "default: a Ray instance on this machine."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs per workspace (default: 1 when "
+                                                 "the cluster has GPUs, else 0); 2 or more train data-parallel."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="CPUs Ray reserves per workspace."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray instance (default: all)."),
+    retries: int = typer.Option(1, "--retries", help="Further attempts after a crash or a lost node (not after an "
+                                "error in the workspace itself); each resumes from the last checkpoint."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps for every workspace."),
+    evaluate: bool = typer.Option(False, "--eval", help="Then score each run (RUN/eval.json)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Then export each run: " + ", ".join(FORMATS) + ".",
+                                         autocompletion=_choices(*FORMATS)),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every workspace's result here."),
+) -> None:
+    """Prior, train (and eval, export) for many workspaces as Ray tasks, with a live table."""
+    from dbooth import api
+    from dbooth.batch.view import BatchView
+
+    if export is not None and export not in FORMATS:
+        raise DboothError(f"batch --export: {export!r} is not a format; use one of {', '.join(FORMATS)}")
+    with BatchView(console) as view:
+        results = api.batch(workspaces, steps=steps, evaluate=evaluate, export=export, retries=retries,
+                            gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, address=address,
+                            num_cpus=num_cpus, on_update=view.update)
+    if json_path is not None:
+        import dataclasses
+        import json
+
+        from dbooth.fsutil import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")
+    failed = [r for r in results if r.status != "complete"]
+    console.print(f"[green]{len(results) - len(failed)} complete[/], "
+                  + (f"[red]{len(failed)} failed[/]" if failed else "0 failed"))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(
     workspace: Path = WorkspaceOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (for scripts)."),
@@ -423,7 +539,7 @@ def _print_status(st) -> None:
         if r.state == "running" and r.pid:
             state += f" (pid {r.pid})"
         if r.resumable:
-            state += ", resumable with `dbooth train --resume`"
+            state += f", resumable with `dbooth train{' --upscaler' if 'upscaler' in r.options else ''} --resume`"
         parts = [f"[bold]{r.id}[/]", ", ".join([r.method] + r.options), state,
                  f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
         if r.final_loss is not None:
@@ -590,7 +706,10 @@ def main() -> None:
     try:
         app(prog_name="dbooth")
     except DboothError as exc:
-        error(str(exc))
+        from dbooth.distributed import RelayedError
+
+        if not isinstance(exc, RelayedError):  # the main process has printed it
+            error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         error(interrupted_message(sys.argv[1:]))
@@ -601,7 +720,8 @@ def interrupted_message(args: list[str]) -> str:
     """What Ctrl-C left and how to go on: every output is complete or absent, so each verb just continues."""
     verb = next((a for a in args if not a.startswith("-")), "")
     if verb == "train":
-        return "interrupted; `dbooth train --resume` continues the run from its last checkpoint"
+        again = "dbooth train --upscaler --resume" if "--upscaler" in args else "dbooth train --resume"
+        return f"interrupted; `{again}` continues the run from its last checkpoint"
     if verb == "prior":
         return "interrupted; the class images written so far are kept and `dbooth prior` makes the rest"
     return "interrupted; nothing was half-written, run the command again to finish it"

@@ -152,6 +152,12 @@ def resize_and_crop_with_geometry(
     return (img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img), geometry
 
 
+def shrink(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` made ``factor`` times smaller with bicubic filtering (Pillow antialiases when shrinking): the
+    low-resolution input of an upscaler's training pair."""
+    return img.resize((img.width // factor, img.height // factor), Image.Resampling.BICUBIC)
+
+
 def cover_size(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int]:
     """The smallest scaled size of a width x height image that covers target_w x target_h."""
     scale = max(target_w / width, target_h / height)

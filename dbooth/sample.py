@@ -100,13 +100,72 @@ def generate(
             images.append(image)
         reporter.advance(len(paths))
     reporter.stop()
-    grid = None
-    if len(images) > 1:
-        buf = io.BytesIO()
-        make_grid(images).save(buf, format="PNG")
-        grid = out_dir / "grid.png"
-        atomic_write_bytes(grid, buf.getvalue())
-    return SampleResult(paths=paths, grid=grid, folder=out_dir)
+    return SampleResult(paths=paths, grid=_write_grid(images, out_dir), folder=out_dir)
+
+
+def upscale(
+    pipe,
+    sources: list[Path],
+    prompt: str,
+    *,
+    out_dir: Path,
+    seeds: list[int],
+    noise_level: int,
+    steps: int,
+    guidance_scale: float,
+    scheduler: str,
+    negative_prompt: str = "",
+    model_label: str,
+    upscaler_label: str,
+    batch_size: int = 4,
+    reporter: Reporter | None = None,
+) -> SampleResult:
+    """Stage (b): enlarge the stage-(a) images ``sources`` with the upscaler ``pipe`` (a
+    StableDiffusionUpscalePipeline), same prompt, image ``k`` with seed ``seeds[k]``, into ``out_dir``."""
+    reporter = reporter or Reporter()
+    set_scheduler(pipe, scheduler)
+    pipe.to(inference_device())
+    paths, images = [], []
+    reporter.start("upscaling", total=len(sources))
+    for start in range(0, len(sources), batch_size):
+        chunk = list(range(start, min(len(sources), start + batch_size)))
+        inputs = [Image.open(sources[k]).convert("RGB") for k in chunk]
+        batch = pipe(
+            [prompt] * len(chunk),
+            image=inputs,
+            noise_level=noise_level,
+            negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=[torch.Generator("cpu").manual_seed(seeds[k]) for k in chunk],
+        ).images
+        for k, image in zip(chunk, batch):
+            record = {
+                "prompt": prompt,
+                "negative_prompt": negative_prompt,
+                "seed": seeds[k],
+                "steps": steps,
+                "guidance_scale": guidance_scale,
+                "scheduler": scheduler,
+                "model": model_label,
+                "upscaler": upscaler_label,
+                "noise_level": noise_level,
+                "source": sources[k].relative_to(out_dir).as_posix() if sources[k].is_relative_to(out_dir) else str(sources[k]),
+            }
+            paths.append(write_png(out_dir / f"{k:03d}-seed{seeds[k]}.png", image, record))
+            images.append(image)
+        reporter.advance(len(paths))
+    reporter.stop()
+    return SampleResult(paths=paths, grid=_write_grid(images, out_dir), folder=out_dir)
+
+
+def _write_grid(images: list[Image.Image], out_dir: Path) -> Path | None:
+    if len(images) < 2:
+        return None
+    buf = io.BytesIO()
+    make_grid(images).save(buf, format="PNG")
+    atomic_write_bytes(out_dir / "grid.png", buf.getvalue())
+    return out_dir / "grid.png"
 
 
 def sample_folder(samples_dir: Path, label: str) -> Path:

@@ -236,6 +236,23 @@ class EvalConfig:
     pres_margin: float = _field(0.1, ge=0)  # best checkpoint, prior on: PRES <= base PRES + margin
 
 
+@dataclass
+class UpscalerConfig:
+    """Stage (b), ``dbooth train --upscaler``: the super-resolution model fine-tuned on low/high-resolution
+    pairs of the subject photos (and class images). Other settings (batch size, LoRA shape, precision,
+    optimizer, crop) come from ``train``."""
+
+    base: str = _field("stabilityai/stable-diffusion-x4-upscaler", nonempty=True)  # StableDiffusionUpscalePipeline
+    method: str = _field("full", choices=METHODS)  # full weights or LoRA adapters
+    max_steps: int = _field(400, ge=1)  # optimizer steps in total
+    learning_rate: float | None = _field(None, gt=0)  # None = per-method default, as in train
+    noise_level: int = _field(10, ge=0)  # augmentation timestep of the low-res input, in training and sampling
+    prior: bool = _field(True)  # also train on class-image pairs (prior preservation)
+    resolution: int | None = _field(None, ge=8, multiple_of=8)  # high-res side; None = the upscaler's own
+    checkpoint_every: int = _field(200, ge=0)  # steps between checkpoints; 0 = never
+    validation_every: int = _field(200, ge=0)  # steps between validation upscales; 0 = never
+
+
 @dataclass(kw_only=True)
 class SubjectConfig:
     """A further subject trained into the same model: photos in ``instance/NAME/``, class images in
@@ -267,3 +284,4 @@ class Manifest:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    upscaler: UpscalerConfig = field(default_factory=UpscalerConfig)

@@ -127,7 +127,7 @@ def run_status(run: Run) -> RunStatus:
         best_checkpoint=info.get("best_checkpoint"),
         error=info.get("error"),
         pid=pid if state == "running" else None,
-        options=describe_options(info.get("options")),
+        options=(["upscaler"] if info.get("stage") == "upscaler" else []) + describe_options(info.get("options")),
         timings=info.get("timings"),
     )
 

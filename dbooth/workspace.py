@@ -143,6 +143,11 @@ class Run:
         atomic_write_text(self.info_path, json.dumps(info, indent=2) + "\n")
 
     @property
+    def stage(self) -> str:
+        """``base`` for the text-to-image model (stage a), ``upscaler`` for stage (b)."""
+        return self.info().get("stage") or "base"
+
+    @property
     def complete(self) -> bool:
         return self.info_path.is_file() and self.info().get("status") == "complete"
 
@@ -191,8 +196,8 @@ def list_runs(ws: Workspace) -> list[Run]:
     return sorted(runs, key=lambda r: (r.info().get("created", 0), r.id))
 
 
-def find_run(ws: Workspace, run_id: str | None = None, *, complete: bool = True) -> Run:
-    """The named run, or the latest one (the latest complete one when ``complete``)."""
+def find_run(ws: Workspace, run_id: str | None = None, *, complete: bool = True, stage: str = "base") -> Run:
+    """The named run (of any stage), or the latest one of ``stage`` (the latest complete one when ``complete``)."""
     runs = list_runs(ws)
     if run_id is not None:
         path = Path(run_id)
@@ -204,10 +209,11 @@ def find_run(ws: Workspace, run_id: str | None = None, *, complete: bool = True)
         if complete and not run.complete:
             raise DboothError(f"run {run.id}: has not finished training; resume it with `dbooth train --resume`")
         return run
-    pool = [r for r in runs if r.complete] if complete else runs
+    pool = [r for r in runs if r.stage == stage and (r.complete or not complete)]
     if not pool:
-        what = "finished training runs" if complete else "training runs"
-        raise DboothError(f"workspace {ws.root}: no {what} in {ws.runs_dir}; run `dbooth train` first")
+        what = ("finished " if complete else "") + ("upscaler runs" if stage == "upscaler" else "training runs")
+        verb = "dbooth train --upscaler" if stage == "upscaler" else "dbooth train"
+        raise DboothError(f"workspace {ws.root}: no {what} in {ws.runs_dir}; run `{verb}` first")
     return pool[-1]
 
 
@@ -241,8 +247,8 @@ def checkpoint_at(run: Run, at: str | None) -> Path | None:
     return found[name]
 
 
-def find_run_at(ws: Workspace, ref: str | None) -> tuple[Run, Path | None]:
+def find_run_at(ws: Workspace, ref: str | None, *, stage: str = "base") -> tuple[Run, Path | None]:
     """``find_run`` for ``RUN``, ``RUN@best``, ``RUN@STEP`` or ``RUN@final``: the run and the checkpoint (None: final)."""
     run_id, at = split_run_ref(ref)
-    run = find_run(ws, run_id, complete=at in (None, "final", "best"))
+    run = find_run(ws, run_id, complete=at in (None, "final", "best"), stage=stage)
     return run, checkpoint_at(run, at)

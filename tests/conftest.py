@@ -48,6 +48,14 @@ def tiny_sdxl_base(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_upscaler_base(tmp_path_factory) -> Path:
+    """A tiny random StableDiffusionUpscalePipeline folder (16 px in, 64 px out)."""
+    from dbooth.models.tiny import save_tiny_upscaler
+
+    return save_tiny_upscaler(tmp_path_factory.mktemp("models") / "tiny-x4")
+
+
 def draw_subject(path: Path, i: int, size: int = 96) -> Path:
     """A blue disc on a warm background, shifted a little per image."""
     im = Image.new("RGB", (size, size), (200, 120 + 10 * i, 60))

@@ -41,10 +41,12 @@ def run_dbooth(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def edit_manifest(path: Path, old: str, new: str) -> int:
-    """Replace the one line starting with ``old`` (after indentation); return its 1-based number."""
+    """Replace the first line starting with ``old`` (after indentation); return its 1-based number.
+
+    ``train:`` comes before ``upscaler:``, whose keys share some names (max_steps, learning_rate)."""
     lines = path.read_text().splitlines(keepends=True)
     hits = [i for i, line in enumerate(lines) if line.lstrip().startswith(old)]
-    assert len(hits) == 1, hits
+    assert hits, old
     i = hits[0]
     indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
     lines[i] = f"{indent}{new}\n"

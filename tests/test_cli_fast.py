@@ -83,13 +83,17 @@ def answers(tmp_path_factory):
         "status": ["status", "-w", "ws"],
         "status_json": ["status", "-w", "ws", "--json"],
         "init_example": ["init", "fresh", "--example", "striped_heart"],
+        "identifiers_help": ["identifiers", "--help"],
+        "identifiers_ws": ["identifiers", "-w", "ws"],
+        "init_auto_warned": ["init", "auto", "--class", "star", "--base", "builtin:shapes", "--identifier", "star"],
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(drive, args, root) for name, args in cases.items()}
         return root, {name: f.result() for name, f in futures.items()}
 
 
-SUCCEEDS = ("help", "version", "train_help", "export_help", "status", "status_json", "init_example")
+SUCCEEDS = ("help", "version", "train_help", "export_help", "status", "status_json", "init_example",
+            "identifiers_help", "identifiers_ws", "init_auto_warned")
 FAILS = ("typo_verb", "typo_option", "missing_ws", "missing_ws_status", "bad_manifest", "bad_identifier",
          "no_class_images", "no_finished_run_sample", "no_finished_run_export", "no_finished_run_merge",
          "no_finished_run_eval", "resume_nothing")
@@ -117,6 +121,12 @@ def test_model_free_errors_say_what_is_wrong(answers):
         _, output = results[case]
         assert words in output, (case, output)
         assert sum("error:" in line for line in output.splitlines()) == 1, (case, output)
+
+
+def test_identifiers_answer_from_the_tokenizer_alone(answers):
+    _, results = answers
+    assert "zwx  qlt  vyr  pxo  mkv" in results["identifiers_ws"][1]  # sks is the workspace's own
+    assert "warning:" in results["init_auto_warned"][1] and "ordinary word" in results["init_auto_warned"][1]
 
 
 def test_version_prints_the_package_version(answers):

@@ -217,7 +217,7 @@ ERROR_CASES = [
     (13, "  learning_rate: 1e-4", "13: sample.learning_rate: unknown key here; did you mean 'train.learning_rate'?"),
     (2, "idnetifier: sks", "2: idnetifier: unknown key; did you mean 'identifier'?"),
     (2, "colour: red", "2: colour: unknown key; expected one of version, base_model, allow_pickle, identifier, class_noun, "
-     "instance_prompt, instance_captions, class_prompt, subjects, prior, train, sample, eval"),
+     "instance_prompt, instance_captions, class_prompt, subjects, prior, train, sample, eval, upscaler"),
     (2, "instance_prompt: a photo of a {class}", "2: instance_prompt: must contain {identifier}, the token that names your subject"),
     (2, "class_prompt: a photo of {identifier} {class}", "2: class_prompt: must not contain {identifier}: class images show any {class}, not your subject"),
     (2, "identifier: ''", "2: identifier: expected a non-empty string, got ''"),

@@ -11,7 +11,8 @@ from pathlib import Path
 from dbooth.errors import DboothError
 
 _HERE = Path(__file__).resolve().parent
-BUILTIN_MODELS: dict[str, Path] = {"builtin:shapes": _HERE / "shapes"}
+# builtin:shapes-x4 is its StableDiffusionUpscalePipeline (stage b), taking the model's images to 4x the side
+BUILTIN_MODELS: dict[str, Path] = {"builtin:shapes": _HERE / "shapes", "builtin:shapes-x4": _HERE / "shapes-x4"}
 
 
 def builtin_model_path(name: str) -> Path:
@@ -21,7 +22,10 @@ def builtin_model_path(name: str) -> Path:
         raise DboothError(f"unknown built-in model {name!r}; available: {', '.join(BUILTIN_MODELS)}")
     path = BUILTIN_MODELS[key]
     if not (path / "model_index.json").is_file():
-        raise DboothError(f"built-in model {key} is missing at {path}; run python -m dbooth.builtin.pretrain --out {path}")
+        if key == "builtin:shapes":
+            raise DboothError(f"built-in model {key} is missing at {path}; run python -m dbooth.builtin.pretrain --out {path}")
+        raise DboothError(f"built-in model {key} is missing at {path}; this dbooth install lacks it (reinstall "
+                          "dbooth, or use a StableDiffusionUpscalePipeline folder or hub id)")
     return path
 
 

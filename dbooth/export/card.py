@@ -32,7 +32,7 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> 
         "dbooth.steps": str(run.steps),
         "dbooth.train_text_encoder": str(run.train_text_encoder).lower(),
         "dbooth.usage": usage_line(run, fmt, name=name),
-        "dbooth.clients": ", ".join(clients_of(fmt)),
+        "dbooth.clients": ", ".join(clients_of(fmt, _pipeline(run))),
         "dbooth.load": "; ".join(load_lines(fmt, _file_name(fmt, name), pipeline=_pipeline(run))),
     }
     if run.is_lora:
@@ -51,6 +51,8 @@ def usage_line(run: RunInfo, fmt: str, *, name: str = "NAME") -> str:
         line += f" In AUTOMATIC1111 also add <lora:{name}:1> and use it on {run.base_model}."
     elif fmt == "lora":
         line += f" Load it with pipe.load_lora_weights(...) on top of {run.base_model}."
+    if run.family == "sd-x4-upscaler":
+        line += " It is a 4x upscaler (DreamBooth stage b): pass the small image as image=..., with its noise_level."
     return line
 
 

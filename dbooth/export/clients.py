@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 CLIENTS = ("diffusers", "ComfyUI", "AUTOMATIC1111/Forge", "kohya sd-scripts", "InvokeAI")
+UPSCALER_PIPELINE = "StableDiffusionUpscalePipeline"  # stage (b) runs: loaded by their own rows below
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ExportFormat:
     folder: bool
     loads_in: dict[str, str] = field(default_factory=dict)
     note: str = ""  # what a user would otherwise get wrong, said wherever the loading lines are
+    # how clients load an upscaler run (StableDiffusionUpscalePipeline) in this format; empty = none does,
+    # so dbooth does not write it (ComfyUI reads the x4 upscaler only in a layout dbooth does not write)
+    upscaler_loads_in: dict[str, str] = field(default_factory=dict)
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
@@ -41,6 +45,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                 "diffusers": '`DiffusionPipeline.from_pretrained("{path}")`',
                 "InvokeAI": "import `{path}` in the Model Manager",
             },
+            upscaler_loads_in={"diffusers": '`StableDiffusionUpscalePipeline.from_pretrained("{path}")`'},
         ),
         ExportFormat(
             "single-file",
@@ -61,6 +66,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             lora=True,
             folder=False,
             loads_in={"diffusers": '`pipe.load_lora_weights("{path}")`'},
+            upscaler_loads_in={"diffusers": '`pipe.load_lora_weights("{path}")` on the StableDiffusionUpscalePipeline'},
             note="ComfyUI and AUTOMATIC1111/Forge do not load this file (none of its keys map, and they say "
             "nothing): export with `dbooth export --format lora-kohya` for them",
         ),
@@ -85,9 +91,14 @@ LORA_FORMATS = tuple(f.name for f in EXPORT_FORMATS.values() if f.lora)
 FOLDER_FORMATS = tuple(f.name for f in EXPORT_FORMATS.values() if f.folder)
 
 
-def clients_of(fmt: str) -> tuple[str, ...]:
-    """The clients that load ``fmt``, in ``CLIENTS`` order."""
-    return tuple(c for c in CLIENTS if c in EXPORT_FORMATS[fmt].loads_in)
+def _loads_in(fmt: str, pipeline: str) -> dict[str, str]:
+    spec = EXPORT_FORMATS[fmt]
+    return spec.upscaler_loads_in if pipeline == UPSCALER_PIPELINE else spec.loads_in
+
+
+def clients_of(fmt: str, pipeline: str = "StableDiffusionPipeline") -> tuple[str, ...]:
+    """The clients that load ``fmt`` for a run of ``pipeline``'s family, in ``CLIENTS`` order."""
+    return tuple(c for c in CLIENTS if c in _loads_in(fmt, pipeline))
 
 
 def load_lines(fmt: str, path: str | PurePath, *, markdown: bool = False,
@@ -99,12 +110,14 @@ def load_lines(fmt: str, path: str | PurePath, *, markdown: bool = False,
     """
     spec = EXPORT_FORMATS[fmt]
     name = PurePath(path).name if spec.folder else PurePath(path).stem
+    ways = _loads_in(fmt, pipeline)
 
     def text(template: str) -> str:  # backticks go before filling in, so a path keeps any of its own
         return (template if markdown else template.replace("`", "")).format(path=path, name=name, pipeline=pipeline)
 
-    lines = [f"{c}: {text(spec.loads_in[c])}" for c in clients_of(fmt)]
-    return lines + ([f"note: {text(spec.note)}"] if spec.note else [])
+    lines = [f"{c}: {text(ways[c])}" for c in clients_of(fmt, pipeline)]
+    note = spec.note if pipeline != UPSCALER_PIPELINE else ""
+    return lines + ([f"note: {text(note)}"] if note else [])
 
 
 def formats_for(client: str, *, lora: bool) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from diffusers import DiffusionPipeline
 
 from dbooth.errors import DboothError
 from dbooth.export.card import card_metadata, model_card
-from dbooth.export.clients import FOLDER_FORMATS, FORMATS, LORA_FORMATS
+from dbooth.export.clients import FOLDER_FORMATS, FORMATS, LORA_FORMATS, clients_of
 from dbooth.export.dtypes import parse_dtype
 from dbooth.export.folder import save_pipeline_folder
 from dbooth.export.kohya import kohya_metadata, save_kohya_lora
@@ -45,6 +45,11 @@ def export_run(
         raise DboothError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     torch_dtype = parse_dtype(dtype)
     run = read_run(run_dir)
+    family = get_family(run.family)
+    if not clients_of(fmt, family.pipeline_class_name):
+        usable = " or ".join(f"--format {f}" for f in FORMATS if clients_of(f, family.pipeline_class_name))
+        raise DboothError(f"export --format {fmt}: no client loads a {family.title} run in that format, so dbooth "
+                          f"does not write one; use {usable}")
     if fmt in LORA_FORMATS and not run.is_lora:
         raise DboothError(
             f"run {run.run_id} is a full fine-tune, so it has no LoRA to export as {fmt}: "
@@ -59,7 +64,6 @@ def export_run(
 
     if fmt == "diffusers":
         return save_pipeline_folder(trained_pipeline(run, base_pipeline_loader), path, dtype=torch_dtype, card=card)
-    family = get_family(run.family)
     if fmt == "single-file":
         save_single_file(trained_pipeline(run, base_pipeline_loader), path, torch_dtype, meta,
                          layout=family.single_file_layout, prediction_type=run.prediction_type)

@@ -1,4 +1,4 @@
-"""Model families (SD 1.x, SD 2.x, SDXL): everything that differs between them lives in one module each.
+"""Model families (SD 1.x, SD 2.x, SDXL, the SD x4 upscaler): everything that differs between them lives in one module each.
 
 ``detect_family(source)`` reads the model itself (``model_index.json`` and the text encoder's config
 for folders and hub ids, key names for single files); ``family_of(pipe)`` answers for a loaded pipeline.
@@ -14,9 +14,10 @@ from dbooth.errors import DboothError
 from dbooth.families.base import Conditioning, Family
 from dbooth.families.sd import SD1, SD2
 from dbooth.families.sdxl import SDXL
+from dbooth.families.upscaler import SD_X4_UPSCALER
 from dbooth.models.source import hub_unreachable
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SD_X4_UPSCALER)}
 
 
 def get_family(name: str) -> Family:
@@ -33,9 +34,12 @@ def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> 
         return SDXL
     if cls == SD1.pipeline_class_name:
         return _sd_family(text_encoder_config or {})
+    if cls == SD_X4_UPSCALER.pipeline_class_name:
+        return SD_X4_UPSCALER
     raise DboothError(
         f"model is a {cls or 'pipeline of unknown class'}; dbooth trains text-to-image StableDiffusionPipeline "
-        "(SD 1.x, 2.x) and StableDiffusionXLPipeline models (not refiners, img2img or upscalers)"
+        "(SD 1.x, 2.x) and StableDiffusionXLPipeline models, and StableDiffusionUpscalePipeline upscalers "
+        "(not refiners or img2img)"
     )
 
 
@@ -44,7 +48,7 @@ def family_from_keys(keys) -> Family:
     from dbooth.export.single_file import detect_single_file_layout
 
     layout = detect_single_file_layout(keys)
-    return next(f for f in FAMILIES.values() if f.single_file_layout == layout)
+    return next(f for f in FAMILIES.values() if f.single_file_layout and f.single_file_layout == layout)
 
 
 def detect_family(source) -> Family:
@@ -102,6 +106,8 @@ def family_of(pipe) -> Family:
     """The family of a loaded pipeline (or any object with its parts), read from the parts themselves."""
     if getattr(pipe, "text_encoder_2", None) is not None:
         return SDXL
+    if getattr(pipe, "low_res_scheduler", None) is not None:
+        return SD_X4_UPSCALER
     return _sd_family(dict(pipe.text_encoder.config.to_dict()))
 
 
@@ -149,4 +155,4 @@ def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | N
     raise hub_unreachable(repo_id)
 
 
-__all__ = ["FAMILIES", "Conditioning", "Family", "SD1", "SD2", "SDXL", "detect_family", "family_of", "get_family"]
+__all__ = ["FAMILIES", "Conditioning", "Family", "SD1", "SD2", "SDXL", "SD_X4_UPSCALER", "detect_family", "family_of", "get_family"]

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from dbooth.models.source import ModelSource
 
 
+def device_of(module) -> "torch.device":
+    """Where a module's weights are; also for one wrapped for data parallelism, which has no ``.device``."""
+    return next(module.parameters()).device
+
+
 @dataclass(frozen=True)
 class Conditioning:
     """What the UNet is conditioned on for a batch of captions."""
@@ -46,6 +51,7 @@ class Family:
     tokenizer_names: tuple[str, ...] = ("tokenizer",)
     kohya_prefixes: dict = field(default_factory=lambda: {"unet": "lora_unet_", "text_encoder": "lora_te_"})
     kohya_unet_names: str = "diffusers"  # "original": kohya names UNet modules by the ldm/sgm block numbering
+    stage: str = "base"  # the paper's stage: "base" text-to-image (a) or "upscaler" super-resolution (b)
 
     # -- pipelines -----------------------------------------------------------------------------
     def pipeline_class(self):
@@ -112,6 +118,21 @@ class Family:
         ``geometry`` is [N, 6] per image: original height, width, crop top, left, target height, width.
         """
         return {}
+
+    def unet_inputs(self, noisy: "torch.Tensor", cond: Conditioning, batch, low_res) -> tuple["torch.Tensor", dict]:
+        """The UNet's sample and keyword arguments (beyond the hidden states) for a training batch
+        (``dbooth.training.step.Batch``); ``low_res`` is the run's ``low_res_condition`` (None here)."""
+        return noisy, self.unet_kwargs(cond, batch.geometry)
+
+    # -- image conditioning (the upscaler, stage b) --------------------------------------------
+    def low_res_condition(self, pipe, manifest):
+        """What an image-conditioned family adds to each batch (settings from ``manifest.upscaler``);
+        None for text-to-image families."""
+        return None
+
+    def run_record(self, manifest) -> dict:
+        """What run.json records about the family's stage."""
+        return {"stage": self.stage}
 
     # -- outputs -------------------------------------------------------------------------------
     def save_lora(self, path: Path, unet, text_encoders: dict) -> None:

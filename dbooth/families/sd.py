@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from dbooth.families.base import Conditioning, Family
+from dbooth.families.base import Conditioning, Family, device_of
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class StableDiffusion(Family):
     def encode(self, encoders: Sequence, ids: Sequence) -> Conditioning:
         # StableDiffusionPipeline.encode_prompt without clip_skip: the final (layer-normed) hidden state
         (encoder,), (token_ids,) = encoders, ids
-        return Conditioning(encoder(token_ids.to(encoder.device))[0])
+        return Conditioning(encoder(token_ids.to(device_of(encoder)))[0])
 
 
 SD1 = StableDiffusion(

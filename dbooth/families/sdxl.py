@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from dbooth.families.base import Conditioning, Family
+from dbooth.families.base import Conditioning, Family, device_of
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class StableDiffusionXL(Family):
 
         hidden, pooled = [], None
         for encoder, token_ids in zip(encoders, ids):
-            out = encoder(token_ids.to(encoder.device), output_hidden_states=True)
+            out = encoder(token_ids.to(device_of(encoder)), output_hidden_states=True)
             if pooled is None and out[0].ndim == 2:  # the projection model's text_embeds
                 pooled = out[0]
             hidden.append(out.hidden_states[-2])

@@ -1,7 +1,7 @@
 """Tiny Stable-Diffusion-shaped components built in code, for tests and offline smoke runs.
 
-Same classes and code paths as Stable Diffusion 1.x, 2.x and XL (UNet2DConditionModel, AutoencoderKL,
-CLIPTextModel[WithProjection], CLIPTokenizer), only a few hundred thousand parameters each.
+Same classes and code paths as Stable Diffusion 1.x, 2.x, XL and the x4 upscaler (UNet2DConditionModel,
+AutoencoderKL, CLIPTextModel[WithProjection], CLIPTokenizer), only a few hundred thousand parameters each.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
     StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
@@ -122,6 +124,62 @@ def tiny_sdxl_pipeline(
         scheduler=scheduler,
         add_watermarker=False,
     )
+
+
+def tiny_upscaler_pipeline(seed: int = 0, sample_size: int = 16) -> StableDiffusionUpscalePipeline:
+    """x4-upscaler-shaped: UNet input = 4 latent + 3 low-resolution image channels, the noise level as
+    ``class_labels`` (``num_class_embeds`` 1000, as the released model), cross-attention only in the first
+    attention level, a VAE that scales by 4 with scaling factor 0.08333, an OpenCLIP-style text encoder,
+    a v-prediction DDIM schedule and the DDPM ``low_res_scheduler``. ``sample_size`` is the latent (= low-res
+    image) side: 16 gives 64 px outputs."""
+    torch.manual_seed(seed)
+    tokenizer = build_word_tokenizer(TINY_WORDS, model_max_length=16)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=7,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        only_cross_attention=(True, False),
+        num_class_embeds=1000,
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        sample_size=sample_size * 4,
+        scaling_factor=0.08333,
+    )
+    text_encoder = CLIPTextModel(_clip_config(tokenizer, hidden_size=32, hidden_act="gelu"))
+    betas = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02)
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(**betas),
+        scheduler=DDIMScheduler(**betas, prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False),
+        max_noise_level=350,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_tiny_upscaler(path: str | Path, seed: int = 0, sample_size: int = 16) -> Path:
+    path = Path(path)
+    tiny_upscaler_pipeline(seed=seed, sample_size=sample_size).save_pretrained(path, safe_serialization=True)
+    return path
 
 
 def _tiny_vae(sample_size: int) -> AutoencoderKL:

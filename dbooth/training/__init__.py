@@ -7,13 +7,21 @@ then imports the loop and loads the model.
 from __future__ import annotations
 
 
-def train(ws, manifest, *, resume: bool = False, reporter=None):
-    """Train a new run (or resume the latest unfinished one) and write its outputs."""
+def train(ws, manifest, *, resume: bool = False, reporter=None, stage: str = "base"):
+    """Train a new run (or resume the latest unfinished one of ``stage``) and write its outputs.
+
+    ``stage="upscaler"`` is the paper's stage (b): the manifest's ``upscaler`` section (dbooth.stages)."""
+    from dbooth.distributed import decided_by_main, is_main
     from dbooth.reporting import Reporter
     from dbooth.training.inputs import gather_inputs
 
-    reporter = reporter or Reporter()
-    inputs = gather_inputs(ws, manifest, resume=resume, reporter=reporter)
+    reporter = reporter if reporter is not None and is_main() else Reporter()  # one process reports
+    if stage == "upscaler":
+        from dbooth.stages import upscaler_manifest
+
+        manifest = upscaler_manifest(manifest)
+    # with several processes the main one checks the inputs and the others train on what it found
+    inputs = decided_by_main(lambda: gather_inputs(ws, manifest, resume=resume, reporter=reporter, stage=stage))
     from dbooth.training.loop import train_from_inputs
 
     return train_from_inputs(ws, inputs, reporter=reporter)

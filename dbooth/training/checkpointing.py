@@ -11,6 +11,8 @@ accelerate's ``save_state`` writes while training waits. Here the state is copie
 step (the RNG states of that moment too: that is why these files are written here and not by accelerate)
 and a worker thread writes it into a temporary folder that is renamed into place, while the next steps run.
 One write is in flight at a time; the next checkpoint, the final save, a crash or Ctrl-C wait for it.
+With several processes every one of them takes part in accelerate's ``save_state`` (DeepSpeed needs all
+ranks), so there the write is synchronous (``state.save_checkpoint``); the thinning-out is the same.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 
 from dbooth.diskspace import human, require_free, writing
 from dbooth.fsutil import atomic_path
-from dbooth.training.state import checkpoint_name, checkpoint_step, write_weights
+from dbooth.training.state import checkpoint_name, checkpoint_step, save_checkpoint, write_weights
 from dbooth.workspace import RESUME_STATE_FILES
 
 # optimizer state per trained parameter byte, for the disk plan (the states are float32 like the weights)
@@ -135,6 +137,12 @@ def write_checkpoint(snapshot: Snapshot, checkpoints_dir: Path, keep: int) -> Pa
         write_weights(tmp, snapshot.trainable, snapshot.ema)
         for name, obj in snapshot.resume.items():
             torch.save(obj, tmp / name)
+    thin_out(checkpoints_dir, target, keep)
+    return target
+
+
+def thin_out(checkpoints_dir: Path, target: Path, keep: int) -> None:
+    """Once ``target`` is complete: the other checkpoints lose their resume state, all but the last ``keep`` go."""
     existing = sorted((p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("step-")
                        and p.name[5:].isdigit()), key=checkpoint_step)
     for old in existing:
@@ -143,7 +151,6 @@ def write_checkpoint(snapshot: Snapshot, checkpoints_dir: Path, keep: int) -> Pa
     for old in existing[:-keep]:
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def drop_resume_state(folder: Path) -> None:
@@ -169,6 +176,11 @@ class CheckpointWriter:
     def save(self, step: int) -> Path:
         """Checkpoint step ``step``; returns at once (after the previous write, if still in flight, is done)."""
         self.wait()
+        if self.accelerator.num_processes > 1:
+            target = save_checkpoint(self.accelerator, self.checkpoints_dir, step, self.keep, needed=self.needed)
+            if self.accelerator.is_main_process:
+                thin_out(self.checkpoints_dir, target, self.keep)
+            return target
         target = self.checkpoints_dir / checkpoint_name(step)
         require_free(self.checkpoints_dir, self.needed, f"checkpoint {target.name}")
         snapshot = take_snapshot(self.accelerator, self.models, self.ema, self.optimizer, self.lr_scheduler, step)

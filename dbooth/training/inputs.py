@@ -31,10 +31,12 @@ class TrainingInputs:
     class_prompts: list[str] = field(default_factory=list)
     photo_class: list[int] = field(default_factory=list)
     image_class: list[int] = field(default_factory=list)
+    stage: str = "base"  # "upscaler": stage (b), the manifest is dbooth.stages.upscaler_manifest's
 
 
-def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter) -> TrainingInputs:
-    resumed = resumable_run(ws) if resume else None
+def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter,
+                  stage: str = "base") -> TrainingInputs:
+    resumed = resumable_run(ws, stage) if resume else None
     if resumed is not None:
         saved = load_manifest(resumed.config_path)
         # a resumed run keeps its own settings; only the step budget may be extended
@@ -63,7 +65,7 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
     require_inside(instance_paths + class_paths, ws.root, "images")
     masks = instance_masks(instance_paths, ws.root, reporter) if cfg.masked_loss else None
     return TrainingInputs(manifest, resumed, instance_paths, captions, class_paths, masks,
-                          [class_prompt(k.manifest) for k in kinds], photo_class, image_class)
+                          [class_prompt(k.manifest) for k in kinds], photo_class, image_class, stage)
 
 
 def instance_masks(photos: list[Path], root: Path, reporter: Reporter) -> list[Path | None] | None:
@@ -102,11 +104,12 @@ def _check_fused_backward(cfg) -> None:
                           f"run with {clash}; set train.fused_backward: false, or use adamw, bf16 and no accumulation")
 
 
-def resumable_run(ws: Workspace) -> Run:
-    runs = [r for r in list_runs(ws) if not r.complete and r.checkpoints()]
+def resumable_run(ws: Workspace, stage: str = "base") -> Run:
+    runs = [r for r in list_runs(ws) if r.stage == stage and not r.complete and r.checkpoints()]
     if not runs:
+        what, verb = ("upscaler run", "dbooth train --upscaler") if stage == "upscaler" else ("run", "dbooth train")
         raise DboothError(
-            f"workspace {ws.root}: no unfinished run with a checkpoint in {ws.runs_dir}; start a new one with `dbooth train`"
+            f"workspace {ws.root}: no unfinished {what} with a checkpoint in {ws.runs_dir}; start a new one with `{verb}`"
         )
     if runs[-1].resume_checkpoint() is None:
         run = runs[-1]

@@ -6,7 +6,8 @@ a batch of subject images and, with prior preservation, as many class images, an
 MSE(instance) + prior_weight * MSE(class) against the family's target (noise or velocity).
 
 ``train_from_inputs`` keeps the run's books (run.json, config.yaml, failure and interruption),
-``_train`` sets up models, data and optimiser, ``_loop`` runs the steps.
+``_train`` sets up models, data and optimiser, ``_loop`` runs the steps. Under ``accelerate launch``
+each process trains its share of every batch (``Share``) and only the main one writes files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from diffusers.optimization import get_scheduler
 from dbooth.buckets import bucket_counts, bucket_sizes
 from dbooth.config import render_manifest
 from dbooth.diskspace import parameter_bytes, require_free, writing
+from dbooth.distributed import FollowerRun, decided_by_main, is_main, num_processes
 from dbooth.errors import DboothError
 from dbooth.families import family_of
 from dbooth.fsutil import atomic_write_text
@@ -31,6 +33,7 @@ from dbooth.models.loading import load_pipeline
 from dbooth.prompts import class_prompt, instance_prompt
 from dbooth.reporting import Reporter
 from dbooth.run_options import run_options
+from dbooth.stages import check_stage
 from dbooth.subjects import subjects
 from dbooth.training.checkpointing import CheckpointWriter, disk_plan
 from dbooth.training.conditioning import PromptBank
@@ -45,7 +48,7 @@ from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks
 from dbooth.training.timings import Timings, describe
 from dbooth.training.tracking import start_tracking, tracker_settings
-from dbooth.training.step import ClassPick, draw_batch, dreambooth_step_loss
+from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -88,8 +91,11 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     with timings.phase("load"):
         pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
+    check_stage(family, inputs.stage, manifest.base_model)
 
-    run = resumed or new_run(ws, cfg.method)
+    run = decided_by_main(lambda: resumed or new_run(ws, cfg.method if inputs.stage == "base"
+                                                     else f"{inputs.stage}-{cfg.method}"))
+    run = run if is_main() else FollowerRun(run.dir)  # the main process keeps the books
     checkpoints = run.checkpoints() if resumed else []
     info = {
         "run_id": run.id,
@@ -110,6 +116,8 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
+        "processes": num_processes(),  # data-parallel processes; the global batch is batch_size x processes
+        **family.run_record(manifest),
     }
     if manifest.subjects:
         info["subjects"] = [
@@ -120,7 +128,8 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         ]
     if manifest.instance_captions == "files":
         info["instance_captions"] = {_photo_key(ws, p): c for p, c in zip(inputs.instance_paths, inputs.captions)}
-    atomic_write_text(run.config_path, render_manifest(manifest))
+    if is_main():
+        atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
         return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, timings)
@@ -160,20 +169,24 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     device = accelerator.device
     with timings.phase("load"):
         models = prepare_models(pipe, cfg, device, weight_dtype)
+    models.low_res = models.family.low_res_condition(pipe, manifest)
 
     reporter.info(
         f"encoding {len(inputs.instance_paths)} instance and {len(inputs.class_paths)} class images"
         + (" once (cached latents)" if cfg.cache_latents else "")
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
-                     device=device, dtype=models.vae_dtype)
+                     device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
     with timings.phase("caching"):
         instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
                               buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
-        classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args)
-                   if inputs.class_paths else None)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
+    if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
+        bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
+    with timings.phase("caching"):
+        classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args)
+                   if inputs.class_paths else None)
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
 
@@ -198,7 +211,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     step = 0
     if checkpoints:
         resume_from = run.resume_checkpoint()  # the newest with optimizer state; older ones hold weights only
-        load_checkpoint(accelerator, resume_from)
+        load_checkpoint(accelerator, resume_from, lr_scheduler)
         step = checkpoint_step(resume_from)
         reporter.info(f"resumed {run.id} from step {step}")
     class_caption: int | ClassPick = len(inputs.captions)
@@ -231,8 +244,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
             ema.copy_to_models()
         check_weights_finite(models.trained, f"run {run.id}")
         kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
-        with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
-            save_final(accelerator, manifest, run, models)
+        if accelerator.is_main_process:
+            with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+                save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
     timings.background = writer.write_seconds
     info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value,
@@ -252,12 +266,14 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     done = [p for p in s.run.checkpoints() if p.name <= checkpoint_name(step)]
     last_checkpoint = checkpoint_step(done[-1]) if done else None
     guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
+    share = Share(accelerator.process_index, accelerator.num_processes)
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
             with accelerator.accumulate(*models.trained):
-                batch = draw_batch(s.instance, s.classes, cfg.batch_size, s.class_caption, accelerator.device)
-                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg)
+                batch = draw_batch(s.instance, s.classes, cfg.batch_size * share.count, s.class_caption,
+                                   accelerator.device)
+                loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg, share)
                 check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
                 accelerator.backward(loss.total)
                 if accelerator.sync_gradients:
@@ -273,10 +289,10 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             step += 1
             if s.ema is not None:
                 s.ema.after_step(step)
-            loss_value = loss.total.detach().item()
+            loss_value = accelerator.reduce(loss.total.detach(), "mean").item()  # over all processes' rows
             fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
-                fields["prior_loss"] = loss.prior.detach().item()
+                fields["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean").item()
             accelerator.log(fields, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 with s.timings.phase("checkpoints"):
@@ -284,7 +300,7 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 with s.timings.phase("validation"), ema_applied(s.ema, cfg.ema.use_for_output):
-                    validate(accelerator, s.pipe, models, s.manifest, s.run, step)
+                    validate(accelerator, s.pipe, models, s.manifest, s.run, step, photos=s.instance.paths)
             reporter.advance(step, **fields)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None

@@ -26,6 +26,7 @@ class Models:
     tokenizers: list
     noise_scheduler: object
     vae_dtype: torch.dtype
+    low_res: object = None  # an upscaler's LowResCondition (dbooth.families.upscaler); None for text-to-image
 
     @property
     def trained(self) -> list[torch.nn.Module]:

@@ -30,6 +30,37 @@ class Batch:
     num_instance: int
     mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
     classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
+    low_res: torch.Tensor | None = None  # [B, 3, h, w] upscaler inputs (LatentBank.draw); None elsewhere
+
+    def select(self, rows: list[int]) -> Batch:
+        """The given rows (instance rows listed before class rows), as a batch of their own."""
+        index = torch.tensor(rows, device=self.latents.device)
+        return Batch(self.latents[index], self.geometry[rows], [self.captions[i] for i in rows],
+                     sum(1 for i in rows if i < self.num_instance), None if self.mask is None else self.mask[index],
+                     low_res=None if self.low_res is None else self.low_res[index.to(self.low_res.device)])
+
+
+@dataclass(frozen=True)
+class Share:
+    """One process's part of a global batch under data parallelism: process ``index`` of ``count``.
+
+    Every process draws the whole global batch and its noise and timesteps from the same random
+    stream (all start from one seed), then keeps its own contiguous slice of the instance rows and of
+    the class rows. So N processes with batch b see exactly the samples and noise of one process with
+    batch N x b, and averaging their gradients gives that process's gradient."""
+
+    index: int = 0
+    count: int = 1
+
+    def rows(self, num_instance: int, total: int) -> list[int]:
+        """This process's rows of a batch whose first ``num_instance`` rows are instance rows."""
+        keep = []
+        for start, size in ((0, num_instance), (num_instance, total - num_instance)):
+            if size % self.count:
+                raise ValueError(f"{size} rows cannot be split evenly between {self.count} processes")
+            part = size // self.count
+            keep += range(start + self.index * part, start + (self.index + 1) * part)
+        return keep
 
 
 @dataclass
@@ -69,62 +100,77 @@ def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int
     """``batch_size`` subject images and, with prior preservation, as many class images: of the one class
     (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's class."""
     ii = draw_indices(instance.groups(), batch_size)
-    latents, geometry, mask = instance.sample(ii)
+    latents, geometry, mask, low = instance.draw(ii)
     parts, geometries, captions = [latents], [geometry], ii.tolist()
-    masks = [mask]
+    masks, lows = [mask], [low]
     if classes is not None:
         if isinstance(class_caption, ClassPick):
             ci, class_captions = class_caption.draw(ii)
         else:
             ci, class_captions = torch.randint(0, len(classes), (batch_size,)), [class_caption] * batch_size
-        latents, geometry, _ = classes.sample(ci)
+        latents, geometry, _, class_low = classes.draw(ci)
         if latents.shape[-2:] != parts[0].shape[-2:]:  # class images stay square; the photos' bucket is not
             mask = None if mask is None else mask.to(device, torch.float32)
-            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0)
-            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows)
+            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0, low_res=_on(class_low, device))
+            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows,
+                         low_res=_on(low, device))
         parts.append(latents)
+        lows.append(class_low)
         geometries.append(geometry)
         captions += class_captions
         if mask is not None:
             masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
     mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
-    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask)
+    low = None if low is None else torch.cat(lows)
+    return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask,
+                 low_res=_on(low, device))
+
+
+def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if x is None else x.to(device, torch.float32)
 
 
 def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prior_weight: float,
-                         settings: TrainConfig | None = None) -> LossParts:
+                         settings: TrainConfig | None = None, share: Share = Share()) -> LossParts:
     """Noise the batch at random timesteps and return the (instance + weighted prior) loss.
 
     ``settings`` supplies the noise options (offset, timestep range, input perturbation) and Min-SNR's
-    gamma; without it the step is plain DreamBooth.
+    gamma; without it the step is plain DreamBooth. With several processes ``batch`` is the global
+    batch and ``share`` says which of its rows this process scores (see ``Share``).
     """
     settings = settings or TrainConfig()
     if batch.classes is None:
-        pred, target, weights = _predict(models, prompts, batch, settings)
-        return dreambooth_loss(pred, target, batch.num_instance, prior_weight, weights, batch.mask)
+        pred, target, weights, mine = _predict(models, prompts, batch, settings, share)
+        return dreambooth_loss(pred, target, mine.num_instance, prior_weight, weights, mine.mask)
     # photos in a non-square bucket and square class images: one UNet call per shape, rows scored alike
     rows = []
     for part in (batch, batch.classes):
-        pred, target, weights = _predict(models, prompts, part, settings)
+        pred, target, weights, part = _predict(models, prompts, part, settings, share)
         errors = row_errors(pred, target, part.mask)
         rows.append(errors if weights is None else errors * weights.float())
     return loss_from_rows(rows[0], rows[1], prior_weight)
 
 
-def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainConfig):
-    """The UNet's prediction on the noised rows, its target, and Min-SNR weights (None when off)."""
+def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainConfig, share: Share = Share()):
+    """The UNet's prediction on this process's noised rows, its target, Min-SNR weights (None when off)
+    and those rows; noise and timesteps are drawn for the whole batch, whichever rows are kept."""
     scheduler = models.noise_scheduler
-    latents = batch.latents
-    noise = training_noise(latents, settings.noise_offset)
+    noise = training_noise(batch.latents, settings.noise_offset)
     low, high = timestep_bounds(scheduler.config.num_train_timesteps, settings.min_timestep, settings.max_timestep)
-    timesteps = sample_timesteps(latents.shape[0], low, high, latents.device)
-    noisy = scheduler.add_noise(latents, perturbed(noise, settings.input_perturbation), timesteps)
+    timesteps = sample_timesteps(batch.latents.shape[0], low, high, batch.latents.device)
+    mixed = perturbed(noise, settings.input_perturbation)
+    if share.count > 1:
+        keep = share.rows(batch.num_instance, batch.latents.shape[0])
+        index = torch.tensor(keep, device=noise.device)
+        batch, noise, mixed, timesteps = batch.select(keep), noise[index], mixed[index], timesteps[index]
+    latents = batch.latents
+    noisy = scheduler.add_noise(latents, mixed, timesteps)
     cond = prompts.get(batch.captions, grad=bool(models.trained_encoders))
-    extra = models.family.unet_kwargs(cond, batch.geometry)
-    pred = models.unet(noisy, timesteps, cond.embeds, return_dict=False, **extra)[0]
+    sample, extra = models.family.unet_inputs(noisy, cond, batch, models.low_res)
+    pred = models.unet(sample, timesteps, cond.embeds, return_dict=False, **extra)[0]
     kind = scheduler.config.prediction_type
     target = diffusion_target(kind, noise, latents, scheduler, timesteps)
     weights = None
     if settings.snr_gamma is not None:
         weights = min_snr_weights(snr(scheduler.alphas_cumprod, timesteps), settings.snr_gamma, kind)
-    return pred, target, weights
+    return pred, target, weights, batch

@@ -1,14 +1,25 @@
-"""Validation images during training: the manifest's prompts at fixed seeds, into ``validation/step-N/``."""
+"""Validation images during training, into ``validation/step-N/``: the manifest's prompts at fixed seeds,
+or for an upscaler the first photos shrunk by its factor and enlarged again."""
 
 from __future__ import annotations
 
 import torch
 
-from dbooth.prompts import format_prompt
+from dbooth.prompts import format_prompt, instance_prompt
 from dbooth.training.tracking import log_images
 
 
-def validate(accelerator, pipe, models, manifest, run, step: int) -> None:
+def validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
+    """Only the main process draws (and writes) validation images, on a side random stream: the training
+    stream, which all processes share, stays as it was."""
+    if not accelerator.is_main_process:
+        return
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        _validate(accelerator, pipe, models, manifest, run, step, photos)
+
+
+def _validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
     from dbooth.pngmeta import write_png
     from dbooth.schedulers import set_scheduler
 
@@ -20,24 +31,38 @@ def validate(accelerator, pipe, models, manifest, run, step: int) -> None:
     view.unet.eval()
     vae_device = view.vae.device
     view.vae.to(accelerator.device)
+    s = manifest.sample
+    common = dict(num_inference_steps=s.steps, guidance_scale=s.guidance_scale, negative_prompt=s.negative_prompt or None)
     logged = {}
-    for p_index, template in enumerate(manifest.train.validation_prompts):
-        prompt = format_prompt(template, manifest.identifier, manifest.class_noun, where="train.validation_prompts")
-        for k in range(manifest.train.validation_images):
-            seed = manifest.sample.seed + k
-            with torch.no_grad(), accelerator.autocast():
-                image = view(
-                    prompt,
-                    num_inference_steps=manifest.sample.steps,
-                    guidance_scale=manifest.sample.guidance_scale,
-                    negative_prompt=manifest.sample.negative_prompt or None,
-                    height=manifest.train.resolution,
-                    width=manifest.train.resolution,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                ).images[0]
-            write_png(folder / f"p{p_index}-s{seed}.png", image, {"prompt": prompt, "seed": seed, "step": step})
-            logged.setdefault(f"validation/p{p_index}", []).append(image)
+    for key, name, prompt, seed, inputs, record in _requests(models, manifest, photos):
+        with torch.no_grad(), accelerator.autocast():
+            image = view(prompt, **common, **inputs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        write_png(folder / name, image, {"prompt": prompt, "seed": seed, "step": step, **record})
+        logged.setdefault(key, []).append(image)
     log_images(accelerator, step, logged)
     view.vae.to(vae_device)
     for model in models.trained:
         model.train()
+
+
+def _requests(models, manifest, photos):
+    """(log key, file name, prompt, seed, pipeline inputs, PNG record) per validation image."""
+    cfg = manifest.train
+    if models.low_res is not None:
+        from dbooth.images import load_rgb, resize_and_crop, shrink
+
+        low = models.low_res
+        prompt = instance_prompt(manifest)
+        for k, photo in enumerate(list(photos)[: cfg.validation_images]):
+            view = resize_and_crop(load_rgb(photo), cfg.resolution)
+            small = shrink(view, low.factor)
+            yield (f"validation/photo{k}", f"photo{k}-s{manifest.sample.seed}.png", prompt, manifest.sample.seed,
+                   {"image": small, "noise_level": low.noise_level},
+                   {"photo": photo.name, "noise_level": low.noise_level})
+        return
+    for p_index, template in enumerate(cfg.validation_prompts):
+        prompt = format_prompt(template, manifest.identifier, manifest.class_noun, where="train.validation_prompts")
+        for k in range(cfg.validation_images):
+            seed = manifest.sample.seed + k
+            yield (f"validation/p{p_index}", f"p{p_index}-s{seed}.png", prompt, seed,
+                   {"height": cfg.resolution, "width": cfg.resolution}, {})

@@ -82,3 +82,52 @@ def test_resume_state_is_loaded_without_running_pickles(make_workspace, tmp_path
     assert not marker.exists()
     shutil.copy2(kept, ckpt / name)
     assert api.train(ws, resume=True).steps == 6
+
+
+def test_continue_schedule_moves_a_schedule_to_the_same_point_under_another_process_count():
+    from diffusers.optimization import get_scheduler
+
+    def schedule(processes):  # as the loop builds it: accelerate steps it once per process per optimizer step
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        return get_scheduler("linear", optimizer=opt, num_warmup_steps=2 * processes,
+                             num_training_steps=10 * processes)
+
+    two = schedule(2)
+    for _ in range(2 * 5):  # 5 optimizer steps by 2 processes
+        two.step()
+    one = schedule(1)
+    one.load_state_dict(two.state_dict())
+    state.continue_schedule(one, saved=2, processes=1)
+    reference = schedule(1)
+    for _ in range(5):
+        reference.step()
+    one.step(), reference.step()
+    assert one.get_last_lr() == pytest.approx(reference.get_last_lr())
+    unchanged = schedule(2)
+    unchanged.load_state_dict(two.state_dict())
+    state.continue_schedule(unchanged, saved=2, processes=2)
+    assert unchanged.last_epoch == two.last_epoch
+
+
+def test_a_checkpoint_records_its_process_count(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "trainable_0.safetensors"), metadata={"processes": "4"})
+    assert state.saved_processes(tmp_path) == 4
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "trainable_0.safetensors"))  # written before it was recorded
+    assert state.saved_processes(tmp_path) == 1
+
+
+def test_every_process_takes_over_the_main_processes_random_stream():
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(3), random.seed(3), np.random.seed(3)
+    main = {"random_state": random.getstate(), "numpy_random_seed": np.random.get_state(),
+            "torch_manual_seed": torch.get_rng_state()}
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    torch.manual_seed(99), random.seed(99), np.random.seed(99)  # another process's stream
+    state._apply_rng(main, torch.device("cpu"))
+    got = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]

@@ -84,3 +84,55 @@ def test_noise_options_and_min_snr_in_the_step(build, kind):
     expected = rows[:2].mean() + 0.5 * rows[2:].mean()
     torch.testing.assert_close(loss.total.detach(), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss.prior.detach(), rows[2:].mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_share_rows_split_instance_and_class_rows_alike():
+    from dbooth.training.step import Share
+
+    assert Share(0, 2).rows(4, 8) == [0, 1, 4, 5]
+    assert Share(1, 2).rows(4, 8) == [2, 3, 6, 7]
+    assert Share(1, 2).rows(2, 2) == [1]  # no class rows
+    assert Share(0, 1).rows(3, 6) == list(range(6))
+    with pytest.raises(ValueError, match="evenly"):
+        Share(0, 2).rows(3, 6)
+
+
+@pytest.mark.parametrize("options", [{}, {"snr_gamma": 5.0, "noise_offset": 0.1, "input_perturbation": 0.1}])
+def test_the_shares_losses_average_to_the_whole_batchs(options):
+    """Each process draws the global batch's noise and keeps its rows, so the processes' losses (and so
+    their averaged gradients) are the one-process step's, options and loss masks included."""
+    from dbooth.training.step import Share
+
+    pipe = tiny_pipeline()
+    models = prepare_models(pipe, TrainConfig(), torch.device("cpu"), torch.float32)
+    prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, ["a sks dog", "a dog"],
+                         cache=True, device=torch.device("cpu"), dtype=torch.float32)
+    torch.manual_seed(0)
+    mask = torch.cat([torch.rand(2, 1, 16, 16).round(), torch.ones(2, 1, 16, 16)])
+    batch = Batch(torch.randn(4, 4, 16, 16), torch.zeros(4, 6), [0, 0, 1, 1], num_instance=2, mask=mask)
+    settings = TrainConfig(**options)
+
+    def loss(share):
+        torch.manual_seed(11)
+        models.unet.zero_grad()
+        value = dreambooth_step_loss(models, prompts, batch, 0.7, settings, share).total
+        value.backward()
+        return value.detach(), [p.grad.clone() for p in models.unet.parameters() if p.grad is not None]
+
+    whole, whole_grads = loss(Share())
+    (first, first_grads), (second, second_grads) = loss(Share(0, 2)), loss(Share(1, 2))
+    torch.testing.assert_close((first + second) / 2, whole)
+    for g, a, b in zip(whole_grads, first_grads, second_grads):
+        torch.testing.assert_close((a + b) / 2, g, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(first, second)  # the two processes really scored other rows
+
+
+def test_a_shares_rows_keep_their_upscaler_inputs():
+    from dbooth.training.step import Share
+
+    batch = Batch(torch.randn(4, 4, 8, 8), torch.zeros(4, 6), [0, 1, 2, 3], num_instance=2,
+                  low_res=torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2))
+    mine = batch.select(Share(1, 2).rows(2, 4))
+    assert mine.num_instance == 1 and mine.captions == [1, 3]
+    assert mine.low_res[:, 0, 0, 0].tolist() == [1.0, 3.0]
+    torch.testing.assert_close(mine.latents, batch.latents[[1, 3]])
