@@ -689,7 +689,7 @@ def _print_end_to_end(report: dict) -> None:
                   f"{s['validation_images']} validation images every {s['validation_every']}, "
                   f"{s['num_class_images']} class images; {report['repeats']} run(s) per policy, medians")
     phases = ("load", "caching", "steps", "checkpoints", "validation", "save", "other")
-    table = Table("checkpoint policy", "wall s", *(f"{p} s" for p in phases), "total s", "written beside steps s",
+    table = Table("checkpoint policy", "wall s", *(f"{p} s" for p in phases), "total s", "writer thread s",
                   "checkpoints on disk")
     for row in report["rows"]:
         if "timings" not in row:
