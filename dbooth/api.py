@@ -82,16 +82,18 @@ def init(
 def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None,
           wait: float | None = None):
     """Generate the missing class images of every subject's class; returns the top-level subject's class plan."""
-    from dbooth.prior import generate_class_images, plan
+    from dbooth.prior import generate_class_images, photo_sizes, plan
     from dbooth.subjects import classes
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     kinds = classes(ws, manifest)
+    sizes = photo_sizes(ws, manifest)  # with train.buckets, class images follow the photos' buckets
     with _writer(ws, "prior", reporter, wait):
         if len(kinds) == 1:
-            return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter)
+            return generate_class_images(ws.class_dir, manifest, replace_stale=replace, reporter=reporter,
+                                         sizes=sizes.get(ws.class_dir))
         pipe = None
-        if any(plan(k.class_dir, k.manifest).missing or replace for k in kinds):
+        if any(plan(k.class_dir, k.manifest, sizes.get(k.class_dir)).missing or replace for k in kinds):
             from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
 
             pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
@@ -101,7 +103,7 @@ def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False
             if reporter is not None:
                 reporter.info(f"class {kind.class_noun!r} in {kind.class_dir}")
             plans.append(generate_class_images(kind.class_dir, kind.manifest, pipe=pipe, replace_stale=replace,
-                                               reporter=reporter))
+                                               reporter=reporter, sizes=sizes.get(kind.class_dir)))
         return plans[0]
 
 

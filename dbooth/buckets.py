@@ -48,3 +48,20 @@ def bucket_counts(targets: list[tuple[int, int]]) -> list[tuple[tuple[int, int],
     for target in targets:
         counts[target] = counts.get(target, 0) + 1
     return sorted(counts.items(), key=lambda item: -item[0][0] / item[0][1])
+
+
+def share_out(total: int, counts: list[tuple[tuple[int, int], int]]) -> list[tuple[tuple[int, int], int]]:
+    """Split ``total`` images over buckets holding ``counts`` photos each: one per bucket, the rest in
+    proportion to the photos (largest remainder, ties to the earlier bucket), in ``counts``' order. The
+    result sums to ``max(total, len(counts))``: every bucket a photo uses gets at least one."""
+    used = [(bucket, n) for bucket, n in counts if n > 0]
+    if not used:
+        return []
+    rest = max(0, total - len(used))
+    photos = sum(n for _, n in used)
+    quotas = [rest * n / photos for _, n in used]
+    shares = [int(q) for q in quotas]
+    by_remainder = sorted(range(len(used)), key=lambda k: (-(quotas[k] - shares[k]), k))
+    for k in by_remainder[: rest - sum(shares)]:
+        shares[k] += 1
+    return [(bucket, 1 + share) for (bucket, _), share in zip(used, shares)]

@@ -184,14 +184,16 @@ def prior(
     num: Optional[int] = typer.Option(None, "--num", "-n", help="Number of class images wanted."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images generated per batch."),
     replace: bool = typer.Option(False, "--replace", help="Regenerate class images made with other settings."),
+    buckets: Optional[bool] = typer.Option(None, "--buckets/--no-buckets",
+                                           help="Class images at the photos' aspect buckets (train.buckets)."),
     wait: bool = typer.Option(False, "--wait", help="If another train/prior is using the workspace, wait for it."),
 ) -> None:
     """Generate the missing class images for prior preservation."""
     from dbooth import api
 
     ws = _ws(workspace)
-    result = api.prior(ws, {"prior.num_class_images": num, "prior.batch_size": batch_size}, replace=replace,
-                       reporter=RichReporter(), wait=float("inf") if wait else None)
+    settings = {"prior.num_class_images": num, "prior.batch_size": batch_size, "train.buckets": buckets}
+    result = api.prior(ws, settings, replace=replace, reporter=RichReporter(), wait=float("inf") if wait else None)
     console.print(f"[green]class images:[/] {result.present} in {ws.class_dir} "
                   f"({len(result.user_images)} yours, {len(result.generated)} generated)")
 
@@ -583,6 +585,7 @@ def bench(
     warmup: int = typer.Option(3, "--warmup", help="Untimed steps first (more with --set train.compile=true)."),
     repeats: int = typer.Option(1, "--repeats", help="Runs per setting, round-robin; medians are reported."),
     ablate: bool = typer.Option(False, "--ablate", help="Also flip each speed setting, one at a time."),
+    only: list[str] = typer.Option([], "--only", help="With --ablate: only rows whose label starts with this (repeatable)."),
     generation: bool = typer.Option(True, "--generation/--no-generation", help="Measure class-image generation."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per measured process."),
     reference: Optional[Path] = typer.Option(None, "--reference",
@@ -614,7 +617,7 @@ def bench(
         overrides[key.strip()] = value.strip()
     request = BenchRequest(config=config, workspace=workspace, steps=steps, warmup=warmup, repeats=repeats,
                            ablate=ablate, generation=generation, threads=threads, reference=reference,
-                           overrides=overrides, e2e=e2e)
+                           overrides=overrides, only=only, e2e=e2e)
     report = run_bench(request, reporter=RichReporter())
     if json_path is not None:
         import json as _json

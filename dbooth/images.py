@@ -33,6 +33,7 @@ class ImageFolder:
     paths: list[Path] = field(default_factory=list)  # readable images, sorted by name
     skipped: list[Path] = field(default_factory=list)  # hidden files, non-image files, sub-folders
     small: list[Path] = field(default_factory=list)  # readable, but the shorter side is < min_side
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # upright (width, height) of each of `paths`
 
 
 def scan_folder(folder: Path, *, what: str, min_side: int, allow_empty: bool = False) -> ImageFolder:
@@ -64,6 +65,7 @@ def scan_folder(folder: Path, *, what: str, min_side: int, allow_empty: bool = F
             unreadable.append(f"{path.name} ({_reason(exc, path)})")
             continue
         found.paths.append(path)
+        found.sizes.append((width, height))
         if min(width, height) < min_side:
             found.small.append(path)
 
@@ -96,6 +98,29 @@ def load_mask(path: Path) -> Image.Image:
             return img.convert("L")
     except Exception as exc:
         raise DboothError(f"cannot read mask {_show(Path(path))}: {_reason(exc, Path(path))}; fix or remove it") from exc
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` by name, masks and hidden files left out, nothing opened;
+    empty when it is not a folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not is_mask(p))
+
+
+def upright_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as the image is shown (EXIF rotation applied), from its header alone; None when
+    it will not open. For model-free summaries (``dbooth status``) that must not decode every photo."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            rotated = img.getexif().get(0x0112) in (5, 6, 7, 8)  # orientations that swap the sides
+    except Exception:  # decoders raise many types; any of them means "unreadable"
+        return None
+    return (height, width) if rotated else (width, height)
 
 
 def load_rgb(path: Path) -> Image.Image:

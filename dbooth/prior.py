@@ -4,6 +4,11 @@ Only the missing images are generated. Image ``i`` always uses seed ``prior.seed
 so an interrupted run resumes where it stopped and produces the same set. Every generated
 PNG records how it was made; images made with another prompt or model are detected
 rather than silently mixed in. User-supplied images (no dbooth record) are used as they are.
+
+With ``train.buckets`` the class images are made at the aspect buckets the photos use (``class_shapes``),
+so a step's photos and class images share a shape and go through the UNet together. Each PNG records its
+size; one at a size no photo's bucket uses any more (buckets switched on or off, photos changed) counts as
+made with other settings.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dbooth.buckets import bucket_sizes, nearest_bucket, share_out
 from dbooth.diskspace import require_free, writing
 from dbooth.errors import DboothError
-from dbooth.images import scan_folder
+from dbooth.images import list_images, scan_folder, upright_size
 from dbooth.pngmeta import read_record, write_png
 from dbooth.prompts import class_prompt
 from dbooth.reporting import Reporter
 
 GENERATED_PREFIX = "prior-"
+Size = tuple[int, int]  # (width, height) in pixels
 
 
 @dataclass
@@ -28,6 +35,9 @@ class PriorPlan:
     generated: list[Path] = field(default_factory=list)
     stale: list[Path] = field(default_factory=list)  # generated with another prompt/model/resolution
     missing: list[int] = field(default_factory=list)  # indices still to generate
+    shapes: list[tuple[Size, int]] = field(default_factory=list)  # how many images each size wants
+    size_of: dict[int, Size] = field(default_factory=dict)  # the size of each missing index
+    off_size: int = 0  # how many of ``stale`` are stale only for their size
 
     @property
     def present(self) -> int:
@@ -45,35 +55,119 @@ def recipe(manifest) -> dict:
     }
 
 
-def image_bytes(resolution: int) -> int:
+def image_bytes(width: int, height: int | None = None) -> int:
     """An upper bound for one class PNG: uncompressed RGB (PNG compresses photos little)."""
-    return 3 * resolution * resolution + 4096
+    return 3 * width * (width if height is None else height) + 4096
 
 
-def plan(class_dir: Path, manifest) -> PriorPlan:
-    wanted = manifest.prior.num_class_images
-    result = PriorPlan(wanted=wanted)
+def class_shapes(manifest, photo_sizes: list[Size] | None = None) -> list[tuple[Size, int]]:
+    """How many class images to make at each (width, height): ``prior.num_class_images`` squares at the
+    training resolution, or with ``train.buckets`` at the buckets the photos fall into, one per bucket
+    and the rest in proportion to its photos (``share_out``), square first as ``bucket_sizes`` orders them."""
+    resolution, wanted = manifest.train.resolution, manifest.prior.num_class_images
+    if not manifest.train.buckets or not photo_sizes:
+        return [((resolution, resolution), wanted)]
+    buckets = bucket_sizes(resolution)
+    targets = [nearest_bucket(w, h, buckets) for w, h in photo_sizes]
+    return share_out(wanted, [(b, targets.count(b)) for b in buckets])
+
+
+def shape_of(size: Size, manifest) -> Size:
+    """The shape training cuts an image of ``size`` to: its bucket, or the training square."""
+    resolution = manifest.train.resolution
+    if not manifest.train.buckets:
+        return (resolution, resolution)
+    return nearest_bucket(*size, bucket_sizes(resolution))
+
+
+def recorded_size(record: dict, resolution: int) -> Size:
+    """The size a class image was generated at; images from before sizes were recorded are squares."""
+    size = record.get("size")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return (size[0], size[1])
+    return (resolution, resolution)
+
+
+def stale_reason(record: dict, want: dict, shapes: list[tuple[Size, int]], resolution: int) -> str | None:
+    """Why a generated image does not belong to the set the manifest asks for ("settings" or "size"), or None."""
+    if any(record.get(k) != v for k, v in want.items()):
+        return "settings"
+    if recorded_size(record, resolution) not in dict(shapes):
+        return "size"
+    return None
+
+
+def photo_sizes(ws, manifest) -> dict[Path, list[Size]]:
+    """With ``train.buckets``: each class folder's photos' upright sizes (of every subject of that class),
+    read from their headers; empty without buckets, where class images are squares whatever the photos."""
+    from dbooth.subjects import subjects
+
+    found: dict[Path, list[Size]] = {}
+    if not manifest.train.buckets:
+        return found
+    for subject in subjects(ws, manifest):
+        sizes = [upright_size(p) for p in list_images(subject.instance_dir)]
+        found.setdefault(subject.class_dir, []).extend(s for s in sizes if s is not None)
+    return found
+
+
+def plan(class_dir: Path, manifest, sizes: list[Size] | None = None) -> PriorPlan:
+    """What ``class_dir`` holds and which indices (at which sizes) are still missing; ``sizes`` are the
+    photos' (``photo_sizes``), which decide the shapes with ``train.buckets``."""
+    shapes = class_shapes(manifest, sizes)
+    wanted_at = dict(shapes)
+    result = PriorPlan(wanted=sum(wanted_at.values()), shapes=shapes)
     class_dir.mkdir(parents=True, exist_ok=True)
     folder = scan_folder(class_dir, what="class images", min_side=0, allow_empty=True)
-    want = recipe(manifest)
+    want, resolution = recipe(manifest), manifest.train.resolution
+    have = dict.fromkeys(wanted_at, 0)
     taken: set[int] = set()
-    for path in folder.paths:
+    for path, size in zip(folder.paths, folder.sizes):
         record = read_record(path)
         if record is None:
             result.user_images.append(path)
-            continue
-        if any(record.get(k) != v for k, v in want.items()):
-            result.stale.append(path)
-            continue
-        result.generated.append(path)
-        taken.add(int(record.get("index", -1)))
-    need = max(0, wanted - result.present)
+            shape = shape_of(size, manifest)
+        else:
+            reason = stale_reason(record, want, shapes, resolution)
+            if reason is not None:
+                result.stale.append(path)
+                result.off_size += reason == "size"
+                continue
+            result.generated.append(path)
+            taken.add(int(record.get("index", -1)))
+            shape = recorded_size(record, resolution)
+        if shape in have:
+            have[shape] += 1
+    # each size's missing images take the lowest free indices, sizes in order: an interrupted run
+    # resumes to the same (index, size) pairs an uninterrupted one makes
     index = 0
-    while len(result.missing) < need:
-        if index not in taken:
+    for shape, count in shapes:
+        for _ in range(max(0, count - have[shape])):
+            while index in taken:
+                index += 1
             result.missing.append(index)
-        index += 1
+            result.size_of[index] = shape
+            index += 1
     return result
+
+
+def pick_class_images(paths: list[Path], sizes: list[Size], manifest, photos: list[Size] | None) -> list[Path]:
+    """The class images a run trains on, in name order: for each of ``class_shapes``' sizes up to its count
+    of images at that shape, then any others up to the total. Without buckets, the first
+    ``prior.num_class_images``; with them, a bucket short of images borrows others (trained apart)."""
+    shapes = class_shapes(manifest, photos)
+    total = sum(n for _, n in shapes)
+    left = dict(shapes)
+    chosen: list[int] = []
+    for k, size in enumerate(sizes):
+        shape = shape_of(size, manifest)
+        if left.get(shape, 0) > 0:
+            left[shape] -= 1
+            chosen.append(k)
+    taken = set(chosen)
+    others = [k for k in range(len(paths)) if k not in taken]
+    chosen += others[: max(0, total - len(chosen))]
+    return [paths[k] for k in sorted(chosen)]
 
 
 def generate_class_images(
@@ -83,20 +177,27 @@ def generate_class_images(
     pipe=None,
     replace_stale: bool = False,
     reporter: Reporter | None = None,
+    sizes: list[Size] | None = None,
 ) -> PriorPlan:
-    """Generate the missing class images into ``class_dir``; returns the plan it carried out."""
+    """Generate the missing class images into ``class_dir``; returns the plan it carried out. ``sizes``:
+    the photos' sizes (``photo_sizes``), which set the images' shapes with ``train.buckets``."""
     reporter = reporter or Reporter()
-    todo = plan(class_dir, manifest)
+    todo = plan(class_dir, manifest, sizes)
     if todo.stale:
         if not replace_stale:
             names = ", ".join(p.name for p in todo.stale[:3]) + (" ..." if len(todo.stale) > 3 else "")
+            why = "another class prompt, base model or settings"
+            if todo.off_size == len(todo.stale):
+                why = "sizes the photos' aspect buckets do not use (train.buckets switched, or the photos changed)"
+            elif todo.off_size:
+                why += f" ({todo.off_size} at sizes the photos' aspect buckets do not use)"
             raise DboothError(
-                f"{class_dir}: {len(todo.stale)} class images were generated with another class prompt, "
-                f"base model or settings ({names}); rerun with --replace to regenerate them"
+                f"{class_dir}: {len(todo.stale)} class images were generated with {why} ({names}); "
+                "rerun with --replace to regenerate them"
             )
         for p in todo.stale:
             p.unlink()
-        todo = plan(class_dir, manifest)
+        todo = plan(class_dir, manifest, sizes)
     if not todo.missing:
         reporter.info(f"{todo.present} class images present ({todo.wanted} wanted); nothing to generate")
         return todo
@@ -110,26 +211,28 @@ def generate_class_images(
 
     from dbooth.schedulers import set_scheduler
 
-    require_free(class_dir, len(todo.missing) * image_bytes(manifest.train.resolution),
+    require_free(class_dir, sum(image_bytes(*todo.size_of[i]) for i in todo.missing),
                  f"{len(todo.missing)} class images")
     set_scheduler(pipe, "dpm++")
     want = recipe(manifest)
     batch = manifest.prior.batch_size
+    if len(todo.shapes) > 1:
+        reporter.info("class images by aspect bucket: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in todo.shapes))
     reporter.start("class images", total=todo.wanted, completed=todo.present)
     done = todo.present
-    for start in range(0, len(todo.missing), batch):
-        indices = todo.missing[start : start + batch]
+    for indices in _batches(todo, batch):
+        width, height = todo.size_of[indices[0]]
         generators = [torch.Generator("cpu").manual_seed(manifest.prior.seed + i) for i in indices]
         images = pipe(
             [want["prompt"]] * len(indices),
             num_inference_steps=manifest.prior.steps,
             guidance_scale=manifest.prior.guidance_scale,
-            height=manifest.train.resolution,
-            width=manifest.train.resolution,
+            height=height,
+            width=width,
             generator=generators,
         ).images
         for i, image in zip(indices, images):
-            record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++")
+            record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++", size=[width, height])
             path = class_dir / f"{GENERATED_PREFIX}{i:05d}.png"
             with writing(path.name, class_dir, kept=f"the {todo.present} class images written so far are "
                          "intact and `dbooth prior` continues from there"):
@@ -140,3 +243,14 @@ def generate_class_images(
     reporter.stop()
     todo.missing = []
     return todo
+
+
+def _batches(todo: PriorPlan, size: int) -> list[list[int]]:
+    """The missing indices in order, ``size`` at a time, a batch never spanning two sizes (one pipeline call)."""
+    out: list[list[int]] = []
+    for i in todo.missing:
+        if out and len(out[-1]) < size and todo.size_of[out[-1][0]] == todo.size_of[i]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dbooth.fsutil import pid_alive
-from dbooth.images import IMAGE_SUFFIXES, is_mask
+from dbooth.images import list_images
 from dbooth.lock import held_by
 from dbooth.pngmeta import read_record
 from dbooth.run_options import describe_options
@@ -65,15 +65,16 @@ class WorkspaceStatus:
 
 def workspace_status(ws: Workspace) -> WorkspaceStatus:
     """Everything ``dbooth status`` shows, as data."""
-    from dbooth.prior import recipe
+    from dbooth.prior import class_shapes, photo_sizes, recipe, stale_reason
 
     manifest = ws.manifest()
     want = recipe(manifest)
-    class_images = _images(ws.class_dir)
+    shapes = class_shapes(manifest, photo_sizes(ws, manifest).get(ws.class_dir))  # headers only
+    class_images = list_images(ws.class_dir)
     stale = 0
     for path in class_images:
         record = read_record(path) if path.suffix.lower() == ".png" else None
-        if record is not None and any(record.get(k) != v for k, v in want.items()):
+        if record is not None and stale_reason(record, want, shapes, manifest.train.resolution):
             stale += 1
     return WorkspaceStatus(
         root=str(ws.root),
@@ -81,16 +82,16 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
         identifier=manifest.identifier,
         base_model=manifest.base_model,
         resolution=manifest.train.resolution,
-        photos=len(_images(ws.instance_dir)),
+        photos=len(list_images(ws.instance_dir)),
         class_images=len(class_images),
-        class_images_wanted=manifest.prior.num_class_images,
+        class_images_wanted=sum(n for _, n in shapes),
         class_images_stale=stale,
         prior_enabled=manifest.prior.enabled,
         runs=[run_status(r) for r in list_runs(ws)],
         busy=held_by(ws.root),
         subjects=[
             {"name": s.name, "identifier": s.identifier, "class_noun": s.class_noun,
-             "photos": len(_images(s.instance_dir)), "class_images": len(_images(s.class_dir)),
+             "photos": len(list_images(s.instance_dir)), "class_images": len(list_images(s.class_dir)),
              "class_dir": str(s.class_dir.relative_to(ws.root))}
             for s in subjects(ws, manifest)[1:]
         ],
@@ -130,14 +131,6 @@ def run_status(run: Run) -> RunStatus:
         options=(["upscaler"] if info.get("stage") == "upscaler" else []) + describe_options(info.get("options")),
         timings=info.get("timings"),
     )
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not is_mask(p))
 
 
 def _alive(pid, host) -> bool:

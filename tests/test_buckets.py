@@ -70,3 +70,20 @@ def test_a_batch_comes_from_one_bucket():
     single = draw_indices([[0, 1, 2]], 4)
     torch.manual_seed(1)
     assert torch.equal(single, torch.randint(0, 3, (4,)))  # one bucket: the plain draw, as before buckets
+
+
+def test_share_out_gives_each_used_bucket_one_and_the_rest_by_photos():
+    from dbooth.buckets import share_out
+
+    a, b, c = (32, 32), (40, 24), (24, 40)
+    assert share_out(10, [(a, 2), (b, 2), (c, 0)]) == [(a, 5), (b, 5)]  # unused buckets get none
+    assert share_out(10, [(a, 1), (b, 3)]) == [(a, 3), (b, 7)]  # 1 + 8/4 = 3, 1 + 24/4 = 7
+    assert share_out(4, [(a, 1), (b, 1), (c, 1)]) == [(a, 2), (b, 1), (c, 1)]  # a tie: the earlier bucket
+    assert share_out(2, [(a, 5), (b, 1), (c, 1)]) == [(a, 1), (b, 1), (c, 1)]  # at least one each
+    for total in range(1, 60):
+        shares = share_out(total, [(a, 7), (b, 3), (c, 1)])
+        assert sum(n for _, n in shares) == max(total, 3)
+        rest = max(total, 3) - 3
+        for (_, n), photos in zip(shares, (7, 3, 1)):
+            assert abs((n - 1) - rest * photos / 11) < 1  # within one of the exact proportion
+    assert share_out(5, []) == []

@@ -139,3 +139,116 @@ def test_a_write_failing_mid_way_keeps_the_images_before_it(make_workspace, monk
         assert read_record(p)["index"] in (0, 1)
     monkeypatch.setattr(os, "fsync", real)
     assert len(api.prior(ws).generated) == 4
+
+
+def _bucketed_photos(ws, sizes=((160, 96), (96, 160), (96, 96))):
+    """Wide, tall and square photos: buckets 40x24, 24x40 and 32x32 at the tiny model's 32 px."""
+    for photo, size in zip(sorted(ws.instance_dir.iterdir()), sizes):
+        Image.open(photo).resize(size).save(photo)
+
+
+def test_class_shapes_follow_the_photos_buckets():
+    from dbooth.prior import class_shapes
+    from dbooth.schema import Manifest
+
+    m = apply_overrides(Manifest(class_noun="dog"), {"train.resolution": 512, "prior.num_class_images": 200})
+    photos = [(1200, 900)] * 6 + [(1000, 1000)] * 3 + [(900, 1600)]
+    assert class_shapes(m, photos) == [((512, 512), 200)]  # buckets off: all square, as before
+    on = apply_overrides(m, {"train.buckets": True})
+    # one each, the other 197 as 3:6:1 (59.1, 118.2, 19.7 -> 59, 118, 20): square first, as bucket_sizes orders
+    assert class_shapes(on, photos) == [((512, 512), 60), ((576, 448), 119), ((384, 640), 21)]
+    assert class_shapes(on, []) == [((512, 512), 200)]  # no photos yet: squares
+    few = apply_overrides(on, {"prior.num_class_images": 2})
+    assert class_shapes(few, photos) == [((512, 512), 1), ((576, 448), 1), ((384, 640), 1)]  # one per used bucket
+
+
+def test_prior_makes_class_images_at_the_photos_buckets(make_workspace, monkeypatch):
+    from dbooth.status import workspace_status
+
+    ws = make_workspace(**{"train.buckets": True})
+    _bucketed_photos(ws)
+    result = api.prior(ws)
+    # 4 images over three buckets with one photo each: one each, the spare one to the first (square)
+    sizes = {p.name: Image.open(p).size for p in sorted(ws.class_dir.iterdir())}
+    assert sizes == {"prior-00000.png": (32, 32), "prior-00001.png": (32, 32), "prior-00002.png": (40, 24),
+                     "prior-00003.png": (24, 40)}
+    assert result.shapes == [((32, 32), 2), ((40, 24), 1), ((24, 40), 1)] and result.missing == []
+    for name, size in sizes.items():
+        record = read_record(ws.class_dir / name)
+        assert record["size"] == list(size) and record["resolution"] == 32
+    status = workspace_status(ws)
+    assert (status.class_images, status.class_images_wanted, status.class_images_stale) == (4, 4, 0)
+
+    # resumable as before: a deleted image comes back at its index and size, with the same pixels
+    wide = pixels(ws.class_dir / "prior-00002.png")
+    (ws.class_dir / "prior-00002.png").unlink()
+    api.prior(ws)
+    assert np.array_equal(pixels(ws.class_dir / "prior-00002.png"), wide)
+    with monkeypatch.context() as m:
+        no_model_loading(m)
+        assert api.prior(ws).missing == []
+
+    # buckets off: the wide and tall images are made with other settings, for status and prior alike
+    write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), {"train.buckets": False}))
+    assert workspace_status(ws).class_images_stale == 2
+    with pytest.raises(DboothError, match="sizes the photos' aspect buckets do not use.*--replace"):
+        api.prior(ws)
+    api.prior(ws, replace=True)
+    assert [Image.open(p).size for p in sorted(ws.class_dir.iterdir())] == [(32, 32)] * 4
+    assert workspace_status(ws).class_images_stale == 0
+
+
+def test_square_class_images_from_before_buckets_still_count(make_workspace, monkeypatch):
+    """Switching buckets on keeps square images that a square photo's bucket can use; only new shapes are made,
+    and images without a recorded size (older dbooth) count as squares."""
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from dbooth.pngmeta import META_KEY
+
+    ws = make_workspace()
+    _bucketed_photos(ws, [(160, 96), (96, 96), (96, 96)])
+    api.prior(ws)
+    first = ws.class_dir / "prior-00000.png"
+    record = read_record(first)
+    del record["size"]
+    info = PngInfo()
+    info.add_text(META_KEY, json.dumps(record))
+    Image.open(first).save(first, pnginfo=info)
+    assert "size" not in read_record(first)
+    result = api.prior(ws, {"train.buckets": True})
+    # one each, the two spare as 2:1 (1.33, 0.67 -> 1, 1): squares 2 (four present), 40x24 2, made at 4 and 5
+    assert result.shapes == [((32, 32), 2), ((40, 24), 2)] and not result.stale
+    assert sorted(p.name for p in ws.class_dir.iterdir())[-2:] == ["prior-00004.png", "prior-00005.png"]
+    assert Image.open(ws.class_dir / "prior-00005.png").size == (40, 24)
+
+
+def test_training_picks_class_images_by_bucket():
+    from dbooth.prior import pick_class_images
+    from dbooth.schema import Manifest
+
+    m = apply_overrides(Manifest(class_noun="dog"), {"train.resolution": 32, "prior.num_class_images": 3})
+    paths = [f"c{i}.png" for i in range(6)]
+    sizes = [(32, 32), (32, 32), (32, 32), (40, 24), (64, 64), (41, 24)]
+    assert pick_class_images(paths, sizes, m, [(40, 24)]) == ["c0.png", "c1.png", "c2.png"]  # no buckets: first N
+    on = apply_overrides(m, {"train.buckets": True})
+    # photos: two wide, one square -> one each and the spare one to the wide bucket (2 of 3 photos)
+    assert pick_class_images(paths, sizes, on, [(80, 48), (80, 48), (32, 32)]) == ["c0.png", "c3.png", "c5.png"]
+    # no wide class image at all: the bucket borrows others (trained apart), the total stays
+    assert pick_class_images(paths[:3], sizes[:3], on, [(80, 48), (80, 48), (32, 32)]) == paths[:3]
+
+
+def test_prior_buckets_option_on_the_command_line(make_workspace):
+    from typer.testing import CliRunner
+
+    from dbooth.cli import app
+
+    ws = make_workspace()
+    _bucketed_photos(ws, [(160, 96), (160, 96), (96, 160)])
+    result = CliRunner().invoke(app, ["prior", "-w", str(ws.root), "--buckets"])
+    assert result.exit_code == 0, result.output
+    # one each, the spare two as 2:1 (1.33, 0.67 -> 1 and, by the larger remainder, 1): two of each
+    sizes = [Image.open(p).size for p in sorted(ws.class_dir.iterdir())]
+    assert sizes == [(40, 24), (40, 24), (24, 40), (24, 40)]
+    assert ws.manifest().train.buckets is False  # a per-command choice, like train's options

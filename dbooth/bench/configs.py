@@ -145,12 +145,17 @@ def ablation(settings: dict, *, cuda: bool) -> list[Variant]:
         rows.append(Variant("adamw 32-bit", {"train.optimizer": "adamw"}))
     if settings["optimizer"] != "adafactor":
         rows.append(Variant("adafactor", {"train.optimizer": "adafactor"}))
+    if settings["optimizer"] != "prodigy":
+        rows.append(Variant("prodigy", {"train.optimizer": "prodigy"}))
     # the training options that cost time or memory (issue 15): an EMA copy, DoRA's extra norm per layer
     ema = not settings["ema"]["enabled"]
     rows.append(Variant(f"EMA {'on' if ema else 'off'}", {"train.ema.enabled": ema}))
     if settings["method"] == "lora":
         dora = not settings["lora"]["use_dora"]
         rows.append(Variant(f"DoRA {'on' if dora else 'off'}", {"train.lora.use_dora": dora}))
+    # a drawn workspace has a mask per photo and half its photos wide, so these two have work to do
+    rows.append(flip("masked_loss", True, False, "masked loss"))
+    rows.append(flip("buckets", True, False, "aspect buckets"))
     rows.append(flip("gradient_checkpointing", True, False, "gradient checkpointing"))
     precisions = ("no", "bf16", "fp16") if cuda else ("no", "bf16")
     for p in precisions:

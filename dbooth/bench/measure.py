@@ -67,24 +67,53 @@ def base_model_for(model: str, cache: Path | None = None) -> str:
     return model
 
 
-def draw_images(folder: Path, count: int, size: int, *, subject: bool, prefix: str) -> list[Path]:
-    """Simple drawn photos: the subject is one blue disc; class images vary shape and colour."""
+def draw_images(folder: Path, count: int, size: int, *, subject: bool, prefix: str,
+                width: int | None = None, masks: bool = False) -> list[Path]:
+    """Simple drawn photos: the subject is one blue disc; class images vary shape and colour. ``width``
+    (default ``size``) draws wider images; ``masks`` writes each subject's disc as its NAME.mask.png."""
+    from dbooth.images import mask_file
+
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
+    width = width or size
     for i in range(count):
-        im = Image.new("RGB", (size, size), (200 - 9 * i % 120, 120 + 13 * i % 100, 60 + 7 * i % 150))
+        im = Image.new("RGB", (width, size), (200 - 9 * i % 120, 120 + 13 * i % 100, 60 + 7 * i % 150))
         d = ImageDraw.Draw(im)
         o = size // 10 + ((i % 16) * size // 40)  # the same for the first 16; any count stays inside the image
-        box = (o, o, size - size // 5 + i % 5, size - size // 5 + i % 5)
+        box = (o, o, width - size // 5 + i % 5, size - size // 5 + i % 5)
+        path = folder / f"{prefix}{i:03d}.png"
         if subject:
             d.ellipse(box, fill=SUBJECT_RGB)
+            if masks:
+                mask = Image.new("L", im.size, 0)
+                ImageDraw.Draw(mask).ellipse(box, fill=255)
+                mask.save(mask_file(path))
         else:
             colour = ((50 * i) % 255, (90 * i + 40) % 255, (140 * i + 80) % 255)
             (d.ellipse if i % 2 else d.rectangle)(box, fill=colour)
-        path = folder / f"{prefix}{i:03d}.png"
         im.save(path)
         paths.append(path)
     return paths
+
+
+def draw_subject_photos(folder: Path, count: int, size: int) -> None:
+    """Half square, half wide (8:5, the 1.6:1 bucket), each with a mask: the masked-loss and bucket rows of
+    the ablation then have work to do; the other rows train as before (masks off, wide photos cropped square)."""
+    wide = count // 2
+    draw_images(folder, count - wide, size, subject=True, prefix="subject-", masks=True)
+    draw_images(folder, wide, size, subject=True, prefix="subject-wide-", masks=True, width=size * 8 // 5)
+
+
+def draw_class_images(folder: Path, count: int, size: int, photos: Path, resolution: int) -> None:
+    """``count`` square stand-ins (what a run without buckets uses, first by name), then as many again at the
+    buckets the photos use, as ``dbooth prior`` makes them with ``train.buckets`` on."""
+    from dbooth.buckets import bucket_sizes, nearest_bucket
+    from dbooth.images import list_images, upright_size
+
+    draw_images(folder, count, size, subject=False, prefix="class-")
+    shapes = {nearest_bucket(*upright_size(p), bucket_sizes(resolution)) for p in list_images(photos)}
+    for w, h in sorted(shapes - {(resolution, resolution)}):  # at the bucket's own shape: cut to itself
+        draw_images(folder, count, h, subject=False, prefix=f"class-{w}x{h}-", width=w)
 
 
 def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance: int, num_class: int | None,
@@ -111,7 +140,8 @@ def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance
     if source is None:
         manifest = apply_overrides(ws.manifest(), overrides)
         res = manifest.train.resolution
-        draw_images(ws.instance_dir, num_instance, res, subject=True, prefix="subject-")
+        draw_subject_photos(ws.instance_dir, num_instance, res)
+        manifest = apply_overrides(manifest, {"train.masked_loss": False})  # the ablation turns it on
     else:
         manifest = apply_overrides(manifest, overrides)
         res = manifest.train.resolution
@@ -126,7 +156,7 @@ def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance
             for p in have[: manifest.prior.num_class_images]:
                 shutil.copy2(p, ws.class_dir / p.name)
         if not have:  # drawn stand-ins: the bench times training, not class-image quality
-            draw_images(ws.class_dir, num_class, res, subject=False, prefix="class-")
+            draw_class_images(ws.class_dir, num_class, res, ws.instance_dir, res)
             manifest = apply_overrides(manifest, {"prior.num_class_images": num_class})
     write_manifest(ws.manifest_path, manifest)
     return ws
@@ -201,6 +231,7 @@ class BenchRequest:
     timeout_s: float | None = None  # per measurement
     threads: int | None = None  # CPU threads per measured process (OMP_NUM_THREADS); None = torch's default
     reference: Path | None = None  # diffusers' train_dreambooth.py or train_dreambooth_lora.py, side by side
+    only: list[str] = field(default_factory=list)  # ablation rows whose label starts with one of these (+ base)
     e2e: bool = False  # whole `dbooth train` runs with the defaults, current vs previous checkpoint policy
 
 
@@ -288,6 +319,8 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
             return row
 
         variants = ablation(train, cuda=cuda) if request.ablate else [Variant("base")]
+        if request.only:
+            variants = [v for i, v in enumerate(variants) if i == 0 or v.label.startswith(tuple(request.only))]
         rows = [dbooth_row(v) for v in variants]
         side_by_side = None
         if request.reference is not None and not request.ablate:

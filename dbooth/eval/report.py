@@ -172,13 +172,19 @@ th.best{{background:#dfd}}</style></head><body>
 """
 
 
-def merge_section(page: str | None, section: str, run: str) -> str:
-    """``page`` with its evaluation section replaced by ``section``; added before ``</body>`` if it has none."""
+def merge_section(page: str | None, section: str, run: str, markers: tuple[str, str] = (START, END),
+                  before: str | None = None) -> str:
+    """``page`` with the section between ``markers`` replaced by ``section``; when it has none, added before
+    the ``before`` marker if the page has it (the training section goes above the evaluation), else before
+    ``</body>``."""
     if page is None:
         return PAGE.format(run=html.escape(run), section=section)
-    start, end = page.find(START), page.find(END)
+    start, end = page.find(markers[0]), page.find(markers[1])
     if start != -1 and end > start:
-        return page[:start] + section + page[end + len(END):]
+        return page[:start] + section + page[end + len(markers[1]):]
+    at = page.find(before) if before else -1
+    if at != -1:
+        return page[:at] + section + "\n" + page[at:]
     at = page.lower().rfind("</body>")
     if at == -1:
         return page + "\n" + section + "\n"

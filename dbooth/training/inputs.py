@@ -13,6 +13,7 @@ from dbooth.config import Manifest, apply_overrides, load_manifest
 from dbooth.errors import DboothError
 from dbooth.images import load_mask, load_rgb, mask_file, scan_folder
 from dbooth.paths import require_inside
+from dbooth.prior import class_shapes, photo_sizes, pick_class_images
 from dbooth.prompts import caption_file, class_prompt, instance_captions
 from dbooth.reporting import Reporter
 from dbooth.subjects import Subject, classes, subjects
@@ -58,8 +59,9 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
         photo_class += [[k.class_dir for k in kinds].index(subject.class_dir)] * len(photos)
     class_paths, image_class = [], []
     if manifest.prior.enabled:
+        sizes = photo_sizes(ws, manifest)
         for k, kind in enumerate(kinds):
-            found = class_images(kind, reporter)
+            found = class_images(kind, reporter, sizes.get(kind.class_dir))
             class_paths += found
             image_class += [k] * len(found)
     require_inside(instance_paths + class_paths, ws.root, "images")
@@ -131,19 +133,20 @@ def subject_photos(subject: Subject, reporter: Reporter) -> list[Path]:
     return instance.paths
 
 
-def class_images(subject: Subject, reporter: Reporter) -> list[Path]:
-    """The class images of ``subject``'s class, at most ``prior.num_class_images``."""
-    prior = subject.manifest.prior
-    found = scan_folder(subject.class_dir, what="class images", min_side=0, allow_empty=True).paths
-    if not found:
+def class_images(subject: Subject, reporter: Reporter, photos: list[tuple[int, int]] | None = None) -> list[Path]:
+    """The class images of ``subject``'s class, at most ``prior.num_class_images`` (with ``train.buckets``,
+    as many at each of the photos' buckets as ``dbooth prior`` makes; ``photos``: the photos' sizes)."""
+    found = scan_folder(subject.class_dir, what="class images", min_side=0, allow_empty=True)
+    if not found.paths:
         raise DboothError(
             f"prior preservation is on but {subject.class_dir} has no class images; "
             "run `dbooth prior` first or set prior.enabled: false"
         )
-    class_paths = found[: prior.num_class_images]
-    if len(class_paths) < prior.num_class_images:
+    class_paths = pick_class_images(found.paths, found.sizes, subject.manifest, photos)
+    wanted = sum(n for _, n in class_shapes(subject.manifest, photos))
+    if len(class_paths) < wanted:
         reporter.warn(
-            f"{len(class_paths)} of {prior.num_class_images} class images present in {subject.class_dir}; "
+            f"{len(class_paths)} of {wanted} class images present in {subject.class_dir}; "
             "`dbooth prior` generates the rest"
         )
     return class_paths

@@ -12,6 +12,7 @@ each process trains its share of every batch (``Share``) and only the main one w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -40,7 +41,9 @@ from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.ema import EmaWeights, ema_applied
 from dbooth.training.fused_backward import FusedBackward, inner_optimizer
+from dbooth.training.history import LossHistory
 from dbooth.training.inputs import TrainingInputs
+from dbooth.training.loss_report import write_loss_report
 from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
@@ -79,6 +82,7 @@ class Session:
     ema: EmaWeights | None = None
     checkpoints: CheckpointWriter | None = None  # writes step-N/ in the background
     timings: Timings | None = None  # where the run's time goes (run.json "timings")
+    history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's curve; main process only
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -177,15 +181,16 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     )
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
+    buckets = bucket_sizes(cfg.resolution) if cfg.buckets else None  # class images too: each step pairs by bucket
     with timings.phase("caching"):
-        instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks,
-                              buckets=bucket_sizes(cfg.resolution) if cfg.buckets else None, **bank_args)
+        instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
+                              **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
     if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
         bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
     with timings.phase("caching"):
-        classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, **bank_args)
+        classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
                    if inputs.class_paths else None)
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
@@ -220,7 +225,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     writer = CheckpointWriter(accelerator, models.trained, ema, optimizer, lr_scheduler, run.checkpoints_dir,
                               cfg.keep_checkpoints, needed=_check_space(cfg, run, pipe, models, reporter))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, writer, timings)
+                      optimizer, lr_scheduler, ema, writer, timings,
+                      # a resumed run drops the rows past its checkpoint
+                      LossHistory(run.dir, start=step) if accelerator.is_main_process else None)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
@@ -237,6 +244,10 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     finally:
         writer.wait(quiet=True)  # a crash or Ctrl-C lets the checkpoint in flight land (a second Ctrl-C abandons it)
         accelerator.end_training()
+        if session.history is not None:
+            session.history.close()
+            with contextlib.suppress(OSError):  # the page is a convenience: never hide why a run stopped
+                write_loss_report(run.dir, run.id)  # the curve so far, also for a stopped or failed run
 
     reporter.info("saving")
     with timings.phase("save"):
@@ -294,6 +305,9 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             if loss.prior is not None:
                 fields["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean").item()
             accelerator.log(fields, step=step)
+            instance = None if loss.prior is None else accelerator.reduce(loss.instance.detach(), "mean").item()
+            if s.history is not None:
+                s.history.record(step, instance_loss=instance, **fields)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 with s.timings.phase("checkpoints"):
                     s.checkpoints.save(step)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,7 +29,7 @@ class Batch:
     captions: list[int]  # PromptBank index per row
     num_instance: int
     mask: torch.Tensor | None = None  # [B, 1, h, w] loss mask (class rows all ones); None = no masks
-    classes: Batch | None = None  # class rows when their shape differs (photos in an aspect bucket)
+    apart: list[Batch] = field(default_factory=list)  # class rows of other shapes than the photos', one batch each
     low_res: torch.Tensor | None = None  # [B, 3, h, w] upscaler inputs (LatentBank.draw); None elsewhere
 
     def select(self, rows: list[int]) -> Batch:
@@ -63,6 +63,18 @@ class Share:
         return keep
 
 
+def at_shape(members: list[int], targets: list[tuple[int, int]], shape: tuple[int, int]) -> list[int]:
+    """The class images among ``members`` cut to ``shape`` (the photos' bucket), so photo and class rows share
+    one UNet call; when none is, those of the shape most of them have (square class images from before
+    bucketed priors: the draw is then exactly the unbucketed one)."""
+    matching = [i for i in members if targets[i] == shape]
+    if matching:
+        return matching
+    shapes = [targets[i] for i in members]
+    common = max(dict.fromkeys(shapes), key=shapes.count)  # first seen wins a tie
+    return [i for i in members if targets[i] == common]
+
+
 @dataclass
 class ClassPick:
     """Several classes (subjects of different kinds): each photo's class rows come from its own class."""
@@ -77,10 +89,13 @@ class ClassPick:
         groups = [[i for i, k in enumerate(image_class) if k == c] for c in range(count)]
         return cls(groups, [first_caption + c for c in range(count)], list(photo_class))
 
-    def draw(self, photos: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        """One class image per drawn photo, from that photo's class, and the class prompt of each row."""
+    def draw(self, photos: torch.Tensor, targets: list[tuple[int, int]] | None = None,
+             shape: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[int]]:
+        """One class image per drawn photo, from that photo's class (at the photos' ``shape`` when the class has
+        images there, see ``at_shape``; ``targets``: each class image's shape), and each row's class prompt."""
         kinds = [self.photo_class[int(i)] for i in photos]
-        rows = [self.groups[k][int(torch.randint(0, len(self.groups[k]), ()).item())] for k in kinds]
+        groups = self.groups if targets is None else [at_shape(g, targets, shape) for g in self.groups]
+        rows = [groups[k][int(torch.randint(0, len(groups[k]), ()).item())] for k in kinds]
         return torch.tensor(rows), [self.captions[k] for k in kinds]
 
 
@@ -97,33 +112,48 @@ def draw_indices(groups: list[list[int]], batch_size: int) -> torch.Tensor:
 
 def draw_batch(instance: LatentBank, classes: LatentBank | None, batch_size: int, class_caption: int | ClassPick,
                device: torch.device) -> Batch:
-    """``batch_size`` subject images and, with prior preservation, as many class images: of the one class
-    (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's class."""
+    """``batch_size`` subject images from one bucket and, with prior preservation, as many class images: of
+    the one class (``class_caption`` is its prompt's index) or, with a ``ClassPick``, each of its photo's
+    class; at the photos' bucket when there are class images at it (``at_shape``), else trained ``apart``."""
     ii = draw_indices(instance.groups(), batch_size)
     latents, geometry, mask, low = instance.draw(ii)
-    parts, geometries, captions = [latents], [geometry], ii.tolist()
-    masks, lows = [mask], [low]
-    if classes is not None:
-        if isinstance(class_caption, ClassPick):
-            ci, class_captions = class_caption.draw(ii)
-        else:
-            ci, class_captions = torch.randint(0, len(classes), (batch_size,)), [class_caption] * batch_size
-        latents, geometry, _, class_low = classes.draw(ci)
-        if latents.shape[-2:] != parts[0].shape[-2:]:  # class images stay square; the photos' bucket is not
-            mask = None if mask is None else mask.to(device, torch.float32)
-            rows = Batch(latents.to(device, torch.float32), geometry, class_captions, 0, low_res=_on(class_low, device))
-            return Batch(parts[0].to(device, torch.float32), geometries[0], captions, batch_size, mask, rows,
-                         low_res=_on(low, device))
-        parts.append(latents)
-        lows.append(class_low)
-        geometries.append(geometry)
-        captions += class_captions
-        if mask is not None:
-            masks.append(torch.ones(latents.shape[0], 1, *latents.shape[-2:], device=mask.device))  # class rows count fully
+    if classes is None:
+        mask = None if mask is None else mask.to(device, torch.float32)
+        return Batch(latents.to(device, torch.float32), geometry, ii.tolist(), batch_size, mask,
+                     low_res=_on(low, device))
+    shape = instance.targets[int(ii[0])]
+    if isinstance(class_caption, ClassPick):
+        ci, class_captions = class_caption.draw(ii, classes.targets, shape)
+    else:
+        members = torch.tensor(at_shape(list(range(len(classes))), classes.targets, shape))
+        ci, class_captions = members[torch.randint(0, len(members), (batch_size,))], [class_caption] * batch_size
+    parts, geometries, captions, masks, lows = [latents], [geometry], ii.tolist(), [mask], [low]
+    apart = []
+    for rows in _by_shape(ci, classes.targets):
+        c_latents, c_geometry, _, c_low = classes.draw(ci[rows])
+        c_captions = [class_captions[r] for r in rows]
+        if classes.targets[int(ci[rows[0]])] != shape:  # no class image at the photos' bucket: a UNet call apart
+            apart.append(Batch(c_latents.to(device, torch.float32), c_geometry, c_captions, 0,
+                               low_res=_on(c_low, device)))
+            continue
+        parts.append(c_latents)
+        geometries.append(c_geometry)
+        captions += c_captions
+        lows.append(c_low)
+        if mask is not None:  # class rows count fully
+            masks.append(torch.ones(c_latents.shape[0], 1, *c_latents.shape[-2:], device=mask.device))
     mask = None if mask is None else torch.cat(masks).to(device, torch.float32)
     low = None if low is None else torch.cat(lows)
     return Batch(torch.cat(parts).to(device, torch.float32), torch.cat(geometries), captions, batch_size, mask,
-                 low_res=_on(low, device))
+                 apart, low_res=_on(low, device))
+
+
+def _by_shape(indices: torch.Tensor, targets: list[tuple[int, int]]) -> list[list[int]]:
+    """Positions in ``indices`` grouped by their image's shape, in order of first appearance."""
+    found: dict[tuple[int, int], list[int]] = {}
+    for position, i in enumerate(indices.tolist()):
+        found.setdefault(targets[i], []).append(position)
+    return list(found.values())
 
 
 def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -139,16 +169,22 @@ def dreambooth_step_loss(models: Models, prompts: PromptBank, batch: Batch, prio
     batch and ``share`` says which of its rows this process scores (see ``Share``).
     """
     settings = settings or TrainConfig()
-    if batch.classes is None:
-        pred, target, weights, mine = _predict(models, prompts, batch, settings, share)
+    pred, target, weights, mine = _predict(models, prompts, batch, settings, share)
+    if not batch.apart:
         return dreambooth_loss(pred, target, mine.num_instance, prior_weight, weights, mine.mask)
-    # photos in a non-square bucket and square class images: one UNet call per shape, rows scored alike
-    rows = []
-    for part in (batch, batch.classes):
+    # class images at another shape than the photos' bucket: one UNet call per shape, rows scored alike
+    rows = [_weighted_rows(pred, target, weights, mine.mask)]
+    for part in batch.apart:
         pred, target, weights, part = _predict(models, prompts, part, settings, share)
-        errors = row_errors(pred, target, part.mask)
-        rows.append(errors if weights is None else errors * weights.float())
-    return loss_from_rows(rows[0], rows[1], prior_weight)
+        rows.append(_weighted_rows(pred, target, weights, part.mask))
+    n = mine.num_instance
+    return loss_from_rows(rows[0][:n], torch.cat([rows[0][n:], *rows[1:]]), prior_weight)
+
+
+def _weighted_rows(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+    errors = row_errors(pred, target, mask)
+    return errors if weights is None else errors * weights.float()
 
 
 def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainConfig, share: Share = Share()):

@@ -46,7 +46,8 @@ def test_ablation_rows_change_one_thing(cuda):
     keys = {k for r in rows for k in r.overrides}
     assert {"train.cache_latents", "train.cache_text_embeddings", "train.attention", "train.optimizer",
             "train.gradient_checkpointing", "train.mixed_precision", "train.channels_last", "train.allow_tf32",
-            "train.compile", "train.ema.enabled"} <= keys
+            "train.compile", "train.ema.enabled", "train.masked_loss", "train.buckets"} <= keys
+    assert {r.overrides.get("train.optimizer") for r in rows} >= {"adamw8bit", "adafactor", "prodigy"}
     lora = manifest_to_dict(Manifest(class_noun="dog", train=TrainConfig(method="lora")))["train"]
     assert any(r.overrides == {"train.lora.use_dora": True} for r in ablation(lora, cuda=cuda))
     assert {r.patches.get("adamw") for r in rows} >= {"fused", "foreach", "for-loop"}

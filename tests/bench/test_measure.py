@@ -132,6 +132,31 @@ def test_workspace_bench_copies_images_and_keeps_settings(tmp_path, make_workspa
     assert not (src.root / "runs").exists() or not any((src.root / "runs").iterdir())
 
 
+def test_the_drawn_workspace_gives_masked_loss_and_buckets_work(bench_ws):
+    """Half the photos wide, a mask each, class images at the wide bucket too: the masked-loss and bucket rows
+    change what the trainer does, while the base row trains square crops without masks as before."""
+    from PIL import Image
+
+    from dbooth.config import apply_overrides
+    from dbooth.images import list_images, mask_file
+    from dbooth.prior import shape_of
+    from dbooth.reporting import Reporter
+    from dbooth.training.inputs import gather_inputs
+
+    photos = list_images(bench_ws.instance_dir)
+    assert [Image.open(p).size for p in photos] == [(32, 32), (51, 32)] and all(mask_file(p).is_file() for p in photos)
+    m = bench_ws.manifest()
+    assert m.train.masked_loss is False and m.train.buckets is False
+    base = gather_inputs(bench_ws, m, resume=False, reporter=Reporter())
+    assert base.masks is None and all(Image.open(p).size == (32, 32) for p in base.class_paths)
+    on = apply_overrides(m, {"train.masked_loss": True, "train.buckets": True})
+    both = gather_inputs(bench_ws, on, resume=False, reporter=Reporter())
+    assert both.masks is not None and all(both.masks)
+    assert sorted({shape_of(Image.open(p).size, on) for p in both.class_paths}) == [(32, 32), (40, 24)]
+    res = _train(bench_ws, {"train.masked_loss": True, "train.buckets": True}, steps=2)
+    assert len(res["step_seconds"]) == 2 and all(loss == loss for loss in res["losses"])
+
+
 def test_lora_reference_gets_the_lora_scripts_options(tmp_path, tiny_base):
     """train_dreambooth_lora.py: same rank, dropout and LoRA learning rate; a full configuration is refused."""
     from dbooth.bench.reference import reference_args, script_method

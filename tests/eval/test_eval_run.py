@@ -104,7 +104,9 @@ def test_eval_with_validation_prompts_and_no_checkpoints_keeps_run_json(make_wor
     assert result.data["metrics"]["base"]["div_dino"] is None  # one image per prompt has no pairs
     json.loads((run.dir / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in eval.json"))
     page = result.report.read_text()
-    assert "<svg" not in page and len(re.findall(r'<img src="', page)) == 2 * 2  # base and final: prompt + class
+    # no fidelity curve without checkpoints; the training section above it holds the run's loss curve
+    assert 'class="curve"' not in page and page.index('class="loss-curve"') < page.index('id="evaluation"')
+    assert len(re.findall(r'<img src="', page)) == 2 * 2  # base and final: prompt + class
 
 
 def test_eval_without_the_encoders_says_what_to_download(make_workspace, monkeypatch, tmp_path):

@@ -92,15 +92,26 @@ def test_checkpoints_keep_last_k(make_workspace):
     assert not list(run.checkpoints_dir.glob(".*"))  # no temp folders left behind
 
 
-def test_bucketed_resume_matches_uninterrupted(make_workspace, monkeypatch):
-    """Wide, tall and square photos in their buckets, with square class images beside them."""
+@pytest.mark.parametrize("class_shapes", ["bucketed", "square"])
+def test_bucketed_resume_matches_uninterrupted(make_workspace, monkeypatch, class_shapes):
+    """Wide, tall and square photos in their buckets, with class images made at the same buckets (each step
+    one UNet call) or square ones from before bucketed priors (non-square steps train them apart). The loss
+    history of the resumed run holds each step once and matches the uninterrupted run's."""
     from PIL import Image
 
     from dbooth.training import step
+    from dbooth.training.history import HISTORY_FILE, read_history
     from dbooth.workspace import find_run
 
-    apart = []
+    apart, batches = [], []
     monkeypatch.setattr(step, "loss_from_rows", lambda *a: apart.append(1) or _loss_from_rows(*a))
+
+    def draw(*args, **kwargs):
+        batch = step.draw_batch(*args, **kwargs)
+        batches.append((tuple(batch.latents.shape[-2:]), batch.latents.shape[0], len(batch.apart)))
+        return batch
+
+    monkeypatch.setattr("dbooth.training.loop.draw_batch", draw)
 
     settings = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2, "train.buckets": True,
                 "train.crop": "random", "train.random_flip": True}
@@ -109,16 +120,31 @@ def test_bucketed_resume_matches_uninterrupted(make_workspace, monkeypatch):
         ws = make_workspace(name, **settings)
         for photo, size in zip(sorted(ws.instance_dir.iterdir()), [(160, 96), (96, 160), (96, 96)]):
             Image.open(photo).resize(size).save(photo)
-        api.prior(ws)
+        api.prior(ws, {"train.buckets": class_shapes == "bucketed"})
         if name == "resumed":
             with pytest.raises(KeyboardInterrupt):
                 api.train(ws, reporter=InterruptAt(3))
-            assert find_run(ws, complete=False).info()["options"]["buckets"] is True
+            interrupted = find_run(ws, complete=False)
+            assert interrupted.info()["options"]["buckets"] is True
+            assert [r["step"] for r in read_history(interrupted.dir / HISTORY_FILE)] == [1, 2, 3]
             runs.append(api.train(ws, resume=True).run)
         else:
             runs.append(api.train(ws).run)
-    assert apart  # some steps drew a non-square bucket beside square class images
+    # square class images beside non-square buckets go through the UNet apart; bucketed ones never do
+    assert bool(apart) == (class_shapes == "square")
+    wide_or_tall = [b for b in batches if b[0][0] != b[0][1]]
+    assert wide_or_tall
+    if class_shapes == "bucketed":  # photo and class rows in one tensor: one UNet call
+        assert all(rows == 2 and not extra for _, rows, extra in wide_or_tall)
+    else:
+        assert all(rows == 1 and extra == 1 for _, rows, extra in wide_or_tall)
     a, b = (_final_tensors(r, "lora") for r in runs)
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    straight, resumed = (read_history(r.dir / HISTORY_FILE) for r in runs)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]  # step 3 ran twice, recorded once
+    for x, y in zip(straight, resumed):
+        assert x.keys() == y.keys() and x["prior_loss"] is not None
+        for key in x:
+            assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-7), (x["step"], key)

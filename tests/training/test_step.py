@@ -86,6 +86,123 @@ def test_noise_options_and_min_snr_in_the_step(build, kind):
     torch.testing.assert_close(loss.prior.detach(), rows[2:].mean(), rtol=1e-5, atol=1e-6)
 
 
+class _Bank:
+    """A stand-in LatentBank: image i's latent is filled with i, at its target's (w, h) / 8."""
+
+    def __init__(self, targets):
+        self.targets = list(targets)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def groups(self):
+        found = {}
+        for i, t in enumerate(self.targets):
+            found.setdefault(t, []).append(i)
+        return list(found.values())
+
+    def draw(self, indices):
+        (w, h), = {self.targets[int(i)] for i in indices}  # one shape per call, as LatentBank requires
+        latents = torch.stack([torch.full((4, h // 8, w // 8), float(i)) for i in indices])
+        return latents, torch.tensor([[h, w, 0, 0, h, w]] * len(indices)), None, None
+
+
+def _ids(latents):
+    return [int(x) for x in latents[:, 0, 0, 0]]
+
+
+SQ, WIDE, TALL = (32, 32), (40, 24), (24, 40)
+
+
+def test_class_rows_come_from_the_photos_bucket():
+    from dbooth.training.step import draw_batch
+
+    photos = _Bank([WIDE, WIDE, SQ, TALL])
+    classes = _Bank([SQ, WIDE, SQ, TALL, WIDE, SQ])
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(60):
+        batch = draw_batch(photos, classes, 2, 9, torch.device("cpu"))
+        shape = photos.targets[batch.captions[0]]
+        assert batch.latents.shape == (4, 4, shape[1] // 8, shape[0] // 8) and not batch.apart  # one UNet call
+        assert batch.num_instance == 2 and batch.captions[2:] == [9, 9]
+        class_rows = _ids(batch.latents[2:])
+        assert all(classes.targets[i] == shape for i in class_rows)
+        seen.update(class_rows)
+    assert seen == set(range(6))  # every class image is drawn for its bucket
+
+
+def test_square_class_images_are_the_unbucketed_draw_and_train_apart():
+    from dbooth.training.step import draw_batch
+
+    photos, classes = _Bank([WIDE, SQ]), _Bank([SQ] * 5)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        batch = draw_batch(photos, classes, 3, 7, torch.device("cpu"))
+        torch.manual_seed(seed)
+        ii = draw_indices_like(photos, 3)
+        expected = torch.randint(0, 5, (3,)).tolist()  # the class draw before buckets
+        rows = batch.latents[3:] if not batch.apart else batch.apart[0].latents
+        assert batch.captions[:3] == ii and _ids(rows) == expected
+        if photos.targets[ii[0]] == WIDE:
+            assert batch.latents.shape[0] == 3 and len(batch.apart) == 1 and batch.apart[0].captions == [7] * 3
+        else:
+            assert batch.latents.shape[0] == 6 and not batch.apart
+
+
+def draw_indices_like(bank, n):
+    from dbooth.training.step import draw_indices
+
+    return draw_indices(bank.groups(), n).tolist()
+
+
+def test_several_classes_pair_by_bucket_and_fall_back_per_class():
+    from dbooth.training.step import ClassPick, draw_batch
+
+    photos = _Bank([WIDE, WIDE])  # photo 0 is a dog, photo 1 a cat
+    classes = _Bank([SQ, WIDE, SQ, SQ])  # dogs: 0, 1; cats: 2, 3 (no wide cat)
+    pick = ClassPick.of(image_class=[0, 0, 1, 1], photo_class=[0, 1], first_caption=2)
+    torch.manual_seed(3)
+    for _ in range(30):
+        batch = draw_batch(photos, classes, 2, pick, torch.device("cpu"))
+        for row, caption in zip(_ids(batch.latents[2:]), batch.captions[2:]):
+            assert row == 1 and caption == 2  # a dog photo gets the wide dog image, in the same tensor
+        for part in batch.apart:  # a cat photo gets a square cat image, apart
+            assert set(_ids(part.latents)) <= {2, 3} and set(part.captions) == {3}
+        dogs = [i for i in batch.captions[:2] if i == 0]
+        assert batch.latents.shape[0] == 2 + len(dogs) and sum(p.latents.shape[0] for p in batch.apart) == 2 - len(dogs)
+
+
+@pytest.mark.parametrize("build", [tiny_pipeline, tiny_sdxl_pipeline])
+def test_a_paired_non_square_step_is_one_unet_call(build):
+    """Photos and class images of a 40x24 bucket through the UNet together; the loss is MSE(instance) +
+    weight x MSE(prior) computed by hand."""
+    pipe = build()
+    models = prepare_models(pipe, TrainConfig(), torch.device("cpu"), torch.float32)
+    prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, ["a photo of sks dog", "a dog"],
+                         cache=True, device=torch.device("cpu"), dtype=torch.float32)
+    latents = torch.randn(4, 4, 12, 20)  # 24x40 px through the tiny VAE's 2x downsampling
+    geometry = torch.tensor([[24, 40, 0, 0, 24, 40]] * 4)
+    batch = Batch(latents, geometry, [0, 0, 1, 1], num_instance=2)
+    calls = []
+    real = models.unet.forward
+    models.unet.forward = lambda *a, **k: calls.append(a[0].shape) or real(*a, **k)
+
+    torch.manual_seed(5)
+    loss = dreambooth_step_loss(models, prompts, batch, prior_weight=0.5)
+    assert calls == [torch.Size([4, 4, 12, 20])]
+
+    torch.manual_seed(5)
+    noise = torch.randn_like(latents)
+    t = torch.randint(0, 1000, (4,)).long()
+    noisy = models.noise_scheduler.add_noise(latents, noise, t)
+    cond = prompts.get([0, 0, 1, 1], grad=False)
+    with torch.no_grad():
+        pred = real(noisy, t, cond.embeds, **models.family.unet_kwargs(cond, geometry)).sample
+    expected = F.mse_loss(pred[:2], noise[:2]) + 0.5 * F.mse_loss(pred[2:], noise[2:])
+    torch.testing.assert_close(loss.total.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_share_rows_split_instance_and_class_rows_alike():
     from dbooth.training.step import Share
 
