@@ -353,24 +353,26 @@ def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = Fa
 
 def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, out: Path | None = None,
                dtype: str = "fp32", force: bool = False, upscaler: bool = False) -> Path:
-    """Fuse a LoRA run (``upscaler``: the latest upscaler run by default) into its base model; writes a
-    full diffusers pipeline folder."""
-    run = _final_only(ws, run_id, "merge-lora", _stage(upscaler))
+    """Fuse a LoRA run (``upscaler``: the latest upscaler run by default; ``RUN@best``/``RUN@STEP``: that
+    checkpoint) into its base model; writes a full diffusers pipeline folder."""
+    run, checkpoint = _run_at(ws, run_id, _stage(upscaler))
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
     from dbooth.export import merge_run
 
-    return merge_run(run.dir, base_pipeline_loader=_base_loader(ws), out=out, scale=scale, dtype=dtype, force=force)
+    return merge_run(run.dir, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out, scale=scale,
+                     dtype=dtype, force=force)
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
            force: bool = False, upscaler: bool = False) -> Path:
-    """Export a finished run (``upscaler``: the latest upscaler run by default) as diffusers, single-file,
-    lora or lora-kohya."""
-    run = _final_only(ws, run_id, "export", _stage(upscaler))
+    """Export a finished run (``upscaler``: the latest upscaler run by default; ``RUN@best``/``RUN@STEP``: that
+    checkpoint) as diffusers, single-file, lora or lora-kohya."""
+    run, checkpoint = _run_at(ws, run_id, _stage(upscaler))
     from dbooth.export import export_run
 
-    return export_run(run.dir, fmt, base_pipeline_loader=_base_loader(ws), out=out, dtype=dtype, force=force)
+    return export_run(run.dir, fmt, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out,
+                      dtype=dtype, force=force)
 
 
 def batch(workspaces: list[str | Path], *, steps: int | None = None, evaluate: bool = False,
@@ -395,13 +397,15 @@ def _stage(upscaler: bool) -> str:
     return "upscaler" if upscaler else "base"
 
 
-def _final_only(ws: Workspace, ref: str | None, verb: str, stage: str = "base"):
-    """The run ``ref`` names (else the latest of ``stage``); ``RUN@best`` is accepted when the best is the final weights."""
+def _run_at(ws: Workspace, ref: str | None, stage: str = "base"):
+    """The run (else the latest of ``stage``) and checkpoint (None: the final weights) ``ref`` names, the
+    checkpoint checked to be the run's."""
     run, checkpoint = find_run_at(ws, ref, stage=stage)
     if checkpoint is not None:
-        raise DboothError(f"{verb}: {ref} is checkpoint {checkpoint.name}, and {verb} takes a run's final weights "
-                          f"only (for now); sample it with `dbooth sample --run {run.id}@{int(checkpoint.name.split('-')[1])}`")
-    return run
+        from dbooth.paths import require_inside
+
+        require_inside([checkpoint], run.dir, "run checkpoints")
+    return run, checkpoint
 
 
 def _base_loader(ws: Workspace):

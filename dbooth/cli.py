@@ -273,6 +273,14 @@ def train(
     where = result.run.final_dir
     console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
     console.print(f"run: {result.run.dir}  output: {where}")
+    stop_when = result.run.info().get("stop_when")
+    if stop_when:  # train.stop_when scored the checkpoints: say why it stopped (or not) and what it picked
+        stopped = stop_when.get("stopped")
+        console.print(f"stopped early at step {stopped['step']}: {stopped['reason']}" if stopped
+                      else "train.stop_when: fidelity had not peaked by the last step")
+        best = stop_when.get("best")
+        console.print(f"best checkpoint: {best} (`dbooth sample --run {result.run.id}@best`)" if best
+                      else "no checkpoint passed the rule; see stop_when in run.json")
 
 
 @app.command()
@@ -356,10 +364,10 @@ def _figure(value: float | None) -> str:
 @app.command("merge-lora")
 def merge_lora(
     workspace: Path = WorkspaceOpt,
-    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run).",
-                                      autocompletion=_complete_runs),
+    run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run); "
+                                      "RUN@best or RUN@STEP merges a checkpoint.", autocompletion=_complete_runs),
     scale: float = typer.Option(1.0, "--scale", help="LoRA strength fused into the weights."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged, RUN/merged@STEP)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     upscaler: bool = typer.Option(False, "--upscaler", help="Merge the latest upscaler run (default: stage a's)."),
@@ -387,8 +395,8 @@ def export(
     workspace: Path = WorkspaceOpt,
     fmt: str = typer.Option(..., "--format", "-f", help=", ".join(FORMATS) + " (see the table above).",
                             autocompletion=_choices(*FORMATS)),
-    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run).",
-                                      autocompletion=_complete_runs),
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest finished run); RUN@best or "
+                                      "RUN@STEP exports a checkpoint.", autocompletion=_complete_runs),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or folder (default: RUN/export/...)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),

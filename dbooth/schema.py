@@ -28,6 +28,7 @@ CAPTION_SOURCES = ("prompt", "files")
 ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 EVAL_PROMPTS = ("dreambench", "validation")
+STOP_JUDGES = ("auto", "encoders", "oracle")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
 DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
@@ -148,6 +149,22 @@ class EmaConfig:
 
 
 @dataclass
+class StopWhenConfig:
+    """Early stopping: each checkpoint is scored as it is saved, and training stops once subject fidelity
+    has peaked (the rule of ``dbooth eval --checkpoints``, on a small budget)."""
+
+    enabled: bool = _field(False)  # off: train for max_steps; on needs checkpoint_every
+    patience: int = _field(2, ge=1)  # stop after this many scored checkpoints without a better pick
+    judge: str = _field("auto", choices=STOP_JUDGES)  # auto: the oracle on builtin: models, else DINO/CLIP (eval.dino, eval.clip)
+    prompts: str = _field("validation", choices=EVAL_PROMPTS)  # train.validation_prompts, or DreamBench's
+    num_prompts: int | None = _field(None, ge=1)  # the first N prompts only; None = all
+    images_per_prompt: int = _field(2, ge=1)  # samples per prompt and checkpoint
+    class_images: int = _field(4, ge=1)  # class-prompt samples per checkpoint, for PRES (prior on)
+    seed: int = _field(1000)  # other seeds than eval.seed, so `dbooth eval` reports on samples the pick never saw
+    prompt_fidelity_margin: float | None = _field(None, ge=0)  # None = eval.prompt_fidelity_margin
+
+
+@dataclass
 class TrainConfig:
     """How the fine-tune runs."""
 
@@ -193,6 +210,7 @@ class TrainConfig:
     validation_every: int = _field(200, ge=0)  # steps between validation samples; 0 = never
     validation_images: int = _field(2, ge=1)  # images per validation prompt
     tensorboard: bool = _field(True)  # loss, learning rate and validation images in RUN/tensorboard/
+    stop_when: StopWhenConfig = field(default_factory=StopWhenConfig)  # score checkpoints, stop at the peak
 
     def resolved_learning_rate(self) -> float:
         """The UNet learning rate, with null replaced by the method's default."""

@@ -34,12 +34,14 @@ def upscaler_overrides(overrides: dict) -> dict:
 
 def upscaler_manifest(m: Manifest) -> Manifest:
     """The manifest stage (b) trains with: the upscaler as base model, ``upscaler``'s steps, method,
-    learning rate, resolution, checkpoints, validation and prior switch; everything else from ``train``."""
+    learning rate, resolution, checkpoints, validation and prior switch; everything else from ``train``
+    (except ``stop_when``: stage (b) is not scored)."""
     up = m.upscaler
     train = replace(m.train, method=up.method, max_steps=up.max_steps, learning_rate=up.learning_rate,
                     resolution=up.resolution or upscaler_resolution(up.base, allow_pickle=m.allow_pickle),
                     checkpoint_every=up.checkpoint_every, validation_every=up.validation_every,
-                    buckets=False, train_text_encoder=False)
+                    buckets=False, train_text_encoder=False,
+                    stop_when=replace(m.train.stop_when, enabled=False))  # its judges score stage (a)'s images
     return replace(m, base_model=up.base, train=train, prior=replace(m.prior, enabled=up.prior))
 
 

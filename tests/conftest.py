@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from drawn import draw_subject
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tiny models gain nothing from a second thread, and on a busy machine two threads spin-wait
@@ -54,16 +54,6 @@ def tiny_upscaler_base(tmp_path_factory) -> Path:
     from dbooth.models.tiny import save_tiny_upscaler
 
     return save_tiny_upscaler(tmp_path_factory.mktemp("models") / "tiny-x4")
-
-
-def draw_subject(path: Path, i: int, size: int = 96) -> Path:
-    """A blue disc on a warm background, shifted a little per image."""
-    im = Image.new("RGB", (size, size), (200, 120 + 10 * i, 60))
-    d = ImageDraw.Draw(im)
-    o = 8 + 3 * i
-    d.ellipse((o, o, size - 20 + i, size - 20 + i), fill=(30, 40, 210))
-    im.save(path)
-    return path
 
 
 @pytest.fixture

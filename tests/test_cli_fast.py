@@ -61,6 +61,12 @@ def answers(tmp_path_factory):
     text = bad.manifest_path.read_text().replace("max_steps: 800", "max_steps: -5")
     assert text != bad.manifest_path.read_text()
     bad.manifest_path.write_text(text)
+    blind = api.init(root / "blind", "dog")  # stop_when on, with a judge that is nowhere offline
+    text = blind.manifest_path.read_text().replace("dino: facebook/dino-vits16", "dino: nobody/no-such-dino")
+    blind.manifest_path.write_text(text.replace("stop_when:\n    # Off by default: the run trains for max_steps. "
+                                                "On needs checkpoint_every (each checkpoint is scored).\n    "
+                                                "enabled: false", "stop_when:\n    enabled: true"))
+    assert blind.manifest().train.stop_when.enabled and blind.manifest().eval.dino == "nobody/no-such-dino"
     unfinished = new_run(ws, "lora")
     unfinished.write_info({"run_id": unfinished.id, "method": "lora", "status": "failed", "error": "boom"})
     cases = {
@@ -80,6 +86,7 @@ def answers(tmp_path_factory):
         "no_finished_run_merge": ["merge-lora", "-w", "ws"],
         "no_finished_run_eval": ["eval", "-w", "ws"],
         "resume_nothing": ["train", "-w", "ws", "--resume"],
+        "stop_when_without_judges": ["train", "-w", "blind"],
         "status": ["status", "-w", "ws"],
         "status_json": ["status", "-w", "ws", "--json"],
         "init_example": ["init", "fresh", "--example", "striped_heart"],
@@ -96,7 +103,7 @@ SUCCEEDS = ("help", "version", "train_help", "export_help", "status", "status_js
             "identifiers_help", "identifiers_ws", "init_auto_warned")
 FAILS = ("typo_verb", "typo_option", "missing_ws", "missing_ws_status", "bad_manifest", "bad_identifier",
          "no_class_images", "no_finished_run_sample", "no_finished_run_export", "no_finished_run_merge",
-         "no_finished_run_eval", "resume_nothing")
+         "no_finished_run_eval", "resume_nothing", "stop_when_without_judges")
 
 
 @pytest.mark.parametrize("case", SUCCEEDS + FAILS)
@@ -116,6 +123,8 @@ def test_model_free_errors_say_what_is_wrong(answers):
         "no_class_images": "no class images",
         "no_finished_run_export": "no finished training runs",
         "resume_nothing": "no unfinished run with a checkpoint",
+        "stop_when_without_judges": "train.stop_when: DINO model nobody/no-such-dino is not in the local Hugging Face "
+                                    "cache",
     }
     for case, words in expect.items():
         _, output = results[case]

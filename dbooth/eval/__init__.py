@@ -1,7 +1,8 @@
 """Measuring what a run learned: DreamBench's metrics on real models, and the checkpoint they pick.
 
 ``metrics`` holds the maths (pure functions on embeddings), ``encoders`` loads DINO and CLIP,
-``prompts`` the DreamBench prompt lists, ``checkpoints`` rebuilds a pipeline at a saved step,
-``pick`` chooses the best checkpoint, ``report`` builds report.html's section and ``evaluate``
-ties them together for ``dbooth eval``.
+``judges`` scores samples with them (or with the built-in oracle), ``prompts`` the DreamBench prompt
+lists, ``checkpoints`` rebuilds a pipeline at a saved step, ``pick`` chooses the best checkpoint,
+``report`` builds report.html's section and ``evaluate`` ties them together for ``dbooth eval``
+(``dbooth.training.early_stop`` uses the judges and the rule during training).
 """

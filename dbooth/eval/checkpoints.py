@@ -3,18 +3,40 @@
 Checkpoints hold only what trained (``dbooth.training.state``): the whole UNet (and text encoders) for
 a full fine-tune, the adapters for LoRA. So the base pipeline is loaded, LoRA adapters are injected with
 the run's own settings (from its ``config.yaml``), and the tensors are copied in, EMA averages on top
-when the run's outputs use them.
+when the run's outputs use them. ``save_checkpoint_lora`` writes a LoRA checkpoint's adapters as the
+run's final LoRA file would be, so exports of a checkpoint take the same road as exports of the end.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from dbooth.errors import DboothError
 from dbooth.workspace import Run
 
 
-def checkpoint_pipeline(run: Run, checkpoint: Path, *, allow_pickle: bool = False):
+def checkpoint_pipeline(run: Run, checkpoint: Path, *, allow_pickle: bool = False,
+                        loader: Callable[[str], object] | None = None):
+    """The pipeline at ``checkpoint``; ``loader(base_model)`` loads the base (default: ``load_pipeline``)."""
+    pipe, _ = _rebuild(run, checkpoint, allow_pickle=allow_pickle, loader=loader)
+    return pipe
+
+
+def save_checkpoint_lora(run: Run, checkpoint: Path, folder: Path, *,
+                         loader: Callable[[str], object] | None = None) -> Path:
+    """Write a LoRA run's ``checkpoint`` to ``folder/pytorch_lora_weights.safetensors`` (the final file's format)."""
+    pipe, trained_encoders = _rebuild(run, checkpoint, loader=loader)
+    from dbooth.families import family_of
+
+    family_of(pipe).save_lora(folder, pipe.unet, trained_encoders)
+    from dbooth.export.run_info import LORA_WEIGHTS_NAME
+
+    return Path(folder) / LORA_WEIGHTS_NAME
+
+
+def _rebuild(run: Run, checkpoint: Path, *, allow_pickle: bool = False, loader=None):
+    """(pipeline, the trained text encoders by name) with the checkpoint's tensors in place."""
     from dbooth.config import load_manifest
     from dbooth.families import family_of
     from dbooth.models.loading import load_pipeline
@@ -23,9 +45,9 @@ def checkpoint_pipeline(run: Run, checkpoint: Path, *, allow_pickle: bool = Fals
 
     cfg = load_manifest(run.config_path).train  # the settings the run trained with
     base = run.info().get("base_model") or load_manifest(run.config_path).base_model
-    pipe = load_pipeline(base, allow_pickle=allow_pickle)
-    encoders = family_of(pipe).text_encoders(pipe)
-    models = [pipe.unet, *(encoders.values() if cfg.train_text_encoder else [])]
+    pipe = loader(base) if loader is not None else load_pipeline(base, allow_pickle=allow_pickle)
+    encoders = family_of(pipe).text_encoders(pipe) if cfg.train_text_encoder else {}
+    models = [pipe.unet, *encoders.values()]
     if cfg.method == "lora":
         for model in models:
             model.requires_grad_(False)
@@ -45,4 +67,4 @@ def checkpoint_pipeline(run: Run, checkpoint: Path, *, allow_pickle: bool = Fals
                           "the checkpoint is damaged or from another run") from None
     for model in models:
         model.requires_grad_(False).eval()
-    return pipe
+    return pipe, encoders

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbooth.eval import metrics, report
+from dbooth.eval import report
 from dbooth.eval.pick import pick_best
 from dbooth.eval.prompts import eval_prompts
 from dbooth.fsutil import atomic_write_text
@@ -42,7 +41,7 @@ class EvalResult:
 def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False, prompts: str | None = None,
                  reporter: Reporter | None = None) -> EvalResult:
     """Score the base model, ``run``'s final weights and (``checkpoints``) every saved checkpoint."""
-    from dbooth.eval.encoders import load_clip, load_dino
+    from dbooth.eval.judges import EncoderJudge, builtin_oracle
     from dbooth.images import scan_folder
 
     reporter = reporter or Reporter()
@@ -54,13 +53,11 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
     photo_paths = scan_folder(ws.instance_dir, what="instance images", min_side=0).paths
     e = manifest.eval
     reporter.info(f"loading judges {e.dino} and {e.clip}")
-    dino, clip = load_dino(e.dino), load_clip(e.clip)  # before any pipeline: a missing one fails at once
-
     from PIL import Image
 
     photos = [Image.open(p).convert("RGB") for p in photo_paths]
-    judge = _Judge(dino, clip, dino.embed(photos), clip.embed_images(photos), clip.embed_texts(subject_prompts))
-    oracle = _builtin_oracle(manifest.base_model, photos)
+    judge = EncoderJudge.load(e, photos, subject_prompts)  # before any pipeline: a missing one fails at once
+    oracle = builtin_oracle(manifest.base_model, photos)
 
     models: list[tuple[str, Path | None]] = [("base", None)]
     if checkpoints:
@@ -70,8 +67,8 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
     for name, checkpoint in models:
         reporter.info(f"sampling {name}" + ("" if name == "base" else f" of run {run.id}"))
         pipe = _load(manifest, run, name, checkpoint)
-        images = {p: _sample(pipe, p, e.images_per_prompt, e.seed, manifest) for p in subject_prompts}
-        class_images = _sample(pipe, class_text, e.class_images, e.seed, manifest)
+        images = {p: sample_at_seeds(pipe, p, e.images_per_prompt, e.seed, manifest) for p in subject_prompts}
+        class_images = sample_at_seeds(pipe, class_text, e.class_images, e.seed, manifest)
         del pipe
         grids[name] = report.save_grids(run.dir, name, images, class_images)
         scores[name] = judge.score(images, class_images)
@@ -124,7 +121,7 @@ def _load(manifest, run: Run, name: str, checkpoint: Path | None):
     return pipe.to(inference_device())
 
 
-def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
+def sample_at_seeds(pipe, prompt: str, n: int, seed: int, manifest) -> list:
     """Image ``k`` of every prompt uses seed ``seed + k``, for every model alike."""
     import torch
 
@@ -141,65 +138,3 @@ def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
             generator=[torch.Generator("cpu").manual_seed(k) for k in seeds],
         ).images
     return images
-
-
-@dataclass
-class _Judge:
-    dino: object
-    clip: object
-    subject_dino: object  # embeddings of the subject photos
-    subject_clip: object
-    prompt_clip: object  # one row per subject prompt, in order
-
-    def score(self, images: dict[str, list], class_images: list) -> dict[str, float]:
-        import torch
-
-        flat = [im for ims in images.values() for im in ims]
-        dino = self.dino.embed(flat)
-        clip = self.clip.embed_images(flat)
-        counts = [len(ims) for ims in images.values()]
-        texts = torch.repeat_interleave(self.prompt_clip, torch.tensor(counts), dim=0)
-        per_prompt = dict(zip(images, dino.split(counts)))
-        values = {
-            "dino": metrics.dino_score(dino, self.subject_dino),
-            "clip_i": metrics.clip_i_score(clip, self.subject_clip),
-            "clip_t": metrics.clip_t_score(clip, texts),
-            "pres": metrics.pres_score(self.dino.embed(class_images), self.subject_dino),
-            "div_dino": metrics.div_score(per_prompt, metrics.cosine_distance),
-        }
-        return _rounded(values)
-
-
-@dataclass
-class _OracleJudge:
-    """The built-in world's exact judge, beside the encoders' figures (see dbooth.builtin.oracle)."""
-
-    oracle: object
-    subject: str
-
-    def score(self, images: dict[str, list], class_images: list) -> dict[str, float]:
-        flat = [im for ims in images.values() for im in ims]
-        values = {
-            "subject_fidelity": self.oracle.subject_fidelity(flat, self.subject),
-            "pres": self.oracle.pres(class_images, self.subject),
-            "div": self.oracle.div(images),
-        }
-        return _rounded(values)
-
-
-def _rounded(values: dict) -> dict:
-    """Four decimals; an undefined figure (DIV of one image per prompt) is null, which JSON can hold."""
-    return {k: round(float(v), 4) if math.isfinite(v) else None for k, v in values.items()}
-
-
-def _builtin_oracle(base_model: str, photos: list) -> _OracleJudge | None:
-    """On the built-in model, the oracle judges too: the subject is what it sees in most of the photos."""
-    if not base_model.startswith("builtin:"):
-        return None
-    from collections import Counter
-
-    from dbooth.builtin.oracle import Oracle
-
-    oracle = Oracle.load()
-    subject, _ = Counter(p["subject"] for p in oracle.predict(photos)).most_common(1)[0]
-    return None if subject == "none" else _OracleJudge(oracle, subject)

@@ -4,7 +4,8 @@ Training longer makes samples look more like the subject (DINO rises) until ever
 training photos (CLIP-T falls, and without the prior the plain class turns into the subject: PRES rises).
 The rule: among the checkpoints whose CLIP-T is at least the base model's minus ``prompt_margin`` (and,
 with prior preservation on, whose PRES is at most the base model's plus ``pres_margin``), the one with
-the highest DINO; ties go to the earlier step.
+the highest DINO; ties go to the earlier step. ``keys`` names the three figures for another judge (the
+built-in oracle's subject fidelity, prompt fidelity and PRES).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ class Pick:
 
 
 def pick_best(candidates: dict[str, dict], base: dict, *, prompt_margin: float, pres_margin: float,
-              prior: bool) -> Pick:
+              prior: bool, keys: tuple[str, str, str] = (SUBJECT, PROMPT, DRIFT)) -> Pick:
     """``candidates``: name -> metrics, in step order; ``base``: the base model's metrics."""
-    floor = base[PROMPT] - prompt_margin
-    ceiling = base[DRIFT] + pres_margin if prior else None
-    rule = f"highest {SUBJECT} with {PROMPT} >= {floor:.4f} (base {base[PROMPT]:.4f} - {prompt_margin})"
+    subject, prompt, drift = keys
+    floor = base[prompt] - prompt_margin
+    ceiling = base[drift] + pres_margin if prior else None
+    rule = f"highest {subject} with {prompt} >= {floor:.4f} (base {base[prompt]:.4f} - {prompt_margin})"
     if ceiling is not None:
-        rule += f" and {DRIFT} <= {ceiling:.4f} (base {base[DRIFT]:.4f} + {pres_margin})"
+        rule += f" and {drift} <= {ceiling:.4f} (base {base[drift]:.4f} + {pres_margin})"
     eligible = [name for name, m in candidates.items()
-                if m[PROMPT] >= floor and (ceiling is None or m[DRIFT] <= ceiling)]
-    best = max(eligible, key=lambda name: candidates[name][SUBJECT]) if eligible else None  # first max: earliest
+                if m[prompt] >= floor and (ceiling is None or m[drift] <= ceiling)]
+    best = max(eligible, key=lambda name: candidates[name][subject]) if eligible else None  # first max: earliest
     return Pick(best, eligible, rule)

@@ -2,8 +2,10 @@
 
 Public API (the CLI's ``merge-lora`` and ``export`` verbs call the first two):
 
-- ``export_run(run_dir, fmt, *, base_pipeline_loader=None, out=None, dtype="fp32", force=False) -> Path``
-- ``merge_run(run_dir, *, base_pipeline_loader=None, out=None, scale=1.0, dtype="fp32", force=False) -> Path``
+- ``export_run(run_dir, fmt, *, checkpoint=None, base_pipeline_loader=None, out=None, dtype="fp32", force=False)
+  -> Path`` (``checkpoint``: a folder in ``run_dir/checkpoints``, exported instead of the final weights)
+- ``merge_run(run_dir, *, checkpoint=None, base_pipeline_loader=None, out=None, scale=1.0, dtype="fp32",
+  force=False) -> Path``
 - ``merge_lora_into_pipeline(pipe, lora_file, scale=1.0, *, default_alpha=None) -> pipe``
 - ``pipeline_to_original_state_dict(pipe, layout=None)`` / ``save_single_file(pipe, path, dtype, metadata,
   layout=None)`` for the sd1, sd2 and sdxl layouts; ``detect_single_file_layout(keys)`` names a file's layout

@@ -35,6 +35,9 @@ def card_metadata(run: RunInfo, fmt: str, dtype: str, *, name: str = "NAME") -> 
         "dbooth.clients": ", ".join(clients_of(fmt, _pipeline(run))),
         "dbooth.load": "; ".join(load_lines(fmt, _file_name(fmt, name), pipeline=_pipeline(run))),
     }
+    if run.checkpoint is not None:
+        meta["dbooth.checkpoint"] = run.checkpoint.name
+        meta["dbooth.run_steps"] = str(run.run_steps)
     if run.is_lora:
         meta["dbooth.lora_rank"] = str(run.lora_rank)
         meta["dbooth.lora_alpha"] = f"{run.lora_alpha:g}"
@@ -72,10 +75,13 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name
         how += "; " + ", ".join(run.options)
     if merged:
         how += ", merged into the base weights"
+    steps = str(run.steps)
+    if run.checkpoint is not None:
+        steps += f" (checkpoint {run.checkpoint.name} of a {run.run_steps}-step run)"
     prompts = "\n".join(f"- `{p}`" for p in example_prompts(run))
     loads = "\n".join(f"- {line}" for line in load_lines(fmt, _file_name(fmt, name), markdown=True,
                                                            pipeline=_pipeline(run)))
-    return f"""# {run.run_id}: DreamBooth of "{run.identifier} {run.class_noun}"
+    return f"""# {run.label}: DreamBooth of "{run.identifier} {run.class_noun}"
 
 {EXPORT_FORMATS[fmt].title}, {dtype}, exported by dbooth.
 
@@ -85,7 +91,7 @@ def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name
 | identifier | `{run.identifier}` |
 | class noun | `{run.class_noun}` |
 | method | {how} |
-| training steps | {run.steps} |
+| training steps | {steps} |
 | instance prompt | `{run.instance_prompt}` |
 
 ## Where it loads

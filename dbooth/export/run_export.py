@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from diffusers import DiffusionPipeline
 
@@ -27,6 +30,7 @@ def export_run(
     run_dir: str | Path,
     fmt: str,
     *,
+    checkpoint: str | Path | None = None,
     base_pipeline_loader: PipelineLoader | None = None,
     out: str | Path | None = None,
     dtype: str = "fp32",
@@ -39,12 +43,14 @@ def export_run(
     clients load it and how (``dbooth.export.clients``). A LoRA run exported as ``diffusers`` or
     ``single-file`` is merged into its base model first; the base comes from
     ``base_pipeline_loader(run.base_model)`` (default: the base must be a local diffusers folder).
-    Default ``out``: ``run_dir/export/<run_id>-<fmt>[-<dtype>]`` (+ ``.safetensors`` for files).
+    ``checkpoint`` (a folder in ``run_dir/checkpoints``) exports the weights saved at that step instead
+    of the final ones, in every format. Default ``out``: ``run_dir/export/<run_id>[@<step>]-<fmt>[-<dtype>]``
+    (+ ``.safetensors`` for files).
     """
     if fmt not in FORMATS:
         raise DboothError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     torch_dtype = parse_dtype(dtype)
-    run = read_run(run_dir)
+    run = read_run(run_dir, checkpoint)
     family = get_family(run.family)
     if not clients_of(fmt, family.pipeline_class_name):
         usable = " or ".join(f"--format {f}" for f in FORMATS if clients_of(f, family.pipeline_class_name))
@@ -56,12 +62,18 @@ def export_run(
             "use --format diffusers or --format single-file"
         )
     is_file = fmt not in FOLDER_FORMATS
-    default = run.run_dir / "export" / _default_name(dtype, f"{run.run_id}-{fmt}", is_file=is_file)
+    default = run.run_dir / "export" / _default_name(dtype, f"{run.label}-{fmt}", is_file=is_file)
     path = _output_path(out, default, fmt, is_file=is_file, force=force)
     remove_temporaries(path.parent, outputs_moved_aside=False)  # what a killed export left there
     meta = card_metadata(run, fmt, dtype, name=path.stem)
     card = model_card(run, fmt, dtype, merged=run.is_lora and fmt not in LORA_FORMATS, name=path.stem)
+    with _checkpoint_lora(run, base_pipeline_loader) as run:
+        return _write(run, fmt, path, torch_dtype, meta, card, base_pipeline_loader)
 
+
+def _write(run: RunInfo, fmt: str, path: Path, torch_dtype, meta: dict, card: str,
+           base_pipeline_loader: PipelineLoader | None) -> Path:
+    family = get_family(run.family)
     if fmt == "diffusers":
         return save_pipeline_folder(trained_pipeline(run, base_pipeline_loader), path, dtype=torch_dtype, card=card)
     if fmt == "single-file":
@@ -72,7 +84,7 @@ def export_run(
         if fmt == "lora":
             save_lora_file(lora, path, dtype=torch_dtype, metadata=meta)
         else:
-            comment = f"dbooth run {run.run_id}; prompt with '{run.identifier} {run.class_noun}'"
+            comment = f"dbooth run {run.label}; prompt with '{run.identifier} {run.class_noun}'"
             ss = kohya_metadata(lora, base_model=run.base_model, output_name=path.stem, steps=run.steps,
                                 comment=comment, family=family.name, prediction_type=run.prediction_type)
             unet = _base_unet_config(run, base_pipeline_loader) if family.kohya_unet_names == "original" else None
@@ -84,24 +96,28 @@ def export_run(
 def merge_run(
     run_dir: str | Path,
     *,
+    checkpoint: str | Path | None = None,
     base_pipeline_loader: PipelineLoader | None = None,
     out: str | Path | None = None,
     scale: float = 1.0,
     dtype: str = "fp32",
     force: bool = False,
 ) -> Path:
-    """Fuse a LoRA run into its base model and write a full diffusers pipeline folder (default ``run_dir/merged``)."""
+    """Fuse a LoRA run (or its ``checkpoint``) into its base model and write a full diffusers pipeline folder
+    (default ``run_dir/merged``, ``run_dir/merged@<step>`` for a checkpoint)."""
     torch_dtype = parse_dtype(dtype)
-    run = read_run(run_dir)
+    run = read_run(run_dir, checkpoint)
     if not run.is_lora:
         raise DboothError(
             f"run {run.run_id} is a full fine-tune and has no LoRA to merge: "
             f"its pipeline is already in {run.final_dir}; use export --format diffusers to copy it"
         )
-    default = run.run_dir / _default_name(dtype, "merged", is_file=False)
+    stem = "merged" if run.checkpoint is None else f"merged@{run.steps}"
+    default = run.run_dir / _default_name(dtype, stem, is_file=False)
     path = _output_path(out, default, "merge-lora", is_file=False, force=force)
     remove_temporaries(path.parent, outputs_moved_aside=False)  # what a killed merge left there
-    pipe = trained_pipeline(run, base_pipeline_loader, scale=scale)
+    with _checkpoint_lora(run, base_pipeline_loader) as run:
+        pipe = trained_pipeline(run, base_pipeline_loader, scale=scale)
     card = model_card(run, "diffusers", dtype, merged=True, name=path.name)
     if scale != 1.0:
         card += f"\nMerged with LoRA scale {scale:g}.\n"
@@ -111,12 +127,34 @@ def merge_run(
 def trained_pipeline(
     run: RunInfo, base_pipeline_loader: PipelineLoader | None = None, *, scale: float = 1.0
 ) -> DiffusionPipeline:
-    """The run's result as one float32 pipeline: ``final/`` for full runs, base + fused LoRA for LoRA runs."""
+    """The run's result as one float32 pipeline: ``final/`` (or the checkpoint's weights on the base) for full
+    runs, base + fused LoRA for LoRA runs."""
+    loader = base_pipeline_loader or _local_base_loader
+    if not run.is_lora and run.checkpoint is not None:
+        from dbooth.eval.checkpoints import checkpoint_pipeline
+        from dbooth.workspace import Run
+
+        return checkpoint_pipeline(Run(run.run_dir), run.checkpoint, loader=loader)
     if not run.is_lora:
         return DiffusionPipeline.from_pretrained(run.final_dir, local_files_only=True)
-    loader = base_pipeline_loader or _local_base_loader
     base = loader(run.base_model)
     return merge_lora_into_pipeline(base, run.lora_file, scale, default_alpha=run.lora_alpha)
+
+
+@contextmanager
+def _checkpoint_lora(run: RunInfo, base_pipeline_loader: PipelineLoader | None) -> Iterator[RunInfo]:
+    """For a LoRA run's checkpoint: ``run`` whose ``lora_file`` is the checkpoint's adapters, written to a
+    temporary folder in the final file's format, so every format reads it as it reads ``final/``."""
+    if run.checkpoint is None or not run.is_lora:
+        yield run
+        return
+    from dbooth.eval.checkpoints import save_checkpoint_lora
+    from dbooth.workspace import Run
+
+    with tempfile.TemporaryDirectory(prefix="dbooth-checkpoint-lora-") as folder:
+        weights = save_checkpoint_lora(Run(run.run_dir), run.checkpoint, Path(folder),
+                                       loader=base_pipeline_loader or _local_base_loader)
+        yield replace(run, lora_weights=weights)
 
 
 def _local_base_loader(spec: str) -> DiffusionPipeline:

@@ -32,6 +32,9 @@ class RunInfo:
     family: str = "sd1"  # runs from before model families were recorded all trained SD 1.x
     prediction_type: str = "epsilon"
     options: tuple[str, ...] = ()  # what differs from plain DreamBooth (dbooth.run_options.describe_options)
+    checkpoint: Path | None = None  # the checkpoint exported (``steps`` is its step); None = the final weights
+    run_steps: int | None = None  # with a checkpoint: the steps the whole run trained (or planned, if unfinished)
+    lora_weights: Path | None = None  # a checkpoint's LoRA file, written for the export (see run_export)
 
     @property
     def final_dir(self) -> Path:
@@ -39,15 +42,24 @@ class RunInfo:
 
     @property
     def lora_file(self) -> Path:
-        return self.final_dir / LORA_WEIGHTS_NAME
+        return self.lora_weights or self.final_dir / LORA_WEIGHTS_NAME
+
+    @property
+    def label(self) -> str:
+        """``RUN`` for the final weights, ``RUN@400`` for a checkpoint: what names and cards call it."""
+        return self.run_id if self.checkpoint is None else f"{self.run_id}@{self.steps}"
 
     @property
     def is_lora(self) -> bool:
         return self.method == "lora"
 
 
-def read_run(run_dir: str | Path) -> RunInfo:
-    """Read and check ``run_dir/run.json``; a missing or unfinished run is a user error."""
+def read_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> RunInfo:
+    """Read and check ``run_dir/run.json``; a missing or unfinished run is a user error.
+
+    With ``checkpoint`` (a folder under ``run_dir/checkpoints``) the run may still be unfinished: the
+    checkpoint is complete, and what is exported is its step.
+    """
     run_dir = Path(run_dir)
     manifest = run_dir / "run.json"
     if not manifest.is_file():
@@ -69,7 +81,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
     if method not in METHODS:
         raise DboothError(f"{manifest}: 'method' is {method!r}; expected one of {', '.join(METHODS)}")
     status = data.get("status")
-    if status != "complete":
+    if status != "complete" and checkpoint is None:
         raise DboothError(
             f"run {run_dir.name} has status {status!r}, not 'complete': finish or resume training before exporting"
         )
@@ -97,8 +109,26 @@ def read_run(run_dir: str | Path) -> RunInfo:
         prediction_type=str(data.get("prediction_type") or "epsilon"),
         options=tuple(describe_options(data.get("options") if isinstance(data.get("options"), dict) else None)),
     )
+    if checkpoint is not None:
+        return _at_checkpoint(info, Path(checkpoint))
     expected = info.lora_file if info.is_lora else info.final_dir / "model_index.json"
     require_inside([expected], run_dir, "run outputs")  # export reads them and writes beside them
     if not expected.is_file():
         raise DboothError(f"run {info.run_id} has no {expected.relative_to(run_dir)}: the run folder is incomplete")
     return info
+
+
+def _at_checkpoint(info: RunInfo, checkpoint: Path) -> RunInfo:
+    from dataclasses import replace
+
+    from dbooth.training.state import checkpoint_step
+
+    try:
+        step = checkpoint_step(checkpoint)
+    except ValueError:
+        raise DboothError(f"{checkpoint} is not a checkpoint folder (RUN/checkpoints/step-NNNNNN)") from None
+    weights = checkpoint / "trainable_0.safetensors"
+    require_inside([weights], info.run_dir, "run checkpoints")
+    if not weights.is_file():
+        raise DboothError(f"checkpoint {checkpoint.name} of run {info.run_id} has no {weights.name}: it is incomplete")
+    return replace(info, checkpoint=checkpoint, run_steps=info.steps, steps=step)

@@ -22,6 +22,7 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,11 +124,12 @@ def take_snapshot(accelerator, models: list, ema, optimizer, lr_scheduler, step:
     return Snapshot(step=step, trainable=trainable, ema=ema_state, resume=resume)
 
 
-def write_checkpoint(snapshot: Snapshot, checkpoints_dir: Path, keep: int) -> Path:
+def write_checkpoint(snapshot: Snapshot, checkpoints_dir: Path, keep: int, protect: Collection[str] = ()) -> Path:
     """Write ``snapshot`` as ``step-N/`` (atomically), then thin out the others.
 
     The older checkpoints lose their resume state, and all but the last ``keep`` are removed, only after
     the new one is complete: a full disk, a crash or a kill mid-write leaves the previous one as it was.
+    ``protect``: names never removed (the best so far, when ``train.stop_when`` scores the checkpoints).
     """
     target = checkpoints_dir / checkpoint_name(snapshot.step)
     previous = sorted(p.name for p in checkpoints_dir.glob("step-*")) if checkpoints_dir.is_dir() else []
@@ -137,11 +139,11 @@ def write_checkpoint(snapshot: Snapshot, checkpoints_dir: Path, keep: int) -> Pa
         write_weights(tmp, snapshot.trainable, snapshot.ema)
         for name, obj in snapshot.resume.items():
             torch.save(obj, tmp / name)
-    thin_out(checkpoints_dir, target, keep)
+    thin_out(checkpoints_dir, target, keep, protect)
     return target
 
 
-def thin_out(checkpoints_dir: Path, target: Path, keep: int) -> None:
+def thin_out(checkpoints_dir: Path, target: Path, keep: int, protect: Collection[str] = ()) -> None:
     """Once ``target`` is complete: the other checkpoints lose their resume state, all but the last ``keep`` go."""
     existing = sorted((p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("step-")
                        and p.name[5:].isdigit()), key=checkpoint_step)
@@ -149,7 +151,7 @@ def thin_out(checkpoints_dir: Path, target: Path, keep: int) -> None:
         if old != target:
             drop_resume_state(old)
     for old in existing[:-keep]:
-        if old != target:
+        if old != target and old.name not in protect:
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -173,27 +175,28 @@ class CheckpointWriter:
         self._error: BaseException | None = None
         self.write_seconds = 0.0  # time the worker spent writing, beside the steps
 
-    def save(self, step: int) -> Path:
+    def save(self, step: int, protect: Collection[str] = ()) -> Path:
         """Checkpoint step ``step``; returns at once (after the previous write, if still in flight, is done)."""
         self.wait()
         if self.accelerator.num_processes > 1:
-            target = save_checkpoint(self.accelerator, self.checkpoints_dir, step, self.keep, needed=self.needed)
+            target = save_checkpoint(self.accelerator, self.checkpoints_dir, step, self.keep, needed=self.needed,
+                                     protect=protect)
             if self.accelerator.is_main_process:
-                thin_out(self.checkpoints_dir, target, self.keep)
+                thin_out(self.checkpoints_dir, target, self.keep, protect)
             return target
         target = self.checkpoints_dir / checkpoint_name(step)
         require_free(self.checkpoints_dir, self.needed, f"checkpoint {target.name}")
         snapshot = take_snapshot(self.accelerator, self.models, self.ema, self.optimizer, self.lr_scheduler, step)
         # a daemon: a second Ctrl-C abandons the write, and its temporary folder is cleared on the next start
-        self._thread = threading.Thread(target=self._write, args=(snapshot,), name=f"dbooth-{target.name}",
+        self._thread = threading.Thread(target=self._write, args=(snapshot, set(protect)), name=f"dbooth-{target.name}",
                                         daemon=True)
         self._thread.start()
         return target
 
-    def _write(self, snapshot: Snapshot) -> None:
+    def _write(self, snapshot: Snapshot, protect: Collection[str]) -> None:
         began = time.perf_counter()
         try:
-            write_checkpoint(snapshot, self.checkpoints_dir, self.keep)
+            write_checkpoint(snapshot, self.checkpoints_dir, self.keep, protect)
         except BaseException as exc:  # re-raised in the training thread by wait()
             self._error = exc
         finally:

@@ -17,6 +17,7 @@ from dbooth.prior import class_shapes, photo_sizes, pick_class_images
 from dbooth.prompts import caption_file, class_prompt, instance_captions
 from dbooth.reporting import Reporter
 from dbooth.subjects import Subject, classes, subjects
+from dbooth.training.early_stop import check_stop_when
 from dbooth.workspace import Run, Workspace, list_runs
 
 
@@ -47,6 +48,7 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
         _check_fused_backward(cfg)
     if cfg.max_timestep is not None and cfg.min_timestep >= cfg.max_timestep:
         raise DboothError(f"train.min_timestep ({cfg.min_timestep}) must be below train.max_timestep ({cfg.max_timestep})")
+    check_stop_when(manifest)
     everyone = subjects(ws, manifest)
     kinds = classes(ws, manifest)
     instance_paths, captions, photo_class = [], [], []

@@ -39,6 +39,7 @@ from dbooth.subjects import subjects
 from dbooth.training.checkpointing import CheckpointWriter, disk_plan
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
+from dbooth.training.early_stop import EarlyStop
 from dbooth.training.ema import EmaWeights, ema_applied
 from dbooth.training.fused_backward import FusedBackward, inner_optimizer
 from dbooth.training.history import LossHistory
@@ -83,6 +84,7 @@ class Session:
     checkpoints: CheckpointWriter | None = None  # writes step-N/ in the background
     timings: Timings | None = None  # where the run's time goes (run.json "timings")
     history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's curve; main process only
+    stop: EarlyStop | None = None  # train.stop_when: scores checkpoints and says when to stop
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -91,6 +93,8 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     manifest, resumed = inputs.manifest, inputs.resumed
     cfg = manifest.train
     timings = Timings()
+    with timings.phase("load"):
+        stop = EarlyStop.prepare(ws, manifest, reporter)  # its judges load first: a missing one fails in seconds
     reporter.info(f"loading base model {manifest.base_model}")
     with timings.phase("load"):
         pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
@@ -132,11 +136,13 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         ]
     if manifest.instance_captions == "files":
         info["instance_captions"] = {_photo_key(ws, p): c for p, c in zip(inputs.instance_paths, inputs.captions)}
+    if stop is not None:
+        stop.attach(run, info, resumed)
     if is_main():
         atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
-        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, timings)
+        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, timings, stop)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -159,7 +165,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, reporter,
-           timings: Timings) -> TrainResult:
+           timings: Timings, stop: EarlyStop | None = None) -> TrainResult:
     cfg = manifest.train
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -227,7 +233,7 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
                       optimizer, lr_scheduler, ema, writer, timings,
                       # a resumed run drops the rows past its checkpoint
-                      LossHistory(run.dir, start=step) if accelerator.is_main_process else None)
+                      history=LossHistory(run.dir, start=step) if accelerator.is_main_process else None, stop=stop)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
@@ -237,8 +243,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
             step, loss_value = _loop(session, step, reporter)
         with timings.phase("checkpoints"):
             writer.wait()  # a failed background write raises here, before the final save
-    except KeyboardInterrupt as stop:
-        info.update(status="interrupted", interrupted_at=stop.args[0] if stop.args else None)
+    except KeyboardInterrupt as interrupt:
+        info.update(status="interrupted", interrupted_at=interrupt.args[0] if interrupt.args else None)
         run.write_info(info)
         raise
     finally:
@@ -278,6 +284,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     last_checkpoint = checkpoint_step(done[-1]) if done else None
     guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
     share = Share(accelerator.process_index, accelerator.num_processes)
+    if s.stop is not None:
+        s.stop.begin(s)
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
@@ -308,14 +316,20 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             instance = None if loss.prior is None else accelerator.reduce(loss.instance.detach(), "mean").item()
             if s.history is not None:
                 s.history.record(step, instance_loss=instance, **fields)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+            saved = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps
+            if saved:
                 with s.timings.phase("checkpoints"):
-                    s.checkpoints.save(step)
+                    s.checkpoints.save(step, protect=s.stop.protected() if s.stop else ())
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
                 with s.timings.phase("validation"), ema_applied(s.ema, cfg.ema.use_for_output):
                     validate(accelerator, s.pipe, models, s.manifest, s.run, step, photos=s.instance.paths)
             reporter.advance(step, **fields)
+            if s.stop is not None and (saved or step == cfg.max_steps):
+                with s.timings.phase("validation"):  # scoring the checkpoint's samples
+                    stopping = s.stop.after_checkpoint(s, step, final=not saved)
+                if stopping:
+                    break
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Collection
 
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -165,11 +166,13 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1))
 
 
-def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *, needed: int = 0) -> Path:
+def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *, needed: int = 0,
+                    protect: Collection[str] = ()) -> Path:
     """Write step ``step``'s state beside the others, then drop all but the last ``keep``.
 
     Older checkpoints are removed only after the new one is complete, so a full disk or a crash
     mid-write leaves the previous one as it was. ``needed``: the expected size, checked first.
+    ``protect``: names never removed (the best checkpoint so far, when ``train.stop_when`` scores them).
     """
     target = checkpoints_dir / checkpoint_name(step)
     if not accelerator.is_main_process:
@@ -189,7 +192,8 @@ def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *,
         key=checkpoint_step,
     )
     for old in existing[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name not in protect:
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 

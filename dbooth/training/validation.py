@@ -3,10 +3,31 @@ or for an upscaler the first photos shrunk by its factor and enlarged again."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from dbooth.prompts import format_prompt, instance_prompt
 from dbooth.training.tracking import log_images
+
+
+@contextmanager
+def trained_view(accelerator, pipe, models, manifest):
+    """The base pipeline with the weights being trained swapped in, ready to sample; training mode after."""
+    from dbooth.schedulers import set_scheduler
+
+    trained = {name: accelerator.unwrap_model(m) for name, m in models.trained_encoders.items()}
+    view = models.family.assemble(pipe, unet=accelerator.unwrap_model(models.unet), **trained)
+    set_scheduler(view, manifest.sample.scheduler)
+    view.unet.eval()
+    vae_device = view.vae.device
+    view.vae.to(accelerator.device)
+    try:
+        yield view
+    finally:
+        view.vae.to(vae_device)
+        for model in models.trained:
+            model.train()
 
 
 def validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
@@ -21,28 +42,19 @@ def validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> 
 
 def _validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
     from dbooth.pngmeta import write_png
-    from dbooth.schedulers import set_scheduler
 
-    trained = {name: accelerator.unwrap_model(m) for name, m in models.trained_encoders.items()}
-    view = models.family.assemble(pipe, unet=accelerator.unwrap_model(models.unet), **trained)
-    set_scheduler(view, manifest.sample.scheduler)
     folder = run.validation_dir / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
-    view.unet.eval()
-    vae_device = view.vae.device
-    view.vae.to(accelerator.device)
     s = manifest.sample
     common = dict(num_inference_steps=s.steps, guidance_scale=s.guidance_scale, negative_prompt=s.negative_prompt or None)
     logged = {}
-    for key, name, prompt, seed, inputs, record in _requests(models, manifest, photos):
-        with torch.no_grad(), accelerator.autocast():
-            image = view(prompt, **common, **inputs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-        write_png(folder / name, image, {"prompt": prompt, "seed": seed, "step": step, **record})
-        logged.setdefault(key, []).append(image)
+    with trained_view(accelerator, pipe, models, manifest) as view:
+        for key, name, prompt, seed, inputs, record in _requests(models, manifest, photos):
+            with torch.no_grad(), accelerator.autocast():
+                image = view(prompt, **common, **inputs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+            write_png(folder / name, image, {"prompt": prompt, "seed": seed, "step": step, **record})
+            logged.setdefault(key, []).append(image)
     log_images(accelerator, step, logged)
-    view.vae.to(vae_device)
-    for model in models.trained:
-        model.train()
 
 
 def _requests(models, manifest, photos):

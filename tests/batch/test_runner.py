@@ -20,7 +20,7 @@ SETTINGS = {"train.method": "lora", "train.max_steps": 3, "prior.num_class_image
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, tiny_base):
-    from conftest import draw_subject
+    from drawn import draw_subject
 
     root = tmp_path_factory.mktemp("batch")
     photos = root / "photos"

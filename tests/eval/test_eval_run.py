@@ -15,7 +15,7 @@ from dbooth import api
 from dbooth.errors import DboothError
 from dbooth.eval import metrics
 from dbooth.eval.encoders import load_dino
-from dbooth.eval.evaluate import METRICS, _sample
+from dbooth.eval.evaluate import METRICS, sample_at_seeds
 from dbooth.eval.tiny import save_tiny_clip, save_tiny_dino
 from dbooth.sample import load_for_sampling
 from dbooth.schedulers import set_scheduler
@@ -77,7 +77,7 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
     m = ws.manifest()
     pipe = load_for_sampling(m.base_model, None)
     set_scheduler(pipe, m.sample.scheduler)
-    images = [im for p in data["prompt_list"] for im in _sample(pipe, p, 2, m.eval.seed, m)]
+    images = [im for p in data["prompt_list"] for im in sample_at_seeds(pipe, p, 2, m.eval.seed, m)]
     kept = Image.open(run.dir / "eval" / "grid-01-base.png")
     assert list(kept.crop((0, 0, *images[0].size)).getdata()) == list(images[0].getdata())
     dino = load_dino(dino_dir)
@@ -119,7 +119,7 @@ def test_eval_without_the_encoders_says_what_to_download(make_workspace, monkeyp
 
 
 def test_on_the_builtin_model_the_oracle_recognises_the_subject_and_judges_too(tmp_path):
-    from dbooth.eval.evaluate import _builtin_oracle
+    from dbooth.eval.judges import builtin_oracle as _builtin_oracle
 
     ws = api.init(tmp_path / "heart", None, example="striped_heart")
     photos = [Image.open(p).convert("RGB") for p in sorted(ws.instance_dir.glob("*.png"))]

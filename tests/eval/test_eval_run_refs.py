@@ -36,7 +36,7 @@ def test_run_at_best_and_at_step_sample_that_checkpoint(make_workspace):
     a, b = (np.asarray(Image.open(r.paths[0]), dtype=np.int16) for r in (at_step, final))
     assert np.abs(a - b).max() > 1  # step 2 is not the final model
 
-    with pytest.raises(DboothError, match="export takes a run's final weights only"):
-        api.export(ws, "diffusers", run_id=f"{run.id}@best")
+    exported = api.export(ws, "diffusers", run_id=f"{run.id}@best")  # tests/export/test_export_checkpoint.py
+    assert exported.name == f"{run.id}@2-diffusers"
     run.write_info({**run.info(), "best_checkpoint": "final"})
     assert find_run_at(ws, f"{run.id}@best") == (run, None)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import draw_subject
+from drawn import draw_subject
 from safetensors.torch import load_file
 
 import dbooth
