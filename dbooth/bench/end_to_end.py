@@ -35,8 +35,8 @@ def previous_checkpoint_policy():
 
     save, drop = checkpointing.CheckpointWriter.save, checkpointing.drop_resume_state
 
-    def save_and_wait(self, step):
-        target = save(self, step)
+    def save_and_wait(self, step, protect=()):
+        target = save(self, step, protect)
         self.wait()
         return target
 
