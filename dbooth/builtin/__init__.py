@@ -1,6 +1,7 @@
 """Built-in models and their world: a tiny pretrained text-to-image model that needs no download.
 
-``builtin:shapes`` is pretrained on a procedurally rendered world (``world``); example
+``builtin:shapes`` is pretrained on a procedurally rendered world (``world``) and
+``builtin:shapes-x4`` (a ``StableDiffusionUpscalePipeline``) takes its 64 px images to 256 px; example
 DreamBooth subjects live in ``subjects`` and an exact judge of generated images in ``oracle``.
 """
 
@@ -13,6 +14,8 @@ from dbooth.errors import DboothError
 _HERE = Path(__file__).resolve().parent
 # builtin:shapes-x4 is its StableDiffusionUpscalePipeline (stage b), taking the model's images to 4x the side
 BUILTIN_MODELS: dict[str, Path] = {"builtin:shapes": _HERE / "shapes", "builtin:shapes-x4": _HERE / "shapes-x4"}
+# The script that trains each one, named when its folder is missing.
+_PRETRAIN_SCRIPT = {"builtin:shapes": "dbooth.builtin.pretrain", "builtin:shapes-x4": "dbooth.builtin.pretrain_upscaler"}
 
 
 def builtin_model_path(name: str) -> Path:
@@ -22,10 +25,7 @@ def builtin_model_path(name: str) -> Path:
         raise DboothError(f"unknown built-in model {name!r}; available: {', '.join(BUILTIN_MODELS)}")
     path = BUILTIN_MODELS[key]
     if not (path / "model_index.json").is_file():
-        if key == "builtin:shapes":
-            raise DboothError(f"built-in model {key} is missing at {path}; run python -m dbooth.builtin.pretrain --out {path}")
-        raise DboothError(f"built-in model {key} is missing at {path}; this dbooth install lacks it (reinstall "
-                          "dbooth, or use a StableDiffusionUpscalePipeline folder or hub id)")
+        raise DboothError(f"built-in model {key} is missing at {path}; run python -m {_PRETRAIN_SCRIPT[key]} --out {path}")
     return path
 
 

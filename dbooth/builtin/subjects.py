@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dbooth.builtin.world import CONTEXTS, Scene, random_placement, render
+from dbooth.builtin.world import CONTEXTS, IMAGE_SIZE, Scene, random_placement, render
 from dbooth.prompts import caption_file
 
 
@@ -67,8 +67,11 @@ def example_scenes(name: str, count: int = 5) -> list[Scene]:
     return [subject.scene(rng, context=_PHOTO_CONTEXTS[i % len(_PHOTO_CONTEXTS)]) for i in range(count)]
 
 
-def write_example_images(name: str, folder: str | Path, count: int = 5) -> list[Path]:
+def write_example_images(name: str, folder: str | Path, count: int = 5, size: int = IMAGE_SIZE) -> list[Path]:
     """Write ``count`` (4-5) instance photos of an example subject as PNGs; returns their paths.
+
+    ``size`` is the photos' side: the built-in model's 64 by default; 256 gives photos that also
+    serve as stage-(b) targets for ``builtin:shapes-x4`` (same scenes, finer detail).
 
     Each photo gets a caption file beside it naming its scene ("a photo of a {identifier} {class}
     on the beach"), used when the manifest says ``instance_captions: files``."""
@@ -79,7 +82,7 @@ def write_example_images(name: str, folder: str | Path, count: int = 5) -> list[
     paths = []
     for i, scene in enumerate(example_scenes(name, count)):
         path = folder / f"{name}_{i:02d}.png"
-        render(scene).save(path)
+        render(scene, size).save(path)
         caption_file(path).write_text(f"a photo of a {{identifier}} {{class}} {scene.context}\n")
         paths.append(path)
     return paths

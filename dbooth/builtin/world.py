@@ -231,6 +231,12 @@ def _object_layers(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray, np.
     return fill_out, mask, outline
 
 
+def object_coverage(scene: Scene, size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The object's coverage and its outline's, each (size, size) in 0..1, as ``render`` blends them."""
+    _, mask, outline = _object_layers(scene, size)
+    return mask, outline
+
+
 def _pattern_fill(scene: Scene, w: int, h: int, cx: float, cy: float, r: float) -> np.ndarray:
     """The object's surface colours in object-local coordinates, so patterns turn with it."""
     c1 = np.array(COLOURS[scene.colour], dtype=np.float32) / 255
@@ -422,6 +428,6 @@ def render_batch(scenes: list[Scene], size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 __all__ = [
-    "COLOURS", "CONTEXTS", "IMAGE_SIZE", "PATTERNS", "SHAPES", "Scene", "caption", "pretraining_caption",
-    "random_placement", "random_scene", "render", "render_batch", "replace", "world_words",
+    "COLOURS", "CONTEXTS", "IMAGE_SIZE", "PATTERNS", "SHAPES", "Scene", "caption", "object_coverage",
+    "pretraining_caption", "random_placement", "random_scene", "render", "render_batch", "replace", "world_words",
 ]

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbooth.builtin.subjects import EXAMPLES, example_scenes, get_example, list_examples, write_example_images
-from dbooth.builtin.world import SHAPES
+from dbooth.builtin.subjects import (
+    EXAMPLES,
+    example_scenes,
+    get_example,
+    list_examples,
+    write_example_images,
+)
+from dbooth.builtin.world import SHAPES, object_coverage
 from dbooth.errors import DboothError
 
 
@@ -35,3 +41,16 @@ def test_write_example_images_writes_varied_deterministic_pngs(tmp_path, name):
 def test_unknown_subject_lists_the_available_ones():
     with pytest.raises(DboothError, match="checkered_star"):
         get_example("corgi")
+
+
+def test_example_photos_at_256px_show_the_same_scenes_in_finer_detail(tmp_path):
+    from PIL import Image
+
+    small = write_example_images("striped_heart", tmp_path / "a", count=2)
+    big = write_example_images("striped_heart", tmp_path / "b", count=2, size=256)
+    for s, b, scene in zip(small, big, example_scenes("striped_heart", 2)):
+        assert Image.open(b).size == (256, 256) and Image.open(s).size == (64, 64)
+        shrunk = np.asarray(Image.open(b).resize((64, 64), Image.BOX), float)
+        inside = object_coverage(scene, 64)[0] > 0.99  # textures are per pixel; the object is the same
+        assert np.abs(shrunk - np.asarray(Image.open(s), float))[inside].mean() < 12
+        assert b.with_suffix(".txt").read_text() == s.with_suffix(".txt").read_text()

@@ -1,0 +1,73 @@
+"""The upscaler's pretraining: its data, its loss weights, and a two-step run that diffusers loads."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dbooth.builtin import upscaler as U
+from dbooth.builtin.pretrain import to_tensor
+from dbooth.builtin.pretrain_upscaler import (
+    UpscalerPretrainConfig,
+    noise_levels,
+    pretrain,
+    training_pair,
+    v_min_snr_weights,
+)
+from dbooth.builtin.world import random_scene, render
+
+
+def test_training_pair_is_a_256px_target_and_its_64px_condition():
+    scene = random_scene(4)
+    high, low_box = training_pair(scene, box_downscale=True)
+    _, low_render = training_pair(scene, box_downscale=False)
+    assert high.shape == (256, 256, 3) and low_box.shape == low_render.shape == (64, 64, 3)
+    assert (high == np.asarray(render(scene, 256))).all()
+    assert (low_box == np.asarray(Image.fromarray(high).resize((64, 64), Image.BOX))).all()
+    assert (low_render == np.asarray(render(scene, 64))).all()
+
+
+def test_noise_levels_stay_in_range_and_favour_low_augmentation():
+    levels = noise_levels(np.random.default_rng(0), 20_000)
+    assert levels.dtype == torch.int64
+    assert levels.min() == 0 and levels.max() <= U.MAX_NOISE_LEVEL
+    assert abs(float(levels.float().median()) - 0.25 * (U.MAX_NOISE_LEVEL + 1)) < 8  # u^2: median at a quarter
+    assert (levels < 20).float().mean() > 0.2  # the sampling default, 20, is well covered
+
+
+def test_v_min_snr_weights_match_a_direct_computation():
+    sched = U.build_train_scheduler()
+    t = torch.tensor([0, 300, 999])
+    a = sched.alphas_cumprod[t]
+    snr = a / (1 - a)
+    expected = torch.minimum(snr, torch.tensor(5.0)) / (snr + 1)
+    assert torch.allclose(v_min_snr_weights(sched, t), expected)
+    assert v_min_snr_weights(sched, torch.tensor([999]))[0] == pytest.approx(float(snr[2] / (snr[2] + 1)))
+
+
+def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_path):
+    from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline
+
+    from dbooth.builtin import builtin_model_path
+
+    cfg = UpscalerPretrainConfig(out=tmp_path / "x4", steps=2, dataset_size=16, batch_size=2, scale_samples=8)
+    pretrain(cfg)
+    pipe = StableDiffusionUpscalePipeline.from_pretrained(cfg.out)
+    base = StableDiffusionPipeline.from_pretrained(builtin_model_path("builtin:shapes"))
+    assert pipe.vae.config.scaling_factor == U.UPSCALE_SCALING_FACTOR
+    assert pipe.unet.config.in_channels == 7 and pipe.scheduler.config.prediction_type == "v_prediction"
+    for (name, p), q in zip(pipe.text_encoder.named_parameters(), base.text_encoder.parameters()):
+        assert torch.equal(p, q), name  # the text encoder is reused frozen
+    assert "2 steps at batch 2" in (cfg.out / "README.md").read_text()
+    with torch.no_grad():  # the folded VAE encodes to unit-variance latents and decodes like the base's
+        x = to_tensor(np.stack([np.asarray(render(random_scene(i), 256)) for i in range(40, 44)]))
+        post, base_post = pipe.vae.encode(x).latent_dist, base.vae.encode(x).latent_dist
+        assert 0.6 < float(post.mean.std() * U.UPSCALE_SCALING_FACTOR) < 1.6
+        assert torch.allclose(pipe.vae.decode(post.mean).sample, base.vae.decode(base_post.mean).sample, atol=2e-4)
+
+    more = UpscalerPretrainConfig(out=tmp_path / "x4b", steps=1, dataset_size=16, batch_size=2, init_from=cfg.out)
+    pretrain(more)
+    again = StableDiffusionUpscalePipeline.from_pretrained(more.out)
+    assert torch.equal(again.vae.quant_conv.weight, pipe.vae.quant_conv.weight)  # a continued VAE is not refolded
+    card = (more.out / "README.md").read_text()
+    assert "1 steps at batch 2" in card and "Starting point" in card and "2 steps at batch 2" in card
