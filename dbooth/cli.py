@@ -571,10 +571,16 @@ def _print_status(st) -> None:
             parts.append(f"{r.train_seconds:.0f} s")
         parts.append(_human(r.size_bytes))
         if r.checkpoints:
-            parts.append("checkpoints " + ", ".join(str(c) for c in r.checkpoints))
+            parts.append("checkpoints " + ", ".join(str(c) for c in r.checkpoints)
+                         + (f" (resume state at {r.resume_from})" if r.resume_from is not None and r.state != "finished"
+                            else ""))
         if r.best_checkpoint:
             parts.append(f"best {r.best_checkpoint}")
         console.print("  " + "  ".join(parts))
+        if r.timings:
+            from dbooth.training.timings import describe
+
+            console.print(f"    time: {describe(r.timings)}")
         if r.error:
             console.print(f"    [red]error:[/] {r.error}")
 
@@ -603,7 +609,11 @@ def bench(
     only: list[str] = typer.Option([], "--only", help="With --ablate: only rows whose label starts with this (repeatable)."),
     generation: bool = typer.Option(True, "--generation/--no-generation", help="Measure class-image generation."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per measured process."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="diffusers' train_dreambooth.py, run side by side."),
+    reference: Optional[Path] = typer.Option(None, "--reference",
+                                             help="diffusers' train_dreambooth.py (full) or train_dreambooth_lora.py "
+                                                  "(LoRA), run side by side."),
+    e2e: bool = typer.Option(False, "--e2e", help="Whole `dbooth train` runs with the defaults: time per phase, "
+                                                  "current vs previous checkpoint policy."),
     settings: list[str] = typer.Option([], "--set", help="Manifest override KEY=VALUE, e.g. train.batch_size=2."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
     list_configs: bool = typer.Option(False, "--list", help="List the named configurations and exit."),
@@ -628,7 +638,7 @@ def bench(
         overrides[key.strip()] = value.strip()
     request = BenchRequest(config=config, workspace=workspace, steps=steps, warmup=warmup, repeats=repeats,
                            ablate=ablate, generation=generation, threads=threads, reference=reference,
-                           overrides=overrides, only=only)
+                           overrides=overrides, only=only, e2e=e2e)
     report = run_bench(request, reporter=RichReporter())
     if json_path is not None:
         import json as _json
@@ -638,6 +648,11 @@ def bench(
     def mb(x):
         return "-" if x is None else f"{x:,.0f}"
 
+    if report.get("mode") == "e2e":
+        _print_end_to_end(report)
+        if json_path is not None:
+            console.print(f"[green]wrote[/] {json_path}")
+        return
     s = report["settings"]
     console.print(f"[bold]{report['config']}[/]: {report['description']}")
     console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
@@ -684,6 +699,30 @@ def bench(
         console.print(table)
     if json_path is not None:
         console.print(f"[green]wrote[/] {json_path}")
+
+
+def _print_end_to_end(report: dict) -> None:
+    from rich.table import Table
+
+    from dbooth.diskspace import human
+
+    s = report["settings"]
+    console.print(f"[bold]{report['config']}[/] end to end: {report['description']}")
+    console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
+                  f"{s['max_steps']} steps, checkpoint every {s['checkpoint_every']} (keep {s['keep_checkpoints']}), "
+                  f"{s['validation_images']} validation images every {s['validation_every']}, "
+                  f"{s['num_class_images']} class images; {report['repeats']} run(s) per policy, medians")
+    phases = ("load", "caching", "steps", "checkpoints", "validation", "save", "other")
+    table = Table("checkpoint policy", "wall s", *(f"{p} s" for p in phases), "total s", "writer thread s",
+                  "checkpoints on disk")
+    for row in report["rows"]:
+        if "timings" not in row:
+            table.add_row(row["label"], str(row.get("error"))[:60])
+            continue
+        t = row["timings"]
+        table.add_row(row["label"], f"{row['wall_seconds']:.1f}", *(f"{t[p]:.1f}" for p in phases),
+                      f"{t['total']:.1f}", f"{t['checkpoint_writes_background']:.1f}", human(row["checkpoint_bytes"]))
+    console.print(table)
 
 
 def main() -> None:

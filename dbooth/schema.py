@@ -181,6 +181,7 @@ class TrainConfig:
     mixed_precision: str = _field("no", choices=MIXED_PRECISIONS)  # autocast precision
     gradient_checkpointing: bool = _field(False)  # trade compute for memory
     optimizer: str = _field("adamw", choices=OPTIMIZERS)  # adamw8bit needs bitsandbytes, prodigy prodigyopt
+    fused_backward: bool = _field(False)  # AdamW per parameter inside backward: no gradient buffer, per-parameter clip
     adam_weight_decay: float = _field(1e-2, ge=0)  # AdamW decoupled weight decay
     max_grad_norm: float = _field(1.0, gt=0)  # gradient clipping norm
     ema: EmaConfig = field(default_factory=EmaConfig)  # moving average of the trained weights

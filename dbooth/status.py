@@ -35,10 +35,12 @@ class RunStatus:
     train_seconds: float | None
     size_bytes: int
     checkpoints: list[int] = field(default_factory=list)  # steps
+    resume_from: int | None = None  # the checkpoint that keeps the optimizer state (the others hold weights only)
     best_checkpoint: str | None = None
     error: str | None = None
     pid: int | None = None
     options: list[str] = field(default_factory=list)  # what differs from plain DreamBooth: DoRA, EMA, Min-SNR ...
+    timings: dict | None = None  # seconds per phase of the run's last invocation: load, caching, steps, ...
 
 
 @dataclass
@@ -99,6 +101,8 @@ def workspace_status(ws: Workspace) -> WorkspaceStatus:
 def run_status(run: Run) -> RunStatus:
     info = run.info()
     checkpoints = [int(p.name.split("-")[1]) for p in run.checkpoints()]
+    full = run.resume_checkpoint()
+    resume_from = int(full.name.split("-")[1]) if full is not None else None
     state = {"complete": "finished"}.get(info.get("status"), info.get("status", "failed"))
     pid = info.get("pid")
     if state == "running" and not _alive(pid, info.get("host")):
@@ -115,15 +119,17 @@ def run_status(run: Run) -> RunStatus:
         state=state,
         steps_done=done,
         steps_planned=info.get("planned_steps", info.get("steps")),
-        resumable=state != "finished" and state != "running" and bool(checkpoints),
+        resumable=state != "finished" and state != "running" and resume_from is not None,
         final_loss=info.get("final_loss") if state == "finished" else None,
         train_seconds=info.get("train_seconds"),
         size_bytes=_size(run.dir),
         checkpoints=checkpoints,
+        resume_from=resume_from,
         best_checkpoint=info.get("best_checkpoint"),
         error=info.get("error"),
         pid=pid if state == "running" else None,
         options=(["upscaler"] if info.get("stage") == "upscaler" else []) + describe_options(info.get("options")),
+        timings=info.get("timings"),
     )
 
 

@@ -15,6 +15,15 @@ from dbooth.prompts import caption_file
 
 MANIFEST_NAME = "dbooth.yaml"
 RUN_INFO = "run.json"
+# what resuming needs besides the weights, kept only in a run's newest checkpoint (accelerate's file names);
+# optimizer.bin first: it is removed first, so a checkpoint without it has no resume state
+RESUME_STATE_FILES = ("optimizer.bin", "scheduler.bin", "scaler.pt")
+
+
+def has_resume_state(checkpoint: Path) -> bool:
+    """Whether a checkpoint folder can be resumed from (optimizer, scheduler and RNG states), not only sampled."""
+    return ((checkpoint / "optimizer.bin").is_file() and (checkpoint / "scheduler.bin").is_file()
+            and any(checkpoint.glob("random_states_*.pkl")))
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,11 @@ class Run:
             return []
         found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def resume_checkpoint(self) -> Path | None:
+        """The newest checkpoint that holds its resume state (older ones keep only their weights)."""
+        full = [c for c in self.checkpoints() if has_resume_state(c)]
+        return full[-1] if full else None
 
 
 def new_run(ws: Workspace, method: str) -> Run:

@@ -13,7 +13,7 @@ from dbooth.cli import app
 def _overrides(monkeypatch, make_ws, args: list[str]) -> dict:
     seen = {}
 
-    def fake_train(ws, overrides, resume=False, reporter=None, wait=None):
+    def fake_train(ws, overrides, resume=False, reporter=None, wait=None, upscaler=False):
         seen.update({k: v for k, v in overrides.items() if v is not None})
         run = SimpleNamespace(final_dir=ws.root, dir=ws.root, id="fake", info=dict)  # run.json: {}
         return SimpleNamespace(run=run, steps=1, seconds=0.0, final_loss=0.0)

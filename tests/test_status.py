@@ -26,10 +26,13 @@ def _run(ws, method="full", **info):
     return run
 
 
-def _checkpoint(run, step: int, size: int = 10):
+def _checkpoint(run, step: int, size: int = 10, *, resume_state: bool = True):
     folder = run.checkpoints_dir / f"step-{step:06d}"
     folder.mkdir(parents=True)
-    (folder / "w.bin").write_bytes(b"x" * size)
+    (folder / "trainable_0.safetensors").write_bytes(b"x" * size)
+    if resume_state:  # only the newest checkpoint keeps what resuming needs
+        for name in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
+            (folder / name).write_bytes(b"x")
 
 
 def _dead_pid() -> int:
@@ -46,8 +49,10 @@ def test_each_run_state_is_told_apart(tmp_path):
     failed = _run(ws, status="failed", error="CUDA out of memory", planned_steps=400)
     live = _run(ws, status="running", pid=os.getpid(), planned_steps=400)
     killed = _run(ws, status="running", pid=_dead_pid(), planned_steps=400)
-    _checkpoint(killed, 100, size=1000)
+    _checkpoint(killed, 100, size=1000, resume_state=False)
     _checkpoint(killed, 300, size=1000)
+    stripped = _run(ws, status="interrupted", interrupted_at=150, planned_steps=400)
+    _checkpoint(stripped, 100, resume_state=False)
 
     by_id = {r.id: r for r in workspace_status(ws).runs}
     f = by_id[finished.id]
@@ -59,7 +64,9 @@ def test_each_run_state_is_told_apart(tmp_path):
     r = by_id[live.id]
     assert (r.state, r.pid, r.resumable) == ("running", os.getpid(), False)
     k = by_id[killed.id]
-    assert (k.state, k.steps_done, k.resumable, k.checkpoints) == ("stopped", 300, True, [100, 300])
+    assert (k.state, k.steps_done, k.resumable, k.checkpoints, k.resume_from) == ("stopped", 300, True, [100, 300], 300)
+    s = by_id[stripped.id]  # weights to sample, nothing to resume from
+    assert (s.checkpoints, s.resume_from, s.resumable) == ([100], None, False)
     assert k.size_bytes >= 2000 and k.size_bytes > f.size_bytes
 
 

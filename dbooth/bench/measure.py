@@ -79,7 +79,7 @@ def draw_images(folder: Path, count: int, size: int, *, subject: bool, prefix: s
     for i in range(count):
         im = Image.new("RGB", (width, size), (200 - 9 * i % 120, 120 + 13 * i % 100, 60 + 7 * i % 150))
         d = ImageDraw.Draw(im)
-        o = size // 10 + (i * size // 40)
+        o = size // 10 + ((i % 16) * size // 40)  # the same for the first 16; any count stays inside the image
         box = (o, o, width - size // 5 + i % 5, size - size // 5 + i % 5)
         path = folder / f"{prefix}{i:03d}.png"
         if subject:
@@ -116,9 +116,13 @@ def draw_class_images(folder: Path, count: int, size: int, photos: Path, resolut
         draw_images(folder, count, h, subject=False, prefix=f"class-{w}x{h}-", width=w)
 
 
-def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance: int, num_class: int,
-                   source=None):
-    """A throwaway workspace: drawn images, or copies of ``source``'s (a Workspace) images."""
+def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance: int, num_class: int | None,
+                   source=None, fixed: bool = True):
+    """A throwaway workspace: drawn images, or copies of ``source``'s (a Workspace) images.
+
+    ``fixed``: with the bench's settings (no checkpoints or validation; only steps are timed); ``num_class``
+    None draws as many class images as the manifest asks for.
+    """
     from dbooth import api
     from dbooth.config import apply_overrides, write_manifest
     from dbooth.images import scan_folder
@@ -141,7 +145,10 @@ def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance
     else:
         manifest = apply_overrides(manifest, overrides)
         res = manifest.train.resolution
-    manifest = apply_overrides(manifest, BENCH_FIXED)
+    if fixed:
+        manifest = apply_overrides(manifest, BENCH_FIXED)
+    if num_class is None:
+        num_class = manifest.prior.num_class_images
     if manifest.prior.enabled:
         have = []
         if source is not None:
@@ -223,8 +230,9 @@ class BenchRequest:
     overrides: dict = field(default_factory=dict)  # extra manifest overrides on top of the configuration
     timeout_s: float | None = None  # per measurement
     threads: int | None = None  # CPU threads per measured process (OMP_NUM_THREADS); None = torch's default
-    reference: Path | None = None  # diffusers' train_dreambooth.py, measured side by side
+    reference: Path | None = None  # diffusers' train_dreambooth.py or train_dreambooth_lora.py, side by side
     only: list[str] = field(default_factory=list)  # ablation rows whose label starts with one of these (+ base)
+    e2e: bool = False  # whole `dbooth train` runs with the defaults, current vs previous checkpoint policy
 
 
 def _resolved(ws, overrides: dict) -> tuple[dict, dict]:
@@ -296,8 +304,11 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="dbooth-bench-ws-"))
     try:
         ws = make_workspace(tmp, base_model, {**config.overrides, **request.overrides},
-                            num_instance=config.num_instance, num_class=config.num_class, source=source)
+                            num_instance=config.num_instance, num_class=None if request.e2e else config.num_class,
+                            source=source, fixed=not request.e2e)
         manifest, train = _resolved(ws, {})
+        if request.e2e:
+            return _end_to_end_report(ws, config, request, manifest, reporter)
         kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s, threads=request.threads)
 
         def dbooth_row(v: Variant) -> dict:
@@ -381,7 +392,7 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
 
 
 def _reference(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -> dict:
-    """dbooth against diffusers' train_dreambooth.py on the same workspace, alternating."""
+    """dbooth against diffusers' train_dreambooth.py or train_dreambooth_lora.py on the same workspace, alternating."""
     from dbooth.bench.reference import measure_reference
 
     kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s, threads=request.threads)
@@ -394,24 +405,67 @@ def _reference(ws, request: BenchRequest, manifest: dict, reporter: Reporter) ->
         {"label": "dbooth", "runs": [], "run": lambda: measure_training(ws, {}, **kw)},
         {"label": "dbooth, caches off (like for like)", "runs": [],
          "run": lambda: measure_training(ws, like, **kw)},
-        {"label": "train_dreambooth.py", "runs": [],
+        {"label": script.name, "runs": [],
          "run": lambda: measure_reference(script, ws, manifest, precompute=False, **ref_kw)},
     ]
     if not t["train_text_encoder"]:
-        rows.append({"label": "train_dreambooth.py --pre_compute_text_embeddings", "runs": [],
+        rows.append({"label": f"{script.name} --pre_compute_text_embeddings", "runs": [],
                      "run": lambda: measure_reference(script, ws, manifest, precompute=True, **ref_kw)})
     _round_robin(rows, request.repeats, reporter, "side by side")
     for row in rows:
         _summarise(row)
     ref = rows[2]
     if "steps_per_s" not in ref:
-        raise DboothError(f"bench --reference: train_dreambooth.py failed: {ref.get('error')}")
+        raise DboothError(f"bench --reference: {script.name} failed: {ref.get('error')}")
     for row in rows:
         if "steps_per_s" in row:
             row["speed_vs_reference"] = row["steps_per_s"] / ref["steps_per_s"]
             row["memory_vs_reference"] = row["peak_memory_mb"] / ref["peak_memory_mb"]
     command = next((x["command"] for x in ref["runs"] if "command" in x), None)
     return {"script": str(script), "rows": rows, "reference_command": command}
+
+
+def measure_end_to_end(ws, policy: str = "current", *, python: str | None = None, timeout_s: float | None = None,
+                       threads: int | None = None) -> dict:
+    """One whole training run of ``ws`` in a fresh process; ``wall_seconds`` from process start to exit."""
+    import time
+
+    began = time.perf_counter()
+    result = run_worker({"kind": "e2e", "workspace": str(ws.root), "overrides": {}, "policy": policy},
+                        python=python, timeout_s=timeout_s, threads=threads)
+    result["wall_seconds"] = time.perf_counter() - began
+    return result
+
+
+def _end_to_end_report(ws, config: BenchConfig, request: BenchRequest, manifest: dict, reporter: Reporter) -> dict:
+    from dbooth.bench.end_to_end import POLICIES, summarise
+
+    def row(policy: str) -> dict:
+        return {"label": policy, "description": POLICIES[policy], "runs": [],
+                "run": lambda: measure_end_to_end(ws, policy, timeout_s=request.timeout_s, threads=request.threads)}
+
+    rows = [row(p) for p in POLICIES]
+    _round_robin(rows, request.repeats, reporter, "end to end")
+    summarise(rows)
+    ok = [r for row in rows for r in row["runs"] if "error" not in r]
+    if not ok:
+        raise DboothError(f"bench --e2e: the training run failed: {rows[0].get('error')}")
+    t, p = manifest["train"], manifest["prior"]
+    return {
+        "mode": "e2e",
+        "config": config.name,
+        "description": config.description,
+        "device": ok[0]["device"],
+        "torch": ok[0]["torch"],
+        "threads": request.threads,
+        "settings": {**_settings_report(manifest), "max_steps": t["max_steps"],
+                     "checkpoint_every": t["checkpoint_every"], "keep_checkpoints": t["keep_checkpoints"],
+                     "validation_every": t["validation_every"],
+                     "validation_images": t["validation_images"] * len(t["validation_prompts"]),
+                     "num_class_images": p["num_class_images"]},
+        "repeats": request.repeats,
+        "rows": rows,
+    }
 
 
 def _generation(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -> list[dict]:
@@ -440,5 +494,6 @@ def _generation(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -
     return rows
 
 
-__all__ = ["BenchRequest", "run_bench", "measure_training", "measure_generation", "make_workspace",
+__all__ = ["BenchRequest", "run_bench", "measure_training", "measure_generation", "measure_end_to_end",
+           "make_workspace",
            "base_model_for", "draw_images", "cache_dir"]

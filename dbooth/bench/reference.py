@@ -1,10 +1,12 @@
-"""Side by side with diffusers' ``examples/dreambooth/train_dreambooth.py`` on the same workspace.
+"""Side by side with diffusers' ``examples/dreambooth/train_dreambooth.py`` (full fine-tuning) or
+``train_dreambooth_lora.py`` (LoRA) on the same workspace.
 
-The script is not shipped; pass its path. Both trainers get the same base model, images, prompts,
-steps, batch, resolution, precision, learning rate and prior preservation, run in the same Python
-environment, alternately, and are timed the same way (per-step timestamps, peak memory at the last
-step, the final save not measured). dbooth is measured with its defaults (cached latents and text
-embeddings) and like-for-like (both caches off, encoding every step as the script does).
+The scripts are not shipped; pass one's path (which one it is is read from its file name). Both trainers
+get the same base model, images, prompts, steps, batch, resolution, precision, learning rate, prior
+preservation (and for LoRA the same rank, alpha = rank as the script fixes it, and dropout), run in the
+same Python environment, alternately, and are timed the same way (per-step timestamps, peak memory at
+the last step, the final save not measured). dbooth is measured with its defaults (cached latents and
+text embeddings) and like-for-like (both caches off, encoding every step as the script does).
 """
 
 from __future__ import annotations
@@ -21,17 +23,28 @@ from dbooth.errors import DboothError
 RUNNER = Path(__file__).with_name("refrunner.py")
 
 
-def reference_args(ws, manifest: dict, out_dir: Path, total_steps: int, *, precompute: bool) -> list[str]:
+def script_method(script: Path) -> str:
+    """What a reference script trains: ``lora`` for train_dreambooth_lora.py, ``full`` for train_dreambooth.py."""
+    return "lora" if "lora" in Path(script).stem.lower() else "full"
+
+
+def reference_args(ws, manifest: dict, out_dir: Path, total_steps: int, *, precompute: bool,
+                   method: str = "full") -> list[str]:
     """The script's options that match a dbooth manifest (a dict) as closely as it allows."""
     from dbooth.models.source import resolve_model
     from dbooth.prompts import class_prompt, instance_prompt
     from dbooth.config import manifest_from_dict
 
     t, p = manifest["train"], manifest["prior"]
-    if t["method"] != "full":
-        raise DboothError("bench --reference: train_dreambooth.py fine-tunes the full UNet; use a full configuration")
+    if t["method"] != method:
+        script, trains, config = {
+            "lora": ("train_dreambooth_lora.py", "LoRA adapters", "a LoRA configuration (e.g. --config shapes-lora)"),
+            "full": ("train_dreambooth.py", "the full UNet", "a full configuration (e.g. --config shapes-full)"),
+        }[method]
+        raise DboothError(f"bench --reference: {script} trains {trains} but this configuration's train.method is "
+                          f"{t['method']}; use {config}")
     m = manifest_from_dict(manifest)
-    lr = t["learning_rate"] or 5e-6
+    lr = m.train.resolved_learning_rate()
     args = [
         "--pretrained_model_name_or_path", resolve_model(manifest["base_model"]).location,
         "--instance_data_dir", str(ws.instance_dir),
@@ -65,6 +78,12 @@ def reference_args(ws, manifest: dict, out_dir: Path, total_steps: int, *, preco
         args.append("--pre_compute_text_embeddings")
     if t["optimizer"] == "adamw8bit":
         args.append("--use_8bit_adam")
+    if method == "lora":
+        lora = t["lora"]
+        if lora["alpha"] != lora["rank"] or lora["use_dora"] or lora["use_rslora"]:
+            raise DboothError("bench --reference: train_dreambooth_lora.py trains plain LoRA with alpha = rank; "
+                              f"set train.lora.alpha={lora['rank']} (and DoRA/rsLoRA off) for a like-for-like run")
+        args += ["--rank", str(lora["rank"]), "--lora_dropout", str(lora["dropout"])]
     return args
 
 
@@ -77,7 +96,8 @@ def measure_reference(script: Path, ws, manifest: dict, *, warmup: int, steps: i
     total = warmup + steps
     with tempfile.TemporaryDirectory(prefix="dbooth-ref-") as tmp:
         out = Path(tmp) / "times.json"
-        argv = reference_args(ws, manifest, Path(tmp) / "out", total, precompute=precompute)
+        argv = reference_args(ws, manifest, Path(tmp) / "out", total, precompute=precompute,
+                              method=script_method(script))
         cmd = [python or sys.executable, str(RUNNER), str(out), str(script), *argv]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,

@@ -216,6 +216,29 @@ def run_training_spec(spec: dict) -> dict:
     }
 
 
+def run_end_to_end_spec(spec: dict) -> dict:
+    """A whole training run with the workspace's settings, as ``dbooth train`` runs it; its run.json split."""
+    import contextlib
+
+    from dbooth import api
+    from dbooth.bench.end_to_end import folder_bytes, previous_checkpoint_policy
+    from dbooth.workspace import open_workspace
+
+    ws = open_workspace(spec["workspace"])
+    policy = previous_checkpoint_policy() if spec.get("policy") == "previous" else contextlib.nullcontext()
+    with policy:
+        result = api.train(ws, spec.get("overrides") or None)
+    info = result.run.info()
+    return {
+        "timings": info["timings"],
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "checkpoints": [p.name for p in result.run.checkpoints()],
+        "checkpoint_bytes": folder_bytes(result.run.checkpoints_dir),
+        "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else rss_peak_mb(),
+    }
+
+
 def run_generation_spec(spec: dict) -> dict:
     """Class-image generation: batches of ``batch`` images; the first batch is warm-up."""
     from dbooth.config import apply_overrides
@@ -277,7 +300,8 @@ def main(argv: list[str]) -> int:
     tlog.disable_progress_bar()
     spec = json.loads(spec_path.read_text())
     try:
-        result = run_training_spec(spec) if spec["kind"] == "train" else run_generation_spec(spec)
+        run = {"train": run_training_spec, "e2e": run_end_to_end_spec}.get(spec["kind"], run_generation_spec)
+        result = run(spec)
         result.update(device_info())
         result["torch"] = torch.__version__
         result["process_peak_memory_mb"] = rss_peak_mb()

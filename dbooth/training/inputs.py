@@ -44,6 +44,8 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
         # a resumed run keeps its own settings; only the step budget may be extended
         manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
     cfg = manifest.train
+    if cfg.fused_backward:
+        _check_fused_backward(cfg)
     if cfg.max_timestep is not None and cfg.min_timestep >= cfg.max_timestep:
         raise DboothError(f"train.min_timestep ({cfg.min_timestep}) must be below train.max_timestep ({cfg.max_timestep})")
     check_stop_when(manifest)
@@ -95,12 +97,30 @@ def instance_masks(photos: list[Path], root: Path, reporter: Reporter) -> list[P
     return masks
 
 
+def _check_fused_backward(cfg) -> None:
+    """The optimizer inside the backward pass steps each parameter once per backward, with AdamW's settings."""
+    clash = ("train.gradient_accumulation_steps > 1" if cfg.gradient_accumulation_steps > 1 else
+             f"train.optimizer: {cfg.optimizer}" if cfg.optimizer != "adamw" else
+             "train.mixed_precision: fp16 (its gradient scaler unscales all gradients together)"
+             if cfg.mixed_precision == "fp16" else None)
+    if clash:
+        raise DboothError(f"train.fused_backward steps AdamW per parameter inside the backward pass and cannot "
+                          f"run with {clash}; set train.fused_backward: false, or use adamw, bf16 and no accumulation")
+
+
 def resumable_run(ws: Workspace, stage: str = "base") -> Run:
     runs = [r for r in list_runs(ws) if r.stage == stage and not r.complete and r.checkpoints()]
     if not runs:
         what, verb = ("upscaler run", "dbooth train --upscaler") if stage == "upscaler" else ("run", "dbooth train")
         raise DboothError(
             f"workspace {ws.root}: no unfinished {what} with a checkpoint in {ws.runs_dir}; start a new one with `{verb}`"
+        )
+    if runs[-1].resume_checkpoint() is None:
+        run = runs[-1]
+        raise DboothError(
+            f"run {run.id}: its checkpoints ({', '.join(p.name for p in run.checkpoints())}) hold weights only, no "
+            "optimizer state to resume from (only the newest keeps it, and it is missing or was removed); "
+            "sample them with `dbooth sample --run RUN@STEP` or start a new run with `dbooth train`"
         )
     return runs[-1]
 

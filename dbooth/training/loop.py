@@ -36,10 +36,12 @@ from dbooth.reporting import Reporter
 from dbooth.run_options import run_options
 from dbooth.stages import check_stage
 from dbooth.subjects import subjects
+from dbooth.training.checkpointing import CheckpointWriter, disk_plan
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.early_stop import EarlyStop
 from dbooth.training.ema import EmaWeights, ema_applied
+from dbooth.training.fused_backward import FusedBackward, inner_optimizer
 from dbooth.training.history import LossHistory
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.loss_report import write_loss_report
@@ -47,13 +49,8 @@ from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import (
-    checkpoint_name,
-    checkpoint_step,
-    load_checkpoint,
-    register_trainable_hooks,
-    save_checkpoint,
-)
+from dbooth.training.state import checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks
+from dbooth.training.timings import Timings, describe
 from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
@@ -84,7 +81,8 @@ class Session:
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
     ema: EmaWeights | None = None
-    checkpoint_bytes: int = 0  # expected size of one checkpoint, checked before each is written
+    checkpoints: CheckpointWriter | None = None  # writes step-N/ in the background
+    timings: Timings | None = None  # where the run's time goes (run.json "timings")
     history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's curve; main process only
     stop: EarlyStop | None = None  # train.stop_when: scores checkpoints and says when to stop
 
@@ -94,9 +92,12 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
     reporter = reporter or Reporter()
     manifest, resumed = inputs.manifest, inputs.resumed
     cfg = manifest.train
-    stop = EarlyStop.prepare(ws, manifest, reporter)  # its judges load first: a missing one fails in seconds
+    timings = Timings()
+    with timings.phase("load"):
+        stop = EarlyStop.prepare(ws, manifest, reporter)  # its judges load first: a missing one fails in seconds
     reporter.info(f"loading base model {manifest.base_model}")
-    pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
+    with timings.phase("load"):
+        pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
     family = family_of(pipe)
     check_stage(family, inputs.stage, manifest.base_model)
 
@@ -141,7 +142,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         atomic_write_text(run.config_path, render_manifest(manifest))
     run.write_info(info)
     try:
-        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, stop)
+        return _train(manifest, inputs, run, info, pipe, checkpoints, reporter, timings, stop)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -164,7 +165,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, reporter,
-           stop: EarlyStop | None = None) -> TrainResult:
+           timings: Timings, stop: EarlyStop | None = None) -> TrainResult:
     cfg = manifest.train
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -176,7 +177,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     set_seed(cfg.seed)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     device = accelerator.device
-    models = prepare_models(pipe, cfg, device, weight_dtype)
+    with timings.phase("load"):
+        models = prepare_models(pipe, cfg, device, weight_dtype)
     models.low_res = models.family.low_res_condition(pipe, manifest)
 
     reporter.info(
@@ -186,14 +188,16 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
                      device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
     buckets = bucket_sizes(cfg.resolution) if cfg.buckets else None  # class images too: each step pairs by bucket
-    instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
-                          **bank_args)
+    with timings.phase("caching"):
+        instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
+                              **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
     if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
         bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
-    classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
-               if inputs.class_paths else None)
+    with timings.phase("caching"):
+        classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
+                   if inputs.class_paths else None)
     if cfg.cache_latents and device.type != "cpu":
         models.vae.to("cpu")  # only validation needs it again; frees its memory for training
 
@@ -205,23 +209,29 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     optimizer, lr_scheduler = prepared[-2], prepared[-1]
     ema = EmaWeights(models.trained, cfg.ema) if cfg.ema.enabled else None
     register_trainable_hooks(accelerator, models.trained, ema)
+    if cfg.fused_backward:  # each parameter's AdamW step inside backward; optimizer.step() then has nothing to do
+        FusedBackward(inner_optimizer(optimizer), cfg.max_grad_norm)
 
     # one caption per instance photo (all the same unless instance_captions: files), then the class prompt(s)
     class_prompts = (inputs.class_prompts or [class_prompt(manifest)]) if classes else []
     captions = list(inputs.captions) + class_prompts
-    prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
-                         dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
+    with timings.phase("caching"):
+        prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
+                             dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
 
     step = 0
     if checkpoints:
-        load_checkpoint(accelerator, checkpoints[-1], lr_scheduler)
-        step = checkpoint_step(checkpoints[-1])
+        resume_from = run.resume_checkpoint()  # the newest with optimizer state; older ones hold weights only
+        load_checkpoint(accelerator, resume_from, lr_scheduler)
+        step = checkpoint_step(resume_from)
         reporter.info(f"resumed {run.id} from step {step}")
     class_caption: int | ClassPick = len(inputs.captions)
     if len(class_prompts) > 1:
         class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))
+    writer = CheckpointWriter(accelerator, models.trained, ema, optimizer, lr_scheduler, run.checkpoints_dir,
+                              cfg.keep_checkpoints, needed=_check_space(cfg, run, pipe, models, reporter))
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
-                      optimizer, lr_scheduler, ema, _check_space(cfg, run, pipe, models),
+                      optimizer, lr_scheduler, ema, writer, timings,
                       # a resumed run drops the rows past its checkpoint
                       history=LossHistory(run.dir, start=step) if accelerator.is_main_process else None, stop=stop)
     start_tracking(accelerator)
@@ -229,12 +239,16 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     info.update(status="running")
     run.write_info(info)
     try:
-        step, loss_value = _loop(session, step, reporter)
+        with timings.phase("steps"):
+            step, loss_value = _loop(session, step, reporter)
+        with timings.phase("checkpoints"):
+            writer.wait()  # a failed background write raises here, before the final save
     except KeyboardInterrupt as interrupt:
         info.update(status="interrupted", interrupted_at=interrupt.args[0] if interrupt.args else None)
         run.write_info(info)
         raise
     finally:
+        writer.wait(quiet=True)  # a crash or Ctrl-C lets the checkpoint in flight land (a second Ctrl-C abandons it)
         accelerator.end_training()
         if session.history is not None:
             session.history.close()
@@ -242,15 +256,19 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
                 write_loss_report(run.dir, run.id)  # the curve so far, also for a stopped or failed run
 
     reporter.info("saving")
-    if ema is not None and cfg.ema.use_for_output:
-        ema.copy_to_models()
-    check_weights_finite(models.trained, f"run {run.id}")
-    kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
-    if accelerator.is_main_process:
-        with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
-            save_final(accelerator, manifest, run, models)
+    with timings.phase("save"):
+        if ema is not None and cfg.ema.use_for_output:
+            ema.copy_to_models()
+        check_weights_finite(models.trained, f"run {run.id}")
+        kept = "the run's checkpoints are kept and `dbooth train --resume` continues from the last one"
+        if accelerator.is_main_process:
+            with writing("the final weights", run.dir, kept=kept if run.checkpoints() else ""):
+                save_final(accelerator, manifest, run, models)
     seconds = time.time() - started
-    info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value)
+    timings.background = writer.write_seconds
+    info.update(status="complete", steps=step, train_seconds=round(seconds, 2), final_loss=loss_value,
+                timings=timings.as_dict())
+    reporter.info("time: " + describe(info["timings"]))
     run.write_info(info)
     return TrainResult(run=run, steps=step, seconds=seconds, final_loss=loss_value)
 
@@ -300,16 +318,18 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 s.history.record(step, instance_loss=instance, **fields)
             saved = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps
             if saved:
-                save_checkpoint(accelerator, s.run.checkpoints_dir, step, cfg.keep_checkpoints,
-                                needed=s.checkpoint_bytes, protect=s.stop.protected() if s.stop else ())
+                with s.timings.phase("checkpoints"):
+                    s.checkpoints.save(step, protect=s.stop.protected() if s.stop else ())
                 last_checkpoint = step
             if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
-                with ema_applied(s.ema, cfg.ema.use_for_output):
+                with s.timings.phase("validation"), ema_applied(s.ema, cfg.ema.use_for_output):
                     validate(accelerator, s.pipe, models, s.manifest, s.run, step, photos=s.instance.paths)
             reporter.advance(step, **fields)
-            if s.stop is not None and (saved or step == cfg.max_steps) and \
-                    s.stop.after_checkpoint(s, step, final=not saved):
-                break
+            if s.stop is not None and (saved or step == cfg.max_steps):
+                with s.timings.phase("validation"):  # scoring the checkpoint's samples
+                    stopping = s.stop.after_checkpoint(s, step, final=not saved)
+                if stopping:
+                    break
     except KeyboardInterrupt:
         raise KeyboardInterrupt(step) from None
     finally:
@@ -317,18 +337,18 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     return step, loss_value
 
 
-def _check_space(cfg, run: Run, pipe, models: Models) -> int:
-    """Fail before the first step when a checkpoint and the final weights will not fit; returns a checkpoint's size."""
+def _check_space(cfg, run: Run, pipe, models: Models, reporter) -> int:
+    """Fail before the first step when the checkpoints and final weights will not fit; returns one checkpoint's size."""
     trainable = parameter_bytes(models.trained, trainable_only=True)
-    checkpoint = 3 * trainable  # the weights and AdamW's two moments
+    plan = disk_plan(cfg, trainable)
     if cfg.method == "lora":
         final = trainable
     else:
         final = parameter_bytes([m for m in pipe.components.values() if isinstance(m, torch.nn.Module)],
                                 trainable_only=False)
-    needed = final + (checkpoint if cfg.checkpoint_every and cfg.checkpoint_every < cfg.max_steps else 0)
-    require_free(run.dir, needed, f"run {run.id} (a checkpoint and the final weights)")
-    return checkpoint
+    reporter.info(plan.describe(cfg.checkpoint_every))
+    require_free(run.dir, final + plan.steady, f"run {run.id} (its checkpoints and the final weights)")
+    return plan.one_checkpoint
 
 
 def _optimisation(models: Models, cfg, accelerator):

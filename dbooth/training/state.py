@@ -1,8 +1,10 @@
-"""Checkpoints through accelerate's save_state/load_state, holding only what is trained.
+"""Checkpoint files: the trained tensors as safetensors, the rest in accelerate's save_state/load_state layout.
 
 accelerate restores optimizer, LR scheduler and RNG states; these hooks replace its
 "save the whole model" step with "save the trainable parameters" (a LoRA checkpoint is
-megabytes, not the full UNet), written as safetensors.
+megabytes, not the full UNet), written as safetensors. A single process writes its checkpoints
+in the background (``dbooth.training.checkpointing``, through ``write_weights``); several processes
+write them through ``save_checkpoint``.
 
 With several processes every one of them calls ``save_state`` into the folder the main process
 made (DeepSpeed needs all ranks there), only the main process writes the trained tensors, and the
@@ -57,6 +59,15 @@ def register_trainable_hooks(accelerator, models: list, ema=None) -> None:
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
+
+
+def write_weights(folder: str | Path, trainable: list[dict], ema: dict | None, *, processes: int = 1) -> None:
+    """A checkpoint's weights: model ``i``'s trained tensors in ``trainable_i.safetensors``, EMA averages beside."""
+    metadata = {"processes": str(processes)}  # as the save hook records it
+    for i, tensors in enumerate(trainable):
+        save_file(tensors, str(Path(folder) / f"trainable_{i}.safetensors"), metadata=metadata)
+    if ema is not None:
+        save_file(ema, str(Path(folder) / EMA_FILE))
 
 
 def apply_trainable(models: list, folder: str | Path) -> None:

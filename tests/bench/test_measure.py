@@ -155,3 +155,25 @@ def test_the_drawn_workspace_gives_masked_loss_and_buckets_work(bench_ws):
     assert sorted({shape_of(Image.open(p).size, on) for p in both.class_paths}) == [(32, 32), (40, 24)]
     res = _train(bench_ws, {"train.masked_loss": True, "train.buckets": True}, steps=2)
     assert len(res["step_seconds"]) == 2 and all(loss == loss for loss in res["losses"])
+
+
+def test_lora_reference_gets_the_lora_scripts_options(tmp_path, tiny_base):
+    """train_dreambooth_lora.py: same rank, dropout and LoRA learning rate; a full configuration is refused."""
+    from dbooth.bench.reference import reference_args, script_method
+    from dbooth.config import manifest_to_dict
+    from dbooth.errors import DboothError
+
+    assert script_method(Path("x/train_dreambooth_lora.py")) == "lora"
+    assert script_method(Path("x/train_dreambooth.py")) == "full"
+    ws = measure.make_workspace(tmp_path / "lora", str(tiny_base), {**CONFIGS["tiny"].overrides, "train.method": "lora",
+                                "train.lora.rank": 4, "train.lora.alpha": 4, "train.lora.dropout": 0.1},
+                                num_instance=2, num_class=2)
+    manifest = manifest_to_dict(ws.manifest())
+    args = reference_args(ws, manifest, tmp_path / "out", 5, precompute=False, method="lora")
+    assert args[args.index("--rank") + 1] == "4" and args[args.index("--lora_dropout") + 1] == "0.1"
+    assert float(args[args.index("--learning_rate") + 1]) == ws.manifest().train.resolved_learning_rate()
+    with pytest.raises(DboothError, match="train_dreambooth.py trains the full UNet .* train.method is lora"):
+        reference_args(ws, manifest, tmp_path / "out", 5, precompute=False, method="full")
+    manifest["train"]["lora"]["alpha"] = 8
+    with pytest.raises(DboothError, match="alpha = rank; set train.lora.alpha=4"):
+        reference_args(ws, manifest, tmp_path / "out", 5, precompute=False, method="lora")
