@@ -41,6 +41,7 @@ def init(
     """
     data: dict = {}
     if example is not None:
+        from dbooth.demo import BASE_MODEL as example_base
         from dbooth.demo import example_settings
 
         data.update(example_settings(example))
@@ -60,6 +61,9 @@ def init(
         data["base_model"] = str(local.resolve()) if local.exists() else base_model
         if local.suffix.lower() in PICKLE_SUFFIXES:
             resolve_model(base_model, allow_pickle=allow_pickle)  # a pickle is refused before anything is written
+    if example is not None and data["base_model"] != example_base:
+        # builtin:shapes-x4 shares builtin:shapes' text encoder: another base keeps the default upscaler
+        data = {k: v for k, v in data.items() if not k.startswith("upscaler.")}
     if allow_pickle:
         data["allow_pickle"] = True
     manifest = Manifest(class_noun=data.pop("class_noun"))

@@ -115,3 +115,11 @@ def test_demo_upscale_adds_stage_b_to_the_report(tmp_path, tiny_as_builtin, tiny
     stage_a = Image.open(result.workspace / "report" / "finetuned_class.png")
     assert Image.open(result.workspace / "report" / "upscaled_finetuned_class.png").size == tuple(
         4 * x for x in stage_a.size)
+
+
+def test_example_on_another_base_model_keeps_the_default_upscaler(tmp_path, tiny_base):
+    from dbooth import api
+    from dbooth.schema import UpscalerConfig
+
+    manifest = api.init(tmp_path / "heart", None, example="striped_heart", base_model=str(tiny_base)).manifest()
+    assert manifest.upscaler == UpscalerConfig()  # builtin:shapes-x4 pairs with builtin:shapes only
