@@ -41,6 +41,7 @@ def init(
     """
     data: dict = {}
     if example is not None:
+        from dbooth.demo import BASE_MODEL as example_base
         from dbooth.demo import example_settings
 
         data.update(example_settings(example))
@@ -60,6 +61,9 @@ def init(
         data["base_model"] = str(local.resolve()) if local.exists() else base_model
         if local.suffix.lower() in PICKLE_SUFFIXES:
             resolve_model(base_model, allow_pickle=allow_pickle)  # a pickle is refused before anything is written
+    if example is not None and data["base_model"] != example_base:
+        # builtin:shapes-x4 shares builtin:shapes' text encoder: another base keeps the default upscaler
+        data = {k: v for k, v in data.items() if not k.startswith("upscaler.")}
     if allow_pickle:
         data["allow_pickle"] = True
     manifest = Manifest(class_noun=data.pop("class_noun"))
@@ -74,8 +78,9 @@ def init(
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
         from dbooth.builtin.subjects import write_example_images
+        from dbooth.demo import EXAMPLE_PHOTO_SIZE
 
-        write_example_images(example, ws.instance_dir)
+        write_example_images(example, ws.instance_dir, size=EXAMPLE_PHOTO_SIZE)
     return ws
 
 
@@ -145,8 +150,9 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
         tmp.mkdir(parents=True)
         if example is not None:
             from dbooth.builtin.subjects import write_example_images
+            from dbooth.demo import EXAMPLE_PHOTO_SIZE
 
-            write_example_images(example, tmp)
+            write_example_images(example, tmp, size=EXAMPLE_PHOTO_SIZE)
         else:
             for p in found.paths:
                 for item in (p, caption_file(p), mask_file(p)):

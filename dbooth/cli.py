@@ -428,6 +428,9 @@ def demo(
         None, "--table", help="Run every example subject under every configuration; write the averages as JSON here."
     ),
     only: Optional[str] = typer.Option(None, "--subjects", help="With --table: comma-separated subset of subjects."),
+    upscale: bool = typer.Option(
+        False, "--upscale", help="Also stage (b): fine-tune the upscaler on the subject, compare it with the base one."
+    ),
 ) -> None:
     """DreamBooth end to end on the built-in model, offline: prior, train, sample, evaluate, report."""
     from rich.table import Table
@@ -446,7 +449,8 @@ def demo(
         console.print(f"[green]table:[/] {table}")
         return
 
-    settings = DemoSettings(method="lora" if lora else "full", prior=prior_preservation, steps=steps, captions=captions)
+    settings = DemoSettings(method="lora" if lora else "full", prior=prior_preservation, steps=steps, captions=captions,
+                            upscale=upscale)
     if subject:
         settings.subject = subject
     result = run_demo(out, settings, reporter=RichReporter())
@@ -459,6 +463,15 @@ def demo(
                       ("pres", "lower is better"), ("div", "higher is more diverse")):
         table.add_row(f"{key} ({note})", f"{m['base'][key]:.3f}", f"{m[key]:.3f}")
     console.print(table)
+    if "stage_b" in m:
+        b = m["stage_b"]
+        up = Table(title=f"stage (b): {b['upscaler_base']} before and after fine-tuning ({b['steps']} steps)")
+        for column in ("measure", "bicubic", "base upscaler", "fine-tuned"):
+            up.add_column(column, justify="left" if column == "measure" else "right")
+        for key, note in (("detail", "subject detail recovery, higher is better"), ("psnr", "subject PSNR, dB"),
+                          ("class_detail_error", "class drift, lower is better"), ("class_psnr", "class PSNR, dB")):
+            up.add_row(f"{key} ({note})", *(f"{b[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
+        console.print(up)
     console.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
 
 

@@ -30,6 +30,10 @@ HELD_OUT_CONTEXTS = (
     "with a city in the background",
 )
 MARKER = ".dbooth-demo"
+# example photos are written at the upscaler's output side: stage (a) shrinks them to its 64 px, and
+# stage (b) cuts its pairs from them (256 px targets from 64 px inputs for builtin:shapes-x4)
+EXAMPLE_PHOTO_SIZE = 256
+EXAMPLE_UPSCALER = "builtin:shapes-x4"
 DEMO_LEARNING_RATES = {"full": 1e-4, "lora": 1e-3}
 
 
@@ -61,6 +65,15 @@ def example_settings(name: str) -> dict:
         "train.validation_prompts": ["a photo of a {identifier} {class} in the jungle"],
         "sample.steps": 20,
         "sample.guidance_scale": 5.0,
+        # stage (b): the built-in upscaler, at its own 256 px side (see "Stage (b): the upscaler" in README.md)
+        "upscaler.base": EXAMPLE_UPSCALER,
+        # measured on the CPU (BENCHMARKS.md, "Stage (b) on the built-in model"): 400 full steps at 5e-4 (the
+        # 1.47M-parameter upscaler was pretrained at 5e-4), without class pairs: builtin:shapes' class images are
+        # 64 px, so their pairs would be 16 -> 64 px, a scale the upscaler never sees in use, and they cost detail
+        "upscaler.max_steps": 400,
+        "upscaler.learning_rate": 5e-4,
+        "upscaler.prior": False,
+        "upscaler.validation_every": 0,
     }
 
 
@@ -78,6 +91,10 @@ class DemoSettings:
     evaluate_base: bool = True
     class_images_from: Path | None = None  # reuse another demo workspace's class/ (same prompt and model)
     captions: bool = True  # each photo's scene caption (instance_captions: files); False: one prompt for all
+    upscale: bool = False  # also stage (b): fine-tune the upscaler on the subject, measure and show it
+    upscaler_steps: int | None = None  # None: the example's upscaler.max_steps
+    upscaler_learning_rate: float | None = None  # None: dbooth.demo_upscale.UPSCALER_LEARNING_RATES[method]
+    upscale_scenes: int = 6  # rendered subject scenes and class objects stage (b) is measured on
 
 
 @dataclass
@@ -134,6 +151,16 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     timings["eval_seconds"] = round(time.time() - t, 1)
 
     metrics = dict(grids.pop("metrics"))
+    stage_a = grids.pop("images")
+    if s.upscale:
+        from dbooth.demo_upscale import run_stage_b
+
+        first = HELD_OUT_CONTEXTS[0]
+        samples = {"subject": stage_a["finetuned"][first], "class": stage_a["finetuned"]["class"]}
+        prompts = {"subject": next(p for p in metrics["prompts"]["subject"] if p.endswith(first)),
+                   "class": metrics["prompts"]["class"]}
+        metrics["stage_b"], stage_b_grids = run_stage_b(ws, manifest, s, samples, prompts, reporter)
+        grids.update(stage_b_grids)
     metrics.update(
         subject=s.subject,
         method=s.method,
@@ -209,6 +236,7 @@ def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
             grids[f"{label}:{ctx}"] = save(f"{label}_{ctx.replace(' ', '_')}", images[label][ctx])
         grids[f"{label}:class"] = save(f"{label}_class", images[label]["class"])
     grids["metrics"] = metrics
+    grids["images"] = images
     return grids
 
 
@@ -227,6 +255,11 @@ def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
 
 def _html(metrics: dict, grids: dict, description: str) -> str:
     e = html.escape
+    stage_b = ""
+    if "stage_b" in metrics:
+        from dbooth.demo_upscale import html_section
+
+        stage_b = html_section(metrics["stage_b"], grids)
     base = metrics["base"]
     rows = "".join(
         f"<tr><td>{e(k)}</td><td>{base[k]:.3f}</td><td>{metrics[k]:.3f}</td></tr>"
@@ -240,7 +273,7 @@ def _html(metrics: dict, grids: dict, description: str) -> str:
             f"<p>fine-tuned (same seeds)</p><img src='{grids['finetuned:' + ctx]}'>"
         )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>dbooth demo: {e(metrics['subject'])}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{image-rendering:pixelated;width:100%;max-width:{96 * 6}px}}
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{image-rendering:pixelated;width:100%;max-width:{96 * 6}px}}img.big{{max-width:{256 * 3}px}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}</style></head><body>
 <h1>dbooth demo: {e(description)}</h1>
 <p>Method: {e(metrics['method'])}, prior preservation: {e(str(metrics['prior_preservation']))}, {metrics['steps']} steps,
@@ -250,7 +283,7 @@ training {metrics['train_seconds']} s. Metrics judged by the built-in oracle (PR
 <h2>Subject in new contexts</h2>{''.join(sections)}
 <h2>Class prompt: {e(metrics['prompts']['class'])}</h2>
 <p>before (base model)</p><img src='{grids['base:class']}'><p>after (fine-tuned, same seeds)</p><img src='{grids['finetuned:class']}'>
-</body></html>
+{stage_b}</body></html>
 """
 
 

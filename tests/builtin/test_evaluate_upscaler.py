@@ -46,3 +46,10 @@ def test_evaluation_scenes_are_the_subject_in_new_places_and_its_class_without_i
 def test_upscale_refuses_an_unknown_name():
     with pytest.raises(ValueError, match="bicubic"):
         upscale("lanczos", [], [])
+
+
+def test_no_world_scenes_skips_world_psnr_only():
+    r = evaluate_upscaler("bicubic", num_world=0, per_subject=2, subjects=["striped_heart"], seed=1)
+    full = evaluate_upscaler("bicubic", num_world=2, per_subject=2, subjects=["striped_heart"], seed=1)
+    assert r["world_psnr"] is None and r["subjects"] == full["subjects"]
+    assert "| bicubic | mean |" in format_table({"bicubic": r})
