@@ -59,11 +59,17 @@ def _log(msg: str, start: float) -> None:
     print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
 
+def training_views(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(256 px target, the world's own 64 px render, the target box-downscaled to 64 px) as uint8 HWC arrays."""
+    high = render(scene, U.HIGH_RES)
+    boxed = high.resize((U.LOW_RES, U.LOW_RES), Image.BOX)
+    return np.asarray(high), np.asarray(render(scene, U.LOW_RES)), np.asarray(boxed)
+
+
 def training_pair(scene: Scene, box_downscale: bool) -> tuple[np.ndarray, np.ndarray]:
     """(256 px target, 64 px condition) as uint8 HWC arrays."""
-    high = render(scene, U.HIGH_RES)
-    low = high.resize((U.LOW_RES, U.LOW_RES), Image.BOX) if box_downscale else render(scene, U.LOW_RES)
-    return np.asarray(high), np.asarray(low)
+    high, rendered, boxed = training_views(scene)
+    return high, boxed if box_downscale else rendered
 
 
 def noise_levels(rng: np.random.Generator, n: int) -> torch.Tensor:
@@ -114,12 +120,12 @@ def encode_dataset(vae, cfg: UpscalerPretrainConfig, start: float):
     means, stds, lows_render, lows_box = [], [], [], []
     for i in range(0, len(scenes), 16):
         chunk = scenes[i : i + 16]
-        highs = np.stack([np.asarray(render(s, U.HIGH_RES)) for s in chunk])
+        highs, rendered, boxed = (np.stack(v) for v in zip(*(training_views(s) for s in chunk)))
         post = vae.encode(to_tensor(highs).to(vae.device)).latent_dist
         means.append(post.mean)
         stds.append(post.std)
-        lows_box.append(np.stack([np.asarray(Image.fromarray(h).resize((U.LOW_RES,) * 2, Image.BOX)) for h in highs]))
-        lows_render.append(np.stack([np.asarray(render(s, U.LOW_RES)) for s in chunk]))
+        lows_box.append(boxed)
+        lows_render.append(rendered)
         if i % 320 == 0:
             _log(f"encoded {i + len(chunk)}/{len(scenes)}", start)
     lows = torch.stack([to_tensor(np.concatenate(lows_render)), to_tensor(np.concatenate(lows_box))]).to(vae.device)
