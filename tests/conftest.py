@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from drawn import draw_subject
+from drawn import draw_photos
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tiny models gain nothing from a second thread, and on a busy machine two threads spin-wait
@@ -58,11 +58,7 @@ def tiny_upscaler_base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def photos(tmp_path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(3):
-        draw_subject(folder / f"{i:02d}.jpg", i)
-    return folder
+    return draw_photos(tmp_path / "photos")
 
 
 @pytest.fixture

@@ -16,3 +16,11 @@ def draw_subject(path: Path, i: int, size: int = 96) -> Path:
     d.ellipse((o, o, size - 20 + i, size - 20 + i), fill=(30, 40, 210))
     im.save(path)
     return path
+
+
+def draw_photos(folder: Path, count: int = 3) -> Path:
+    """``folder`` (created) with ``count`` drawn subject photos, 00.jpg, 01.jpg, ..."""
+    folder.mkdir(parents=True)
+    for i in range(count):
+        draw_subject(folder / f"{i:02d}.jpg", i)
+    return folder

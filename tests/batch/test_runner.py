@@ -20,13 +20,10 @@ SETTINGS = {"train.method": "lora", "train.max_steps": 3, "prior.num_class_image
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, tiny_base):
-    from drawn import draw_subject
+    from drawn import draw_photos
 
     root = tmp_path_factory.mktemp("batch")
-    photos = root / "photos"
-    photos.mkdir()
-    for i in range(3):
-        draw_subject(photos / f"{i:02d}.jpg", i)
+    photos = draw_photos(root / "photos")
     from dbooth.config import apply_overrides, write_manifest
 
     def workspace(name, **extra):

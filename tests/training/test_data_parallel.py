@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from drawn import draw_subject
+from drawn import draw_photos
 from safetensors.torch import load_file
 
 import dbooth
@@ -38,10 +38,7 @@ SETTINGS = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_ever
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_base):
     root = tmp_path_factory.mktemp("dp")
-    photos = root / "photos"
-    photos.mkdir()
-    for i in range(3):
-        draw_subject(photos / f"{i:02d}.jpg", i)
+    photos = draw_photos(root / "photos")
 
     def workspace(name: str, batch_size: int):
         ws = api.init(root / name, "dog", base_model=str(tiny_base), images=photos)
