@@ -179,8 +179,7 @@ class CheckpointWriter:
         """Checkpoint step ``step``; returns at once (after the previous write, if still in flight, is done)."""
         self.wait()
         if self.accelerator.num_processes > 1:
-            target = save_checkpoint(self.accelerator, self.checkpoints_dir, step, self.keep, needed=self.needed,
-                                     protect=protect)
+            target = save_checkpoint(self.accelerator, self.checkpoints_dir, step, needed=self.needed)
             if self.accelerator.is_main_process:
                 thin_out(self.checkpoints_dir, target, self.keep, protect)
             return target

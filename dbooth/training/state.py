@@ -16,9 +16,7 @@ resumes under any process count.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
-from typing import Collection
 
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -166,13 +164,12 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1))
 
 
-def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *, needed: int = 0,
-                    protect: Collection[str] = ()) -> Path:
-    """Write step ``step``'s state beside the others, then drop all but the last ``keep``.
+def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, *, needed: int = 0) -> Path:
+    """Write step ``step``'s whole state through accelerate, every process taking part (several processes).
 
-    Older checkpoints are removed only after the new one is complete, so a full disk or a crash
-    mid-write leaves the previous one as it was. ``needed``: the expected size, checked first.
-    ``protect``: names never removed (the best checkpoint so far, when ``train.stop_when`` scores them).
+    The folder is put in place only when complete, so a full disk or a crash mid-write leaves the previous
+    checkpoints as they were; thinning the older ones out is ``checkpointing.thin_out``'s, afterwards.
+    ``needed``: the expected size, checked first.
     """
     target = checkpoints_dir / checkpoint_name(step)
     if not accelerator.is_main_process:
@@ -187,13 +184,6 @@ def save_checkpoint(accelerator, checkpoints_dir: Path, step: int, keep: int, *,
             _folder_from_main(str(tmp))
         accelerator.save_state(str(tmp), safe_serialization=True)
         accelerator.wait_for_everyone()  # every process's part is in the folder before it is put in place
-    existing = sorted(
-        (p for p in checkpoints_dir.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name)),
-        key=checkpoint_step,
-    )
-    for old in existing[:-keep]:
-        if old.name not in protect:
-            shutil.rmtree(old, ignore_errors=True)
     return target
 
 
