@@ -161,7 +161,7 @@ class StopWhenConfig:
     images_per_prompt: int = _field(2, ge=1)  # samples per prompt and checkpoint
     class_images: int = _field(4, ge=1)  # class-prompt samples per checkpoint, for PRES (prior on)
     seed: int = _field(1000)  # other seeds than eval.seed, so `dbooth eval` reports on samples the pick never saw
-    prompt_fidelity_margin: float | None = _field(None, ge=0)  # None = eval.prompt_fidelity_margin
+    prompt_fidelity_margin: float | None = _field(None, ge=0)  # None: 0.25 with the oracle, else eval.prompt_fidelity_margin
 
 
 @dataclass

@@ -48,15 +48,18 @@ def evaluate_base_model(
     batch_size: int = 25,
     oracle: Oracle | None = None,
     device: str = "cpu",
+    bare: bool = False,
 ) -> dict:
     """Shape, context and colour accuracy of samples for full prompts, as judged by the oracle.
-    The noise comes from a CPU generator, so a GPU run draws the same starting latents."""
+    With ``bare`` the prompts are the bare class prompts ("a photo of a star", what prior
+    preservation samples) and only shape accuracy is scored. The noise comes from a CPU
+    generator, so a GPU run draws the same starting latents."""
     start = time.time()
     pipe = load_pipeline(model).to(device)
     oracle = oracle or Oracle.load()
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng) for _ in range(num_samples)]
-    prompts = [caption(s) for s in scenes]
+    prompts = [caption(s, colour=not bare, context=not bare) for s in scenes]
     gen = torch.Generator().manual_seed(seed)
     images = []
     for i in range(0, num_samples, batch_size):
@@ -64,17 +67,17 @@ def evaluate_base_model(
                    generator=gen, output_type="pil")
         images += out.images
     seconds = time.time() - start
-    return {
-        "num_samples": num_samples,
-        "steps": steps,
-        "guidance_scale": guidance_scale,
-        "shape_accuracy": oracle.shape_accuracy(images, [s.shape for s in scenes]),
-        "context_accuracy": oracle.prompt_fidelity(images, [s.context for s in scenes]),
-        "colour_accuracy": oracle.colour_accuracy(images, [s.colour for s in scenes]),
-        "seconds": round(seconds, 1),
-        "images": images,
-        "prompts": prompts,
-    }
+    result = {"num_samples": num_samples, "steps": steps, "guidance_scale": guidance_scale, "bare": bare,
+              "shape_accuracy": oracle.shape_accuracy(images, [s.shape for s in scenes])}
+    if bare:
+        shapes = sorted({s.shape for s in scenes})
+        result["shape_accuracy_by_shape"] = {
+            name: oracle.shape_accuracy([im for im, s in zip(images, scenes) if s.shape == name],
+                                        [name] * sum(s.shape == name for s in scenes)) for name in shapes}
+    else:
+        result["context_accuracy"] = oracle.prompt_fidelity(images, [s.context for s in scenes])
+        result["colour_accuracy"] = oracle.colour_accuracy(images, [s.colour for s in scenes])
+    return {**result, "seconds": round(seconds, 1), "images": images, "prompts": prompts}
 
 
 @torch.no_grad()
@@ -112,12 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", type=Path, default=None, help="also save the samples as one PNG grid")
     p.add_argument("--vae", action="store_true", help="judge VAE round trips of renders instead of samples")
     p.add_argument("--device", default="cpu", help="where to sample (cpu or cuda)")
+    p.add_argument("--bare", action="store_true", help="bare class prompts ('a photo of a star'): shape only")
+    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     if a.vae:
         print(json.dumps(evaluate_vae(a.samples, a.model, a.seed + 7)))
         return
-    r = evaluate_base_model(a.samples, a.model, a.steps, a.guidance_scale, a.seed, device=a.device)
+    r = evaluate_base_model(a.samples, a.model, a.steps, a.guidance_scale, a.seed, device=a.device, bare=a.bare)
     if a.grid:
         save_grid(r["images"], a.grid)
     print(json.dumps({k: v for k, v in r.items() if k not in ("images", "prompts")}))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dbooth.builtin import components as C
-from dbooth.builtin.world import COLOURS, PATTERNS, Scene, pretraining_caption, random_scene, render_batch
+from dbooth.builtin.world import COLOURS, PATTERNS, Scene, caption, pretraining_caption, random_scene, render_batch
 from dbooth.fsutil import atomic_path, atomic_write_text
 
 
@@ -50,6 +50,7 @@ class PretrainConfig:
     device: str | None = None  # None: the GPU when there is one (bf16 autocast there), else the CPU
     render_workers: int = 1  # processes rendering the data set (the GPU trains faster than one core renders)
     warmup: int | None = None  # lr warm-up steps; None: 200 from scratch or for a new UNet, 20 when continuing
+    bare_fraction: float = 0.0  # of the non-empty captions: the bare class caption "a photo of a star" instead
 
 
 def _log(msg: str, start: float) -> None:
@@ -145,6 +146,17 @@ def encode_dataset(vae, cfg: PretrainConfig, start: float, device: torch.device 
     return scenes, mean, std
 
 
+def training_caption(scene: Scene, rng: np.random.Generator, cfg: PretrainConfig) -> str:
+    """Empty (``caption_dropout``), the bare class caption (``bare_fraction`` of the rest), or a
+    pretraining caption. A stage weighted toward bare captions trains what DreamBooth's class prompt
+    and prior preservation lean on, where the model was weakest."""
+    if rng.random() < cfg.caption_dropout:
+        return ""
+    if cfg.bare_fraction and rng.random() < cfg.bare_fraction:
+        return caption(scene, colour=False, context=False)
+    return pretraining_caption(scene, rng)
+
+
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
     """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): faster convergence."""
     alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
@@ -179,6 +191,7 @@ def model_card(cfg: PretrainConfig, stats: dict) -> str:
     flags += " --new-unet" if cfg.new_unet else ""
     flags += f" --lr {cfg.lr:g} --batch-size {cfg.batch_size}" + (f" --warmup {cfg.warmup}" if cfg.warmup else "")
     flags += f" --dataset-size {cfg.dataset_size}" + (f" --steps {cfg.steps}" if cfg.steps else "")
+    flags += f" --bare-fraction {cfg.bare_fraction:g}" if cfg.bare_fraction else ""
     what = ("trained a new UNet on its VAE and text encoder" if cfg.new_unet
             else "continued its UNet and text encoder")
     vae_line = (f"kept from {cfg.init_from} (this run {what})" if cfg.init_from
@@ -327,7 +340,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         idx = rng.integers(0, len(scenes), cfg.batch_size)
         gidx = torch.from_numpy(idx).to(device)
         latents = (lat_mean[gidx] + lat_std[gidx] * torch.randn_like(lat_std[gidx])) * scaling
-        captions = ["" if rng.random() < cfg.caption_dropout else pretraining_caption(scenes[i], rng) for i in idx]
+        captions = [training_caption(scenes[i], rng, cfg) for i in idx]
         ids = torch.stack([tokens(c) for c in captions]).to(device)
         noise = torch.randn_like(latents)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), device=device)
@@ -382,14 +395,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default=None,
                    help="cpu or cuda for the UNet stage (default: cuda when available; --vae-only runs on the CPU)")
     p.add_argument("--render-workers", type=int, default=1, help="processes that render the data set")
+    p.add_argument("--bare-fraction", type=float, default=0.0,
+                   help="share of non-empty captions replaced by the bare class caption ('a photo of a star')")
     a = p.parse_args(argv)
+    if not 0.0 <= a.bare_fraction <= 1.0:
+        p.error("--bare-fraction must be between 0 and 1")
     if a.new_unet and a.init_from is None:
         p.error("--new-unet needs --init-from (the model whose VAE and text encoder to keep)")
     pretrain(PretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
                             snapshot_minutes=a.snapshot_minutes, steps=a.steps, threads=a.threads,
                             init_from=a.init_from, lr=a.lr, vae_only=a.vae_only,
                             vae_lr=a.vae_lr, new_unet=a.new_unet, batch_size=a.batch_size, warmup=a.warmup,
-                            device=a.device, render_workers=a.render_workers))
+                            device=a.device, render_workers=a.render_workers, bare_fraction=a.bare_fraction))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class EncoderJudge:
     prompt_clip: object  # one row per subject prompt, in order
 
     keys = ("dino", "clip_t", "pres")
+    default_prompt_margin = None  # CLIP-T cosines: eval.prompt_fidelity_margin (0.02) applies
 
     @classmethod
     def load(cls, eval_cfg, photos: list, prompts: list[str]) -> "EncoderJudge":
@@ -63,6 +64,9 @@ class OracleJudge:
     subject: str
 
     keys = ("subject_fidelity", "prompt_fidelity", "pres")
+    # Prompt fidelity is a share of a few samples (one miss in 12 is 0.08), not a cosine: CLIP-T's 0.02
+    # would refuse every checkpoint with a single miss. 0.25 is the margin BENCHMARKS' picking table used.
+    default_prompt_margin = 0.25
 
     def score(self, images: dict[str, list], class_images: list) -> dict[str, float]:
         flat = [im for ims in images.values() for im in ims]

@@ -128,6 +128,15 @@ def _require_local(name: str, what: str, setting: str) -> None:
                           "to a local folder, or turn stop_when off")
 
 
+def prompt_margin(configured: float | None, judge, eval_margin: float) -> float:
+    """The prompt-fidelity margin: ``train.stop_when.prompt_fidelity_margin`` when set, else the judge's
+    own default (the oracle's shares need a wider one than CLIP-T's cosines), else ``eval``'s."""
+    if configured is not None:
+        return configured
+    own = getattr(judge, "default_prompt_margin", None)
+    return eval_margin if own is None else own
+
+
 # --- the hook -------------------------------------------------------------------------------------------
 
 
@@ -139,8 +148,7 @@ class EarlyStop:
         self.manifest, self.judge, self.prompts, self.class_text = manifest, judge, prompts, class_text
         self.reporter = reporter
         self.prior = manifest.prior.enabled
-        self.margin = s.prompt_fidelity_margin if s.prompt_fidelity_margin is not None \
-            else manifest.eval.prompt_fidelity_margin
+        self.margin = prompt_margin(s.prompt_fidelity_margin, judge, manifest.eval.prompt_fidelity_margin)
         self.record: dict = {
             "judge": type(judge).__name__, "keys": list(judge.keys), "prompts": prompts,
             "images_per_prompt": s.images_per_prompt, "class_images": s.class_images if self.prior else 0,

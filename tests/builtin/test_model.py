@@ -70,3 +70,12 @@ def test_vae_round_trip_keeps_what_the_oracle_judges():
     r = evaluate_vae(num_samples=40)
     assert r["world"]["context_accuracy"] >= 0.95 and r["world"]["shape_accuracy"] >= 0.85
     assert r["subjects"]["shape_accuracy"] >= 0.9 and r["subjects"]["subject_accuracy"] >= 0.8
+
+
+def test_bare_prompt_evaluation_asks_for_the_class_only_and_scores_shape_per_class():
+    from dbooth.builtin.evaluate import evaluate_base_model
+
+    r = evaluate_base_model(num_samples=6, steps=2, bare=True, batch_size=6)
+    assert all(p.startswith("a photo of a") and len(p.split()) == 5 for p in r["prompts"])  # "a photo of a star"
+    assert "context_accuracy" not in r and 0.0 <= r["shape_accuracy"] <= 1.0
+    assert set(r["shape_accuracy_by_shape"]) == {p.split()[-1] for p in r["prompts"]}

@@ -107,3 +107,26 @@ def test_new_unet_without_a_model_to_keep_is_refused(capsys):
         main(["--out", "x", "--new-unet"])
     assert e.value.code == 2
     assert "--new-unet needs --init-from" in capsys.readouterr().err
+
+
+def test_bare_fraction_weights_the_bare_class_caption_and_zero_keeps_the_old_stream(tmp_path):
+    import numpy as np
+
+    from dbooth.builtin.pretrain import PretrainConfig, training_caption
+    from dbooth.builtin.world import pretraining_caption
+
+    scenes = [random_scene(i) for i in range(400)]
+    plain = PretrainConfig(out=tmp_path)
+    # bare_fraction 0 draws exactly what the earlier stages drew: same captions, same random stream
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    old = ["" if b.random() < plain.caption_dropout else pretraining_caption(s, b) for s in scenes]
+    assert [training_caption(s, a, plain) for s in scenes] == old
+    bare = PretrainConfig(out=tmp_path, bare_fraction=0.5)
+    rng = np.random.default_rng(5)
+    captions = [training_caption(s, rng, bare) for s in scenes]
+    bare_share = np.mean([c == f"a photo of a {s.shape}" or c == f"a photo of an {s.shape}"
+                          for c, s in zip(captions, scenes)])
+    old_share = np.mean([c == f"a photo of a {s.shape}" or c == f"a photo of an {s.shape}" for c, s in zip(old, scenes)])
+    # 0.9 x (0.5 + 0.5 x 0.1): about half the captions, against about a tenth without the stage
+    assert 0.42 < bare_share < 0.58 and old_share < 0.15
+    assert 0.05 < np.mean([c == "" for c in captions]) < 0.16  # dropout unchanged

@@ -175,3 +175,21 @@ def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_work
     assert record["base"]["dino"] == 0.1 and list(record["scores"]) == ["step-000002", "step-000004", "final"]
     assert [s["dino"] for s in record["scores"].values()] == [0.5, 0.3, 0.2]
     assert result.run.info()["best_checkpoint"] == "step-000002" and next(scripted, None) is None
+
+
+def test_the_margin_follows_the_judges_units_unless_set():
+    from dbooth.eval.judges import EncoderJudge, OracleJudge
+    from dbooth.training.early_stop import prompt_margin
+
+    oracle = OracleJudge(oracle=None, subject="striped_heart")
+    assert prompt_margin(None, oracle, 0.02) == 0.25  # shares of samples: one miss in 12 is 0.08
+    assert prompt_margin(None, EncoderJudge(None, None, None, None, None), 0.02) == 0.02  # CLIP-T cosines
+    assert prompt_margin(0.05, oracle, 0.02) == 0.05  # an explicit setting wins
+    # with the oracle's default one missed scene in 12 samples no longer disqualifies a checkpoint
+    base = {"subject_fidelity": 0.0, "prompt_fidelity": 1.0, "pres": 0.0}
+    scores = {"step-000001": {"subject_fidelity": 0.5, "prompt_fidelity": 11 / 12, "pres": 0.0}}
+    keys = OracleJudge.keys
+    assert decide(scores, base, patience=2, prompt_margin=0.02, pres_margin=0.1, prior=True, keys=keys).best is None
+    picked = decide(scores, base, patience=2, prompt_margin=prompt_margin(None, oracle, 0.02), pres_margin=0.1,
+                    prior=True, keys=keys)
+    assert picked.best == "step-000001"
