@@ -37,6 +37,7 @@ from dbooth.run_options import run_options
 from dbooth.stages import check_stage
 from dbooth.subjects import subjects
 from dbooth.training.checkpointing import CheckpointWriter, disk_plan
+from dbooth.training.compile_check import check_compiled_gradients
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.early_stop import EarlyStop
@@ -286,6 +287,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     share = Share(accelerator.process_index, accelerator.num_processes)
     if s.stop is not None:
         s.stop.begin(s)
+    if cfg.compile and step < cfg.max_steps:
+        _check_compile(s, share, reporter)
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
@@ -335,6 +338,26 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     finally:
         reporter.stop()
     return step, loss_value
+
+
+def _check_compile(s: Session, share: Share, reporter: Reporter) -> None:
+    """The compiled UNet's gradients of the first batch against the eager UNet's (dbooth.training.compile_check)."""
+    cfg, models, accelerator = s.manifest.train, s.models, s.accelerator
+    wrapped = models.unet
+    models.unet = accelerator.unwrap_model(wrapped, keep_fp32_wrapper=True)  # no DDP hooks for autograd.grad
+    params = [p for g in s.optimizer.param_groups for p in g["params"] if p.requires_grad]
+
+    def first_loss() -> torch.Tensor:
+        batch = draw_batch(s.instance, s.classes, cfg.batch_size * share.count, s.class_caption, accelerator.device)
+        return dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg, share).total
+
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    reporter.info("train.compile: compiling the UNet and checking its gradients against the uncompiled UNet's")
+    try:
+        error = check_compiled_gradients(models.unet, first_loss, params, dtype, accelerator.device)
+    finally:
+        models.unet = wrapped
+    reporter.info(f"train.compile: first-batch gradients agree (relative difference {error:.1g})")
 
 
 def _check_space(cfg, run: Run, pipe, models: Models, reporter) -> int:
