@@ -31,7 +31,7 @@ from PIL import Image
 
 from dbooth.builtin import upscaler as U
 from dbooth.builtin.pretrain import EMA, _earlier_card, to_tensor
-from dbooth.builtin.world import Scene, pretraining_caption, random_scene, render
+from dbooth.builtin.world import Scene, object_coverage, pretraining_caption, random_scene, render
 from dbooth.fsutil import atomic_path, atomic_write_text
 
 
@@ -53,10 +53,27 @@ class UpscalerPretrainConfig:
     warmup: int | None = None  # lr warm-up steps; None: 100 for a new UNet, 10 when continuing
     scale_samples: int = 64  # renders whose latent std sets a new upscaler's VAE scale
     device: str = "cpu"  # "cuda" trains on a GPU (the data set is rendered on the CPU either way)
+    object_weight: float = 0.0  # extra loss weight on the object's latent pixels (0: plain mean over the image)
 
 
 def _log(msg: str, start: float) -> None:
     print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
+
+
+def object_weights(scene: Scene, weight: float) -> np.ndarray:
+    """Per-latent-pixel loss weights (LOW_RES x LOW_RES: one per latent pixel of a HIGH_RES image), 1 on the
+    background and 1 + ``weight`` on the object, from its coverage at LOW_RES. Background textures are
+    most of an image and a generic upscaler may invent them; the object is what stage (b) must keep."""
+    coverage, _ = object_coverage(scene, U.LOW_RES)
+    return (1.0 + weight * coverage).astype(np.float32)
+
+
+def weighted_mean(errors: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample mean of ``errors`` [B, C, H, W], weighted by ``weights`` [B, H, W] (normalised per sample)."""
+    if weights is None:
+        return errors.mean(dim=(1, 2, 3))
+    w = weights[:, None]
+    return (errors * w).sum(dim=(1, 2, 3)) / (w.sum(dim=(1, 2, 3)) * errors.shape[1])
 
 
 def training_views(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,7 +146,9 @@ def encode_dataset(vae, cfg: UpscalerPretrainConfig, start: float):
         if i % 320 == 0:
             _log(f"encoded {i + len(chunk)}/{len(scenes)}", start)
     lows = torch.stack([to_tensor(np.concatenate(lows_render)), to_tensor(np.concatenate(lows_box))]).to(vae.device)
-    return scenes, torch.cat(means), torch.cat(stds), lows
+    weights = (torch.from_numpy(np.stack([object_weights(s, cfg.object_weight) for s in scenes])).to(vae.device)
+               if cfg.object_weight else None)
+    return scenes, torch.cat(means), torch.cat(stds), lows, weights
 
 
 def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None:
@@ -143,6 +162,7 @@ def training_card(cfg: UpscalerPretrainConfig, stats: dict) -> str:
     flags = f" --init-from {cfg.init_from}" if cfg.init_from else ""
     flags += f" --lr {cfg.lr:g} --batch-size {cfg.batch_size} --dataset-size {cfg.dataset_size}"
     flags += f" --steps {cfg.steps}" if cfg.steps else ""
+    flags += f" --object-weight {cfg.object_weight:g}" if cfg.object_weight else ""
     return f"""# builtin:shapes-x4 (training record)
 
 Trained with:
@@ -151,7 +171,7 @@ Trained with:
 
 - UNet: {stats['steps']} steps at batch {cfg.batch_size} on {cfg.dataset_size} rendered solid-object scenes
   (256 px targets; 64 px conditions: the world's 64 px render or a 4x box downscale, half each),
-  v-prediction, min-SNR-5, noise_level u^2 * 350, {cfg.caption_dropout:.0%} empty captions, EMA {cfg.ema_decay}
+  v-prediction, min-SNR-5{f", loss weight 1 + {cfg.object_weight:g} on the object" if cfg.object_weight else ""}, noise_level u^2 * 350, {cfg.caption_dropout:.0%} empty captions, EMA {cfg.ema_decay}
 - data set rendered and encoded in {stats['encode_seconds']:.0f} s; total wall time {stats['wall_minutes']:.1f} min
   on {cfg.threads} CPU thread(s); final loss (EMA of the batch loss) {stats['loss']:.4f}
 {_earlier_card(cfg.init_from)}"""
@@ -167,7 +187,7 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
     text_encoder.eval().requires_grad_(False).to(device)
     unet.train().requires_grad_(True).to(device)
     _log(f"UNet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters", start)
-    scenes, lat_mean, lat_std, lows = encode_dataset(vae, cfg, start)
+    scenes, lat_mean, lat_std, lows, weights = encode_dataset(vae, cfg, start)
     stats = {"steps": 0, "encode_seconds": time.time() - start, "wall_minutes": 0.0, "loss": float("nan")}
     _log(f"data set ready: {len(scenes)} pairs", start)
 
@@ -208,7 +228,8 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,)).to(device)
         noisy = scheduler.add_noise(latents, noise, t)
         pred = unet(torch.cat([noisy, low], dim=1), t, text, class_labels=level).sample
-        per_sample = F.mse_loss(pred, scheduler.get_velocity(latents, noise, t), reduction="none").mean(dim=(1, 2, 3))
+        errors = F.mse_loss(pred, scheduler.get_velocity(latents, noise, t), reduction="none")
+        per_sample = weighted_mean(errors, None if weights is None else weights[idx])
         loss = (per_sample * v_min_snr_weights(scheduler, t)).mean()
         progress = step / cfg.steps if cfg.steps else (time.time() - start) / budget
         lr = cfg.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
@@ -249,12 +270,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="text-to-image model whose VAE, text encoder and tokenizer a new upscaler takes")
     p.add_argument("--warmup", type=int, default=None, help="lr warm-up steps")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="extra loss weight on the object's pixels (e.g. 4: the object counts 5x the background)")
     a = p.parse_args(argv)
     pretrain(UpscalerPretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
                                     batch_size=a.batch_size, lr=a.lr, steps=a.steps,
                                     snapshot_minutes=a.snapshot_minutes, threads=a.threads,
                                     init_from=a.init_from, base=a.base, warmup=a.warmup,
-                                    device=a.device))
+                                    device=a.device, object_weight=a.object_weight))
 
 
 if __name__ == "__main__":

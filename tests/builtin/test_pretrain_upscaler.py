@@ -65,9 +65,32 @@ def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_
         assert 0.6 < float(post.mean.std() * U.UPSCALE_SCALING_FACTOR) < 1.6
         assert torch.allclose(pipe.vae.decode(post.mean).sample, base.vae.decode(base_post.mean).sample, atol=2e-4)
 
-    more = UpscalerPretrainConfig(out=tmp_path / "x4b", steps=1, dataset_size=16, batch_size=2, init_from=cfg.out)
+    more = UpscalerPretrainConfig(out=tmp_path / "x4b", steps=1, dataset_size=16, batch_size=2, init_from=cfg.out,
+                                  object_weight=4.0)
     pretrain(more)
     again = StableDiffusionUpscalePipeline.from_pretrained(more.out)
     assert torch.equal(again.vae.quant_conv.weight, pipe.vae.quant_conv.weight)  # a continued VAE is not refolded
     card = (more.out / "README.md").read_text()
     assert "1 steps at batch 2" in card and "Starting point" in card and "2 steps at batch 2" in card
+    assert "--object-weight 4" in card and "loss weight 1 + 4 on the object" in card
+
+
+def test_object_weights_single_out_the_object_and_the_weighted_mean_is_normalised():
+    from dbooth.builtin.pretrain_upscaler import object_weights, weighted_mean
+    from dbooth.builtin.world import object_coverage
+
+    scene = random_scene(3)
+    w = object_weights(scene, 4.0)
+    coverage, _ = object_coverage(scene, U.LOW_RES)
+    assert w.shape == (U.LOW_RES, U.LOW_RES) and w.min() == 1.0 and w.max() == pytest.approx(5.0)
+    assert np.allclose(w, 1 + 4 * coverage) and 0.02 < (w > 1).mean() < 0.6  # the object, not the image
+    errors = torch.rand(2, 4, U.LOW_RES, U.LOW_RES)
+    assert torch.allclose(weighted_mean(errors, None), errors.mean(dim=(1, 2, 3)))
+    flat = torch.ones(2, U.LOW_RES, U.LOW_RES)
+    assert torch.allclose(weighted_mean(errors, flat), errors.mean(dim=(1, 2, 3)))  # equal weights: the plain mean
+    weights = torch.from_numpy(np.stack([w, w]))
+    inside = torch.from_numpy(coverage > 0.99)
+    on_object = torch.where(inside, 1.0, 0.0).expand(2, 4, -1, -1)  # error only where the object is
+    expected = (weights * inside).sum() * 4 / (weights.sum() * 4)
+    assert torch.allclose(weighted_mean(on_object, weights), expected.expand(2))
+    assert weighted_mean(on_object, weights)[0] > on_object[0].mean() * 2  # the object counts more
