@@ -471,6 +471,10 @@ def demo(
         for key, note in (("detail", "subject detail recovery, higher is better"), ("psnr", "subject PSNR, dB"),
                           ("class_detail_error", "class drift, lower is better"), ("class_psnr", "class PSNR, dB")):
             up.add_row(f"{key} ({note})", *(f"{b[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
+        o = b["oracle"]
+        for key, note in (("subject_fidelity", "oracle, enlarged stage-(a) samples"), ("pres", "oracle, lower is better")):
+            up.add_row(f"{key} ({note}; stage a: {o['stage_a'][key]:.3f})",
+                       *(f"{o[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
         console.print(up)
     console.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
 

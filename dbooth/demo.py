@@ -155,11 +155,13 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     if s.upscale:
         from dbooth.demo_upscale import run_stage_b
 
-        first = HELD_OUT_CONTEXTS[0]
-        samples = {"subject": stage_a["finetuned"][first], "class": stage_a["finetuned"]["class"]}
-        prompts = {"subject": next(p for p in metrics["prompts"]["subject"] if p.endswith(first)),
-                   "class": metrics["prompts"]["class"]}
-        metrics["stage_b"], stage_b_grids = run_stage_b(ws, manifest, s, samples, prompts, reporter)
+        got = stage_a["finetuned"]  # every held-out context's samples, the first context's shown
+        context_prompt = {c: next(p for p in metrics["prompts"]["subject"] if p.endswith(c)) for c in HELD_OUT_CONTEXTS}
+        samples = {"subject": [im for c in HELD_OUT_CONTEXTS for im in got[c]], "class": got["class"]}
+        prompts = {"subject": [context_prompt[c] for c in HELD_OUT_CONTEXTS for _ in got[c]],
+                   "class": [metrics["prompts"]["class"]] * len(got["class"])}
+        metrics["stage_b"], stage_b_grids = run_stage_b(ws, manifest, s, samples, prompts, reporter,
+                                                        shown=len(got[HELD_OUT_CONTEXTS[0]]))
         grids.update(stage_b_grids)
     metrics.update(
         subject=s.subject,

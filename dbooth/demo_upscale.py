@@ -7,8 +7,11 @@ subject photos, then
   ``dbooth.builtin.evaluate_upscaler``: rendered 64 px images of the subject in new scenes (a perfect
   stage-(a) output, whose true 256 px render is known) for subject detail recovery and PSNR, and solid
   objects of its class under the class prompt for drift (class detail error);
-- enlarges the fine-tuned stage-(a) model's own samples (one held-out context and the class prompt)
-  with both upscalers, same seeds, for the report's side-by-side images.
+- enlarges the fine-tuned stage-(a) model's own samples (every held-out context and the class prompt)
+  with bicubic and both upscalers, same seeds: the oracle judges the subject fidelity and PRES of the
+  enlarged images (it sees them at its own 64 px, so this says whether an upscaler keeps the subject
+  and the class recognisable, not their fine detail), and the first context's images and the class
+  prompt's are shown side by side in the report.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ UPSCALER_LEARNING_RATES = {"full": 5e-4, "lora": 1e-3}
 MEASURES = ("detail", "psnr", "class_detail_error", "class_psnr")
 
 
-def run_stage_b(ws, manifest, settings, stage_a: dict[str, list], prompts: dict[str, str],
-                reporter: Reporter) -> tuple[dict, dict]:
+def run_stage_b(ws, manifest, settings, stage_a: dict[str, list], prompts: dict[str, list[str]],
+                reporter: Reporter, shown: int) -> tuple[dict, dict]:
     """Train stage (b) on ``ws``, measure and draw it. ``stage_a`` maps "subject"/"class" to the fine-tuned
-    stage-(a) samples to enlarge and ``prompts`` the same keys to their prompts. Returns (metrics, grids)."""
+    stage-(a) samples to enlarge and ``prompts`` the same keys to each sample's prompt; the first ``shown``
+    subject samples are drawn in the report. Returns (metrics, grids)."""
+    from dbooth.builtin.oracle import Oracle
+
     from dbooth import api
     from dbooth.builtin.evaluate_upscaler import BICUBIC, evaluate_upscaler, upscale
     from dbooth.sample import load_for_sampling
@@ -43,7 +49,9 @@ def run_stage_b(ws, manifest, settings, stage_a: dict[str, list], prompts: dict[
 
     t = time.time()
     reporter.info("stage (b): bicubic, base and fine-tuned upscaler on the subject and its class")
+    oracle = Oracle.load()
     scores, enlarged = {}, {}
+    kept = {"stage_a": _kept(oracle, stage_a, s.subject)}
     for label, which in ((BICUBIC, None), ("base", None), ("finetuned", result.run)):
         if label == BICUBIC:
             upscaler = BICUBIC
@@ -54,15 +62,26 @@ def run_stage_b(ws, manifest, settings, stage_a: dict[str, list], prompts: dict[
         found = evaluate_upscaler(upscaler, num_world=0, per_subject=s.upscale_scenes, subjects=[s.subject],
                                   identifier=manifest.identifier, seed=s.seed, **sampling)
         scores[label] = {k: round(float(found["subjects"][s.subject][k]), 4) for k in MEASURES}
-        enlarged[label] = {key: upscale(upscaler, images, [prompts[key]] * len(images), seed=s.seed, **sampling)
+        enlarged[label] = {key: upscale(upscaler, images, prompts[key], seed=s.seed, **sampling)
                            for key, images in stage_a.items()}
+        kept[label] = _kept(oracle, enlarged[label], s.subject)
+        enlarged[label]["subject"] = enlarged[label]["subject"][:shown]
         del upscaler
     metrics = {
         "upscaler_base": up.base, "method": method, "steps": result.steps, "run": result.run.id,
         "noise_level": up.noise_level, "train_seconds": round(result.seconds, 1),
-        "eval_seconds": round(time.time() - t, 1), "scenes": s.upscale_scenes, "prompts": prompts, **scores,
+        "eval_seconds": round(time.time() - t, 1), "scenes": s.upscale_scenes,
+        "prompts": {"subject": prompts["subject"][0], "class": prompts["class"][0]}, **scores,
+        "oracle": kept, "oracle_samples": {key: len(images) for key, images in stage_a.items()},
     }
     return metrics, _grids(ws.root / "report", enlarged, s.samples_per_prompt)
+
+
+def _kept(oracle, images: dict[str, list], subject: str) -> dict[str, float]:
+    """The oracle on (enlarged) stage-(a) samples: subject fidelity of the subject prompts' images and PRES of
+    the class prompt's (the oracle resizes to its 64 px)."""
+    return {"subject_fidelity": round(oracle.subject_fidelity(images["subject"], subject), 4),
+            "pres": round(oracle.pres(images["class"], subject), 4)}
 
 
 def _grids(folder: Path, enlarged: dict[str, dict[str, list]], cols: int) -> dict[str, str]:
@@ -90,6 +109,13 @@ def html_section(m: dict, grids: dict[str, str]) -> str:
     rows = "".join(f"<tr><td>{e(names[k])}</td>" + "".join(f"<td>{m[c][k]:.{digits[k]}f}</td>"
                                                            for c in ("bicubic", "base", "finetuned")) + "</tr>"
                    for k in MEASURES)
+    o = m["oracle"]
+    kept_rows = "".join(f"<tr><td>{e(name)}</td><td>{o['stage_a'][k]:.3f}</td>"
+                        + "".join(f"<td>{o[c][k]:.3f}</td>" for c in ("bicubic", "base", "finetuned")) + "</tr>"
+                        for k, name in (("subject_fidelity", f"subject fidelity ({m['oracle_samples']['subject']} "
+                                                               "samples, held-out contexts)"),
+                                        ("pres", f"PRES ({m['oracle_samples']['class']} class samples; lower is "
+                                                 "better)")))
     images = ""
     for key, what in (("subject", m["prompts"]["subject"]), ("class", m["prompts"]["class"])):
         images += f"<h3>{e(what)}</h3>" + "".join(
@@ -102,5 +128,8 @@ def html_section(m: dict, grids: dict[str, str]) -> str:
 {m['scenes']} new scenes (a perfect stage-(a) output, so the true 256 px image is known) and {m['scenes']} solid
 objects of its class under the class prompt.</p>
 <table><tr><th>measure</th><th>bicubic</th><th>base upscaler</th><th>fine-tuned upscaler</th></tr>{rows}</table>
-<p>The fine-tuned stage-(a) model's own samples, enlarged 4x:</p>{images}
+<p>The fine-tuned stage-(a) model's own samples, enlarged 4x, judged by the oracle (at its 64 px: does the
+subject stay recognisable, does the class stay itself):</p>
+<table><tr><th>measure</th><th>stage (a), 64 px</th><th>bicubic</th><th>base upscaler</th><th>fine-tuned upscaler</th>
+</tr>{kept_rows}</table>{images}
 """

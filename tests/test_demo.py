@@ -108,8 +108,16 @@ def test_demo_upscale_adds_stage_b_to_the_report(tmp_path, tiny_as_builtin, tiny
             set_scheduler(upscaler, "dpm++")  # the demo samples with the manifest's scheduler
         want = evaluate_upscaler(upscaler, **sampling)["subjects"][DEFAULT_SUBJECT]
         assert b[label] == {k: pytest.approx(want[k], abs=1e-4) for k in b[label]}, label
+    # the oracle on the enlarged stage-(a) samples: all four held-out contexts and the class prompt's samples;
+    # its stage-(a) column is the demo's own stage-(a) measure, on the same images
+    o = b["oracle"]
+    assert b["oracle_samples"] == {"subject": 4 * 2, "class": 2}
+    assert o["stage_a"] == {"subject_fidelity": pytest.approx(report["subject_fidelity"], abs=1e-4),
+                            "pres": pytest.approx(report["pres"], abs=1e-4)}
+    assert set(o) == {"stage_a", "bicubic", "base", "finetuned"}
+    assert all(0 <= v[k] <= 1 for v in o.values() for k in ("subject_fidelity", "pres"))
     html = result.report_html.read_text()
-    assert "Stage (b): the upscaler" in html
+    assert "Stage (b): the upscaler" in html and "stage (a), 64 px" in html
     srcs = re.findall(r"src='(report/upscaled_[^']+)'", html)
     assert len(srcs) == 6 and all((result.workspace / src).is_file() for src in srcs)
     stage_a = Image.open(result.workspace / "report" / "finetuned_class.png")
