@@ -197,12 +197,20 @@ class EarlyStop:
         best = self.record["best"]
         return {best} if best and best != FINAL else set()
 
-    def begin(self, session) -> None:
-        """The base model's figures, once, before the first step (the adapters and weights are untouched)."""
+    def begin(self, session, step: int = 0) -> bool:
+        """The base model's figures, once, before the first step (the adapters and weights are untouched).
+        A run resumed from a checkpoint that was saved but never scored (stopped between the two) scores it
+        now: the weights are that checkpoint's. True: that score says stop."""
+        from dbooth.training.state import checkpoint_name
+
         if self.record["base"] is None:
             self.record["base"] = self._score(session)
             self.reporter.info(f"{WHERE}: base model " + _figures(self.record["base"], self.judge.keys))
             self.run.write_info(self.info)
+        name = checkpoint_name(step)
+        if step and name not in self.record["scores"] and (self.run.checkpoints_dir / name).is_dir():
+            return self.after_checkpoint(session, step)
+        return False
 
     def after_checkpoint(self, session, step: int, *, final: bool = False) -> bool:
         """Score the weights at ``step`` (a checkpoint, or the ``final`` step); True: stop training now."""

@@ -285,8 +285,8 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
     last_checkpoint = checkpoint_step(done[-1]) if done else None
     guard = dict(mixed_precision=accelerator.mixed_precision, learning_rate=cfg.resolved_learning_rate())
     share = Share(accelerator.process_index, accelerator.num_processes)
-    if s.stop is not None:
-        s.stop.begin(s)
+    if s.stop is not None and s.stop.begin(s, step):
+        return step, loss_value  # resumed at a checkpoint whose score (taken only now) says stop
     if cfg.compile and step < cfg.max_steps:
         _check_compile(s, share, reporter)
     reporter.start("training", total=cfg.max_steps, completed=step)

@@ -177,6 +177,39 @@ def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_work
     assert result.run.info()["best_checkpoint"] == "step-000002" and next(scripted, None) is None
 
 
+def test_a_checkpoint_saved_but_not_scored_before_an_interrupt_is_scored_on_resume(make_workspace, tmp_path,
+                                                                                  monkeypatch):
+    from dbooth.eval.judges import EncoderJudge
+
+    scripted = iter([0.1, KeyboardInterrupt, 0.5, 0.3, 0.2])  # base, Ctrl-C while scoring step 2, then resumed
+    real = EncoderJudge.score
+
+    def score(self, images, class_images):
+        value = next(scripted)
+        if value is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return {**real(self, images, class_images), "dino": value}
+
+    monkeypatch.setattr(EncoderJudge, "score", score)
+    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
+    ws = make_workspace("unscored", **{
+        "prior.enabled": False, "train.max_steps": 6, "train.checkpoint_every": 2, "eval.dino": str(dino),
+        "eval.clip": str(clip), "train.stop_when.enabled": True, "train.stop_when.patience": 2,
+        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0})
+    with pytest.raises(KeyboardInterrupt):
+        api.train(ws)
+    from dbooth.workspace import find_run
+
+    stopped = find_run(ws, complete=False)
+    assert [p.name for p in stopped.checkpoints()] == ["step-000002"]
+    assert stopped.info()["stop_when"]["scores"] == {}  # saved, never scored
+    result = api.train(ws, resume=True)
+    record = result.run.info()["stop_when"]
+    assert list(record["scores"]) == ["step-000002", "step-000004", "final"]
+    assert [s["dino"] for s in record["scores"].values()] == [0.5, 0.3, 0.2] and next(scripted, None) is None
+    assert result.run.info()["best_checkpoint"] == "step-000002"
+
+
 def test_the_margin_follows_the_judges_units_unless_set():
     from dbooth.eval.judges import EncoderJudge, OracleJudge
     from dbooth.training.early_stop import prompt_margin
