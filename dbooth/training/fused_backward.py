@@ -9,7 +9,10 @@ instead of one per parameter (for an SD 1.5 full fine-tune, 3.2 GB less at the p
   earlier parameters have already been updated.
 - No gradient accumulation (a step per micro-batch would be a different optimisation), no fp16
   GradScaler (it unscales all gradients together), AdamW only (``inputs.py`` refuses the rest).
-- The NaN guard checks the loss before the backward pass, not the gradient norm.
+- The NaN guard cannot look at the gradient norm before the update, so each gradient is checked as it
+  arrives: a non-finite one is zeroed before its AdamW step (nothing NaN reaches the weights or the
+  states) and remembered, and the loop stops the run after the backward pass with the ordinary path's
+  message. One flag per step, read once: no host sync per parameter.
 
 The run's AdamW (the one accelerate prepares and the LR scheduler drives) keeps the states: every
 per-parameter AdamW shares its ``state`` mapping and reads its learning rate from it, so checkpoints,
@@ -27,6 +30,7 @@ class FusedBackward:
         self.max_grad_norm = max_grad_norm
         self.steppers: dict[torch.Tensor, tuple[torch.optim.Optimizer, int]] = {}
         self.handles = []
+        self.finite: torch.Tensor | None = None  # all of this step's gradients finite so far (a 0-d bool tensor)
         for index, group in enumerate(optimizer.param_groups):
             settings = {k: v for k, v in group.items() if k != "params"}
             for p in group["params"]:
@@ -39,10 +43,18 @@ class FusedBackward:
         # state mapping and param groups, and the scheduler sets the learning rate in the new groups
         own.state = self.optimizer.state
         own.param_groups[0]["lr"] = self.optimizer.param_groups[index]["lr"]
+        finite = torch.isfinite(p.grad).all()
+        self.finite = finite if self.finite is None else self.finite & finite
+        p.grad.masked_fill_(~finite, 0.0)  # a non-finite gradient never reaches the weights
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_([p], self.max_grad_norm, foreach=False)
         own.step()
         p.grad = None
+
+    def gradients_finite(self) -> float:
+        """1.0 when every gradient since the last call was finite, else NaN (for ``check_finite``); resets."""
+        finite, self.finite = self.finite, None
+        return 1.0 if finite is None or bool(finite) else float("nan")
 
     def remove(self) -> None:
         for handle in self.handles:

@@ -86,6 +86,7 @@ class Session:
     timings: Timings | None = None  # where the run's time goes (run.json "timings")
     history: LossHistory | None = None  # RUN/loss.csv, a row per step for report.html's curve; main process only
     stop: EarlyStop | None = None  # train.stop_when: scores checkpoints and says when to stop
+    fused: FusedBackward | None = None  # train.fused_backward: the optimizer inside backward
 
 
 def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Reporter | None = None) -> TrainResult:
@@ -210,8 +211,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     optimizer, lr_scheduler = prepared[-2], prepared[-1]
     ema = EmaWeights(models.trained, cfg.ema) if cfg.ema.enabled else None
     register_trainable_hooks(accelerator, models.trained, ema)
+    fused = None
     if cfg.fused_backward:  # each parameter's AdamW step inside backward; optimizer.step() then has nothing to do
-        FusedBackward(inner_optimizer(optimizer), cfg.max_grad_norm)
+        fused = FusedBackward(inner_optimizer(optimizer), cfg.max_grad_norm)
 
     # one caption per instance photo (all the same unless instance_captions: files), then the class prompt(s)
     class_prompts = (inputs.class_prompts or [class_prompt(manifest)]) if classes else []
@@ -234,7 +236,8 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     session = Session(manifest, run, pipe, accelerator, models, instance, classes, prompts, class_caption,
                       optimizer, lr_scheduler, ema, writer, timings,
                       # a resumed run drops the rows past its checkpoint
-                      history=LossHistory(run.dir, start=step) if accelerator.is_main_process else None, stop=stop)
+                      history=LossHistory(run.dir, start=step) if accelerator.is_main_process else None, stop=stop,
+                      fused=fused)
     start_tracking(accelerator)
     started = time.time()
     info.update(status="running")
@@ -298,6 +301,9 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg, share)
                 check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
                 accelerator.backward(loss.total)
+                if s.fused is not None:  # the updates happened inside backward, each checked as it came
+                    check_finite(s.fused.gradients_finite(), "gradient", step + 1, last_checkpoint=last_checkpoint,
+                                 **guard)
                 if accelerator.sync_gradients:
                     norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                     # an fp16 GradScaler skips overflowing steps itself; without one a NaN gradient reaches the weights

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -69,6 +71,38 @@ def test_non_finite_stops_keeps_the_checkpoint_and_resumes(make_workspace, monke
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_fused_backward_stops_on_a_non_finite_gradient_that_never_reaches_the_weights(make_workspace, monkeypatch):
+    settings = {**SETTINGS, "train.fused_backward": True}
+    straight = api.train(make_workspace("straight", **settings)).run
+    ws = make_workspace("poisoned", **settings)
+    with monkeypatch.context() as m:
+        poison_at(m, 3, "gradient")
+        with pytest.raises(NonFiniteError) as err:
+            api.train(ws)
+    message = str(err.value)
+    assert "step 3: the gradient is nan" in message and "step 2 is kept" in message and "\n" not in message
+    run = find_run(ws, complete=False)
+    assert [p.name for p in run.checkpoints()] == ["step-000002"] and not run.final_dir.exists()
+    result = api.train(ws, resume=True)  # and the resumed run ends where the uninterrupted one ends
+    a, b = load_file(straight.lora_file), load_file(result.run.lora_file)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_fused_backward_zeroes_a_non_finite_gradient_before_its_step():
+    from dbooth.training.fused_backward import FusedBackward
+
+    layer = torch.nn.Linear(2, 2)
+    before = layer.weight.detach().clone()
+    fused = FusedBackward(torch.optim.AdamW(layer.parameters(), lr=0.1), max_grad_norm=1.0)
+    (layer(torch.ones(1, 2)).sum() * float("nan")).backward()
+    assert torch.isfinite(layer.weight).all() and torch.isfinite(layer.bias).all()
+    assert torch.allclose(layer.weight, before * (1 - 0.1 * 0.01))  # zero gradient: only the weight decay moved it
+    assert math.isnan(fused.gradients_finite()) and fused.gradients_finite() == 1.0  # read once, then reset
+    layer(torch.ones(1, 2)).sum().backward()
+    assert fused.gradients_finite() == 1.0
 
 
 def test_fp16_blames_overflow_and_no_checkpoint_says_start_again():
