@@ -9,9 +9,10 @@ for the default caption), and a judge says what each sample looks like, if anyth
   looks like that shape when the oracle gives it at least ``ORACLE_CONFIDENT``.
 - any other model: CLIP (the manifest's ``eval.clip``, from a folder or the Hugging Face cache) classifies each
   sample zero-shot among "a photo of a CLASS" for DreamBench's classes and the workspace's own; a sample looks like
-  a class when CLIP's softmax gives it at least ``CLIP_CONFIDENT``. Only what that list names can be seen (SD's
-  "sks" rifle is not in it), so a low share means "none of these", not "nothing". Without CLIP the measurement
-  stops before the base model is loaded, with the line that says what to download.
+  a class when CLIP's softmax gives it at least ``CLIP_CONFIDENT``. The list also holds ``EVERYDAY_THINGS``, what
+  rare tokens are known to draw on SD 1.x (the paper's "sks" rifle among them) and other common pictures; only
+  what the list names can be seen, so a low share means "none of these", not "nothing". Without CLIP the
+  measurement stops before the base model is loaded, with the line that says what to download.
 
 ``share`` (the fraction of samples that confidently look like the most common answer) is the prior's strength:
 near 0 for a token the model has no picture for, near 1 for a word it knows.
@@ -29,6 +30,12 @@ CLIP_CONFIDENT = 0.5  # over 15+ classes, a uniform guess gives each under 0.07
 # DreamBench's subject classes (github.com/google/dreambooth, dataset/prompts_and_classes.txt)
 DREAMBENCH_CLASSES = ("backpack", "stuffed animal", "bowl", "can", "candle", "cat", "clock", "sneaker", "dog", "toy",
                       "boot", "glasses", "cartoon", "teapot", "vase")
+# What a rare token's samples often show instead of nothing: weapons (SD 1.x draws a rifle for "sks", the paper's
+# example), people, vehicles, buildings, lettering and other frequent subjects of web photos
+EVERYDAY_THINGS = ("rifle", "gun", "knife", "person", "face", "car", "truck", "airplane", "ship", "building",
+                   "house", "street", "landscape", "mountain", "tree", "flower", "bird", "horse", "fish", "food",
+                   "bottle", "chair", "book", "phone", "computer", "logo", "sign with text", "painting", "shoe",
+                   "shirt")
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def judge_for(base_model: str, clip_name: str, class_nouns: Sequence[str]):
         return OracleJudge()
     from dbooth.eval.encoders import load_clip
 
-    return ClipJudge(load_clip(clip_name), [*DREAMBENCH_CLASSES, *class_nouns])
+    return ClipJudge(load_clip(clip_name), [*DREAMBENCH_CLASSES, *EVERYDAY_THINGS, *class_nouns])
 
 
 def prior_prompt(instance_prompt: str | None) -> str:

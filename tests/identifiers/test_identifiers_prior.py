@@ -100,3 +100,17 @@ def test_a_real_model_prior_runs_with_a_local_clip_judge(tiny_base, tmp_path):
     [prior] = result.priors
     assert prior.identifier == "sks" and prior.prompt == "a photo of sks" and prior.samples == 2
     assert prior.judge.startswith("clip ") and sum(prior.labels.values()) <= 2
+
+
+def test_the_clip_judge_can_name_what_rare_tokens_draw_on_sd1(tmp_path, monkeypatch):
+    """The paper's example: "sks" draws rifles on SD 1.x, so the label list must be able to say so."""
+    from dbooth.eval import encoders
+    from dbooth.eval.tiny import save_tiny_clip
+    from dbooth.identifiers import prior as P
+
+    clip = encoders.load_clip(str(save_tiny_clip(tmp_path / "clip")))
+    monkeypatch.setattr(encoders, "load_clip", lambda name: clip)
+    judge = P.judge_for("some/real-model", "any", ["corgi"])
+    assert {"rifle", "gun", "person", "car"} <= set(judge.classes)
+    assert judge.classes[: len(P.DREAMBENCH_CLASSES)] == list(P.DREAMBENCH_CLASSES) and judge.classes[-1] == "corgi"
+    assert len(judge.classes) == len(set(judge.classes)) and judge.texts.shape[0] == len(judge.classes)
