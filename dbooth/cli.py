@@ -333,32 +333,12 @@ def evaluate(
     num: Optional[int] = typer.Option(None, "-n", "--num", help="Images per prompt (default: eval.images_per_prompt)."),
 ) -> None:
     """Measure a run against its base model: DINO, CLIP-I, CLIP-T, PRES and DIV on fixed seeds."""
-    from rich.table import Table
-
-    from dbooth import api
+    from dbooth import api, views
 
     result = api.evaluate(_ws(workspace), run_id=run, checkpoints=checkpoints, prompts=prompts,
                           images_per_prompt=num, reporter=RichReporter())
-    data = result.data
-    best = (data.get("best") or {}).get("checkpoint")
-    table = Table(title=f"run {data['run']}: {data['prompts']}, {data['images_per_prompt']} images per prompt")
-    table.add_column("metric")
-    for name in data["metrics"]:
-        table.add_column(name + (" (best)" if name == best else ""), justify="right")
-    notes = {"dino": "subject, higher", "clip_i": "subject, higher", "clip_t": "prompt, higher",
-             "pres": "prior drift, lower", "div_dino": "diversity, higher"}
-    for key, note in notes.items():
-        table.add_row(f"{key} ({note})", *(_figure(m[key]) for m in data["metrics"].values()))
-    for key in (data.get("oracle") or {}).get("metrics", {}).get("base", {}):
-        table.add_row(f"oracle {key}", *(_figure(m[key]) for m in data["oracle"]["metrics"].values()))
-    console.print(table)
-    if "best" in data:
-        console.print(f"[green]best checkpoint:[/] {best or 'none passes the rule'} ({data['best']['rule']})")
+    views.print_eval(result.data)
     console.print(f"[green]wrote[/] {result.path}" + (f" and {result.report}" if result.report else ""))
-
-
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command("merge-lora")
@@ -433,8 +413,7 @@ def demo(
     ),
 ) -> None:
     """DreamBooth end to end on the built-in model, offline: prior, train, sample, evaluate, report."""
-    from rich.table import Table
-
+    from dbooth import views
     from dbooth.demo import DemoSettings, dreambench_table, run_demo, table_markdown
 
     if table is not None:
@@ -454,28 +433,7 @@ def demo(
     if subject:
         settings.subject = subject
     result = run_demo(out, settings, reporter=RichReporter())
-    m = result.metrics
-    table = Table(title=f"{settings.subject}: base model vs fine-tuned (oracle)")
-    table.add_column("metric")
-    table.add_column("base", justify="right")
-    table.add_column("fine-tuned", justify="right")
-    for key, note in (("subject_fidelity", "higher is better"), ("prompt_fidelity", "higher is better"),
-                      ("pres", "lower is better"), ("div", "higher is more diverse")):
-        table.add_row(f"{key} ({note})", f"{m['base'][key]:.3f}", f"{m[key]:.3f}")
-    console.print(table)
-    if "stage_b" in m:
-        b = m["stage_b"]
-        up = Table(title=f"stage (b): {b['upscaler_base']} before and after fine-tuning ({b['steps']} steps)")
-        for column in ("measure", "bicubic", "base upscaler", "fine-tuned"):
-            up.add_column(column, justify="left" if column == "measure" else "right")
-        for key, note in (("detail", "subject detail recovery, higher is better"), ("psnr", "subject PSNR, dB"),
-                          ("class_detail_error", "class drift, lower is better"), ("class_psnr", "class PSNR, dB")):
-            up.add_row(f"{key} ({note})", *(f"{b[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
-        o = b["oracle"]
-        for key, note in (("subject_fidelity", "oracle, enlarged stage-(a) samples"), ("pres", "oracle, lower is better")):
-            up.add_row(f"{key} ({note}; stage a: {o['stage_a'][key]:.3f})",
-                       *(f"{o[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
-        console.print(up)
+    views.print_demo(result.metrics, settings.subject)
     console.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
 
 
@@ -534,66 +492,9 @@ def status(
 
         typer.echo(json.dumps(st.to_dict(), indent=2))
         return
-    _print_status(st)
+    from dbooth import views
 
-
-def _print_status(st) -> None:
-    from rich.console import Console
-
-    console = Console(highlight=False)  # the command's answer goes to stdout; progress and errors to stderr
-    console.print(f"[bold]{st.root}[/]: [bold]{st.identifier} {st.class_noun}[/] on {st.base_model} at {st.resolution} px")
-    match = ""
-    if st.class_images_stale:
-        match = f" [yellow]({st.class_images_stale} made with other settings; `dbooth prior --replace`)[/]"
-    elif st.prior_enabled and st.class_images < st.class_images_wanted:
-        match = f" [yellow]({st.class_images_wanted - st.class_images} missing; `dbooth prior`)[/]"
-    if st.busy is not None:
-        b = st.busy
-        console.print(f"[cyan]busy:[/] `dbooth {b.get('verb', '?')}` (pid {b.get('pid', '?')} on {b.get('host', '?')}) "
-                      "is using this workspace")
-    prior = "" if st.prior_enabled else " (prior preservation off)"
-    console.print(f"photos {st.photos}; class images {st.class_images} of {st.class_images_wanted}{prior}{match}")
-    for sub in st.subjects:
-        console.print(f"subject {sub['name']}: [bold]{sub['identifier']} {sub['class_noun']}[/], photos {sub['photos']}; "
-                      f"class images {sub['class_images']} in {sub['class_dir']}")
-    if not st.runs:
-        console.print("no runs yet; `dbooth train` starts one")
-        return
-    colours = {"finished": "green", "running": "cyan", "failed": "red", "stopped": "yellow", "interrupted": "yellow"}
-    console.print(f"runs ({len(st.runs)}):")
-    for r in st.runs:
-        state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
-        if r.state == "running" and r.pid:
-            state += f" (pid {r.pid})"
-        if r.resumable:
-            state += f", resumable with `dbooth train{' --upscaler' if 'upscaler' in r.options else ''} --resume`"
-        parts = [f"[bold]{r.id}[/]", ", ".join([r.method] + r.options), state,
-                 f"step {'-' if r.steps_done is None else r.steps_done}/{'-' if r.steps_planned is None else r.steps_planned}"]
-        if r.final_loss is not None:
-            parts.append(f"loss {r.final_loss:.4f}")
-        if r.train_seconds is not None:
-            parts.append(f"{r.train_seconds:.0f} s")
-        parts.append(_human(r.size_bytes))
-        if r.checkpoints:
-            parts.append("checkpoints " + ", ".join(str(c) for c in r.checkpoints)
-                         + (f" (resume state at {r.resume_from})" if r.resume_from is not None and r.state != "finished"
-                            else ""))
-        if r.best_checkpoint:
-            parts.append(f"best {r.best_checkpoint}")
-        console.print("  " + "  ".join(parts))
-        if r.timings:
-            from dbooth.training.timings import describe
-
-            console.print(f"    time: {describe(r.timings)}")
-        if r.error:
-            console.print(f"    [red]error:[/] {r.error}")
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+    views.print_status(st)
 
 
 @app.command()
@@ -625,6 +526,7 @@ def bench(
     """Measure training steps/s, peak memory and class images/s for a configuration or workspace."""
     from rich.table import Table
 
+    from dbooth import views
     from dbooth.bench import CONFIGS, BenchRequest, run_bench
     from dbooth.fsutil import atomic_write_text
 
@@ -649,84 +551,9 @@ def bench(
 
         atomic_write_text(json_path, _json.dumps(report, indent=2) + "\n")
 
-    def mb(x):
-        return "-" if x is None else f"{x:,.0f}"
-
-    if report.get("mode") == "e2e":
-        _print_end_to_end(report)
-        if json_path is not None:
-            console.print(f"[green]wrote[/] {json_path}")
-        return
-    s = report["settings"]
-    console.print(f"[bold]{report['config']}[/]: {report['description']}")
-    console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
-                  f"batch {s['batch_size']}{' + prior' if s['prior_preservation'] else ''}, "
-                  f"precision {s['mixed_precision']}; {report['warmup']} warm-up + {report['steps']} timed steps, "
-                  f"{report['repeats']} run(s)")
-    main_table = Table("steps/s", "s/step", f"peak MB ({report['peak_memory_kind']})", "TFLOP/step", "TFLOP/s",
-                       "of peak", "class images/s")
-    util = report["utilization"]
-    main_table.add_row(f"{report['steps_per_s']:.3f}", f"{1 / report['steps_per_s']:.3f}", mb(report["peak_memory_mb"]),
-                       f"{report['flops_per_step'] / 1e12:.3f}", f"{report['achieved_tflops']:.3f}",
-                       "-" if util is None else f"{100 * util:.0f}%",
-                       "-" if report.get("class_images_per_s") is None else f"{report['class_images_per_s']:.3f}")
-    console.print(main_table)
-    if report["ablation"]:
-        table = Table("setting", "steps/s", "x base", "peak MB", "x base", "runs (steps/s)", title="ablation")
-        for row in report["ablation"]:
-            if "steps_per_s" not in row:
-                table.add_row(row["label"], "-", "-", "-", "-", row.get("skipped") or str(row.get("error"))[:60])
-                continue
-            table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row['speedup']:.2f}",
-                          mb(row["peak_memory_mb"]), f"{row['memory_ratio']:.2f}",
-                          " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
-        console.print(table)
-    if report.get("reference"):
-        table = Table("trainer", "steps/s", "x reference", "peak MB", "x reference", "runs (steps/s)",
-                      title="side by side (same environment, alternating)")
-        for row in report["reference"]["rows"]:
-            if "steps_per_s" not in row:
-                table.add_row(row["label"], "-", "-", "-", "-", str(row.get("error"))[:60])
-                continue
-            table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row['speed_vs_reference']:.2f}",
-                          mb(row["peak_memory_mb"]), f"{row['memory_vs_reference']:.2f}",
-                          " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
-        console.print(table)
-    if report.get("generation"):
-        table = Table("class-image generation", "batch", "steps", "images/s", "peak MB")
-        for row in report["generation"]:
-            if "images_per_s" not in row:
-                table.add_row(row["label"], "-", "-", str(row.get("error"))[:60], "-")
-                continue
-            table.add_row(row["label"], str(row["batch"]), str(row["steps"]), f"{row['images_per_s']:.3f}",
-                          mb(row["peak_memory_mb"]))
-        console.print(table)
+    views.print_bench(report)
     if json_path is not None:
         console.print(f"[green]wrote[/] {json_path}")
-
-
-def _print_end_to_end(report: dict) -> None:
-    from rich.table import Table
-
-    from dbooth.diskspace import human
-
-    s = report["settings"]
-    console.print(f"[bold]{report['config']}[/] end to end: {report['description']}")
-    console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
-                  f"{s['max_steps']} steps, checkpoint every {s['checkpoint_every']} (keep {s['keep_checkpoints']}), "
-                  f"{s['validation_images']} validation images every {s['validation_every']}, "
-                  f"{s['num_class_images']} class images; {report['repeats']} run(s) per policy, medians")
-    phases = ("load", "caching", "steps", "checkpoints", "validation", "save", "other")
-    table = Table("checkpoint policy", "wall s", *(f"{p} s" for p in phases), "total s", "writer thread s",
-                  "checkpoints on disk")
-    for row in report["rows"]:
-        if "timings" not in row:
-            table.add_row(row["label"], str(row.get("error"))[:60])
-            continue
-        t = row["timings"]
-        table.add_row(row["label"], f"{row['wall_seconds']:.1f}", *(f"{t[p]:.1f}" for p in phases),
-                      f"{t['total']:.1f}", f"{t['checkpoint_writes_background']:.1f}", human(row["checkpoint_bytes"]))
-    console.print(table)
 
 
 def main() -> None:

@@ -1,0 +1,40 @@
+"""The CLI's result layouts (dbooth.views): every figure passed in is printed, in its place."""
+
+from __future__ import annotations
+
+from dbooth import views
+from dbooth.console import console
+
+
+def _printed(fn, *args) -> str:
+    with console.capture() as cap:
+        fn(*args)
+    return cap.get()
+
+
+def test_demo_table_shows_base_and_fine_tuned_and_stage_b_with_the_oracle_rows():
+    figures = {"subject_fidelity": 0.917, "prompt_fidelity": 1.0, "pres": 0.0, "div": 0.119}
+    m = {**figures, "base": {"subject_fidelity": 0.0, "prompt_fidelity": 1.0, "pres": 0.0, "div": 0.232}}
+    out = _printed(views.print_demo, m, "striped_heart")
+    assert "striped_heart: base model vs fine-tuned" in out and "0.917" in out and "0.232" in out
+    assert "stage (b)" not in out
+    measures = {"detail": 0.25, "psnr": 20.5, "class_detail_error": 0.0081, "class_psnr": 19.0}
+    m["stage_b"] = {"upscaler_base": "builtin:shapes-x4", "steps": 400, "bicubic": measures, "base": measures,
+                    "finetuned": {**measures, "detail": 0.444},
+                    "oracle": {"stage_a": {"subject_fidelity": 0.917, "pres": 0.0},
+                               "bicubic": {"subject_fidelity": 0.875, "pres": 0.0},
+                               "base": {"subject_fidelity": 0.5, "pres": 0.0},
+                               "finetuned": {"subject_fidelity": 0.833, "pres": 0.083}}}
+    out = _printed(views.print_demo, m, "striped_heart")
+    assert "builtin:shapes-x4 before and after fine-tuning (400 steps)" in out
+    assert "0.444" in out and "0.833" in out and "0.083" in out and "stage a: 0.917" in out
+
+
+def test_eval_table_marks_the_best_checkpoint_and_prints_missing_figures_as_a_dash():
+    row = {"dino": 0.5, "clip_i": 0.6, "clip_t": 0.3, "pres": 0.2, "div_dino": None}
+    data = {"run": "r1", "prompts": "dreambench", "images_per_prompt": 2,
+            "metrics": {"base": row, "step-000002": {**row, "dino": 0.75}},
+            "best": {"checkpoint": "step-000002", "rule": "highest dino"}}
+    out = _printed(views.print_eval, data)
+    assert "step-000002 (best)" in out and "0.750" in out and "-" in out
+    assert "best checkpoint: step-000002 (highest dino)" in out
