@@ -118,9 +118,6 @@ def print_bench(report: dict) -> None:
     """``dbooth bench``: the measured configuration, its ablation, the side by side and generation."""
     from rich.table import Table
 
-    def mb(x):
-        return "-" if x is None else f"{x:,.0f}"
-
     if report.get("mode") == "e2e":
         print_end_to_end(report)
         return
@@ -133,32 +130,16 @@ def print_bench(report: dict) -> None:
     main_table = Table("steps/s", "s/step", f"peak MB ({report['peak_memory_kind']})", "TFLOP/step", "TFLOP/s",
                        "of peak", "class images/s")
     util = report["utilization"]
-    main_table.add_row(f"{report['steps_per_s']:.3f}", f"{1 / report['steps_per_s']:.3f}", mb(report["peak_memory_mb"]),
+    main_table.add_row(f"{report['steps_per_s']:.3f}", f"{1 / report['steps_per_s']:.3f}", _mb(report["peak_memory_mb"]),
                        f"{report['flops_per_step'] / 1e12:.3f}", f"{report['achieved_tflops']:.3f}",
                        "-" if util is None else f"{100 * util:.0f}%",
                        "-" if report.get("class_images_per_s") is None else f"{report['class_images_per_s']:.3f}")
     console.print(main_table)
     if report["ablation"]:
-        table = Table("setting", "steps/s", "x base", "peak MB", "x base", "runs (steps/s)", title="ablation")
-        for row in report["ablation"]:
-            if "steps_per_s" not in row:
-                table.add_row(row["label"], "-", "-", "-", "-", row.get("skipped") or str(row.get("error"))[:60])
-                continue
-            table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row['speedup']:.2f}",
-                          mb(row["peak_memory_mb"]), f"{row['memory_ratio']:.2f}",
-                          " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
-        console.print(table)
+        console.print(_compared(report["ablation"], "setting", "base", "speedup", "memory_ratio", title="ablation"))
     if report.get("reference"):
-        table = Table("trainer", "steps/s", "x reference", "peak MB", "x reference", "runs (steps/s)",
-                      title="side by side (same environment, alternating)")
-        for row in report["reference"]["rows"]:
-            if "steps_per_s" not in row:
-                table.add_row(row["label"], "-", "-", "-", "-", str(row.get("error"))[:60])
-                continue
-            table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row['speed_vs_reference']:.2f}",
-                          mb(row["peak_memory_mb"]), f"{row['memory_vs_reference']:.2f}",
-                          " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
-        console.print(table)
+        console.print(_compared(report["reference"]["rows"], "trainer", "reference", "speed_vs_reference",
+                                "memory_vs_reference", title="side by side (same environment, alternating)"))
     if report.get("generation"):
         table = Table("class-image generation", "batch", "steps", "images/s", "peak MB")
         for row in report["generation"]:
@@ -166,8 +147,26 @@ def print_bench(report: dict) -> None:
                 table.add_row(row["label"], "-", "-", str(row.get("error"))[:60], "-")
                 continue
             table.add_row(row["label"], str(row["batch"]), str(row["steps"]), f"{row['images_per_s']:.3f}",
-                          mb(row["peak_memory_mb"]))
+                          _mb(row["peak_memory_mb"]))
         console.print(table)
+
+
+def _compared(rows: list[dict], what: str, against: str, speed: str, memory: str, title: str):
+    """Steps/s and peak memory of each row against a baseline row, with every run's steps/s."""
+    from rich.table import Table
+
+    table = Table(what, "steps/s", f"x {against}", "peak MB", f"x {against}", "runs (steps/s)", title=title)
+    for row in rows:
+        if "steps_per_s" not in row:
+            table.add_row(row["label"], "-", "-", "-", "-", row.get("skipped") or str(row.get("error"))[:60])
+            continue
+        table.add_row(row["label"], f"{row['steps_per_s']:.3f}", f"{row[speed]:.2f}", _mb(row["peak_memory_mb"]),
+                      f"{row[memory]:.2f}", " ".join(f"{x:.2f}" for x in row["steps_per_s_runs"]))
+    return table
+
+
+def _mb(x) -> str:
+    return "-" if x is None else f"{x:,.0f}"
 
 
 def print_end_to_end(report: dict) -> None:

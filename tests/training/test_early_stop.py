@@ -23,6 +23,15 @@ def _decide(scores, patience=2, prior=False):
     return decide(scores, BASE, patience=patience, prompt_margin=0.02, pres_margin=0.1, prior=prior, keys=KEYS)
 
 
+def _stopping_workspace(make_workspace, tmp_path, name: str, **settings):
+    """A workspace with stop_when on, tiny local judges, no prior, one sample per prompt; every checkpoint is
+    eligible (CLIP-T cosines lie in [-1, 1], the margin is 2)."""
+    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
+    return make_workspace(name, **{
+        "prior.enabled": False, "eval.dino": str(dino), "eval.clip": str(clip), "train.stop_when.enabled": True,
+        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0, **settings})
+
+
 def test_it_stops_once_patience_checkpoints_bring_no_better_pick():
     rising = [(0.2, 0.3, 0.2), (0.4, 0.3, 0.2), (0.6, 0.3, 0.2)]
     assert not _decide(_scores(*rising)).stop
@@ -107,13 +116,10 @@ def test_a_run_stops_when_subject_fidelity_stops_improving(make_workspace, tmp_p
         return {**values, "dino": next(scripted)}
 
     monkeypatch.setattr(EncoderJudge, "score", score)
-    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
-    ws = make_workspace("stops", **{
-        "prior.enabled": False, "train.max_steps": 8, "train.checkpoint_every": 1, "train.keep_checkpoints": 1,
-        "train.learning_rate": 1e-3, "eval.dino": str(dino), "eval.clip": str(clip),
+    ws = _stopping_workspace(make_workspace, tmp_path, "stops", **{
+        "train.max_steps": 8, "train.checkpoint_every": 1, "train.keep_checkpoints": 1, "train.learning_rate": 1e-3,
         "train.validation_prompts": ["a {identifier} {class} on the beach", "a {identifier} {class} in the snow"],
-        "train.stop_when.enabled": True, "train.stop_when.patience": 3, "train.stop_when.images_per_prompt": 2,
-        "train.stop_when.prompt_fidelity_margin": 2.0})  # cosines lie in [-1, 1]: every checkpoint is eligible
+        "train.stop_when.patience": 3, "train.stop_when.images_per_prompt": 2})
     result = api.train(ws)
 
     info = result.run.info()
@@ -138,11 +144,8 @@ def test_a_run_that_keeps_improving_trains_to_the_end_and_its_final_weights_are_
     scripted = iter([0.1, 0.2, 0.3, 0.4])  # base, steps 1 and 2, the final step 3
     real = EncoderJudge.score
     monkeypatch.setattr(EncoderJudge, "score", lambda self, i, c: {**real(self, i, c), "dino": next(scripted)})
-    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
-    ws = make_workspace("rises", **{
-        "prior.enabled": False, "train.max_steps": 3, "train.checkpoint_every": 1, "eval.dino": str(dino),
-        "eval.clip": str(clip), "train.stop_when.enabled": True, "train.stop_when.patience": 1,
-        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0})
+    ws = _stopping_workspace(make_workspace, tmp_path, "rises", **{
+        "train.max_steps": 3, "train.checkpoint_every": 1, "train.stop_when.patience": 1})
     result = api.train(ws)
     info = result.run.info()
     assert result.steps == 3 and "stopped" not in info["stop_when"]
@@ -163,11 +166,8 @@ def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_work
     scripted = iter([0.1, 0.5, 0.3, 0.2])  # base, step 2, then (resumed) step 4 and the final step 6
     real = EncoderJudge.score
     monkeypatch.setattr(EncoderJudge, "score", lambda self, i, c: {**real(self, i, c), "dino": next(scripted)})
-    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
-    ws = make_workspace("resumes", **{
-        "prior.enabled": False, "train.max_steps": 6, "train.checkpoint_every": 2, "eval.dino": str(dino),
-        "eval.clip": str(clip), "train.stop_when.enabled": True, "train.stop_when.patience": 2,
-        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0})
+    ws = _stopping_workspace(make_workspace, tmp_path, "resumes", **{
+        "train.max_steps": 6, "train.checkpoint_every": 2, "train.stop_when.patience": 2})
     with pytest.raises(KeyboardInterrupt):
         api.train(ws, reporter=InterruptAt())
     result = api.train(ws, resume=True)
@@ -191,11 +191,8 @@ def test_a_checkpoint_saved_but_not_scored_before_an_interrupt_is_scored_on_resu
         return {**real(self, images, class_images), "dino": value}
 
     monkeypatch.setattr(EncoderJudge, "score", score)
-    dino, clip = save_tiny_dino(tmp_path / "dino"), save_tiny_clip(tmp_path / "clip")
-    ws = make_workspace("unscored", **{
-        "prior.enabled": False, "train.max_steps": 6, "train.checkpoint_every": 2, "eval.dino": str(dino),
-        "eval.clip": str(clip), "train.stop_when.enabled": True, "train.stop_when.patience": 2,
-        "train.stop_when.images_per_prompt": 1, "train.stop_when.prompt_fidelity_margin": 2.0})
+    ws = _stopping_workspace(make_workspace, tmp_path, "unscored", **{
+        "train.max_steps": 6, "train.checkpoint_every": 2, "train.stop_when.patience": 2})
     with pytest.raises(KeyboardInterrupt):
         api.train(ws)
     from dbooth.workspace import find_run
