@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch.nn.functional as F
 
 from dbooth.builtin import components as C
 from dbooth.builtin.world import COLOURS, PATTERNS, Scene, caption, pretraining_caption, random_scene, render_batch
+from dbooth.builtin.run_clock import RunClock
+from dbooth.builtin.run_clock import log as _log
 from dbooth.fsutil import atomic_path, atomic_write_text
 
 
@@ -51,10 +52,6 @@ class PretrainConfig:
     render_workers: int = 1  # processes rendering the data set (the GPU trains faster than one core renders)
     warmup: int | None = None  # lr warm-up steps; None: 200 from scratch or for a new UNet, 20 when continuing
     bare_fraction: float = 0.0  # of the non-empty captions: the bare class caption "a photo of a star" instead
-
-
-def _log(msg: str, start: float) -> None:
-    print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -334,9 +331,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
         save_model(cfg.out, unet_cpu, vae, text_cpu, tokenizer, model_card(cfg, stats))
         _log(f"{'final model' if final else 'snapshot'} written to {cfg.out} (step {stats['unet_steps']})", start)
 
-    deadline = start + budget
-    last_snapshot, step, loss_sum = time.time(), 0, torch.zeros((), device=device)
-    while (step < cfg.steps) if cfg.steps else (time.time() < deadline):
+    clock = RunClock(start, cfg.minutes, cfg.steps, cfg.snapshot_minutes)
+    step, loss_sum = 0, torch.zeros((), device=device)
+    while clock.running(step):
         idx = rng.integers(0, len(scenes), cfg.batch_size)
         gidx = torch.from_numpy(idx).to(device)
         latents = (lat_mean[gidx] + lat_std[gidx] * torch.randn_like(lat_std[gidx])) * scaling
@@ -349,8 +346,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             pred = unet(noisy, t, text_encoder(ids)[0]).sample
         per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, t)).mean()
-        progress = step / cfg.steps if cfg.steps else (time.time() - start) / budget
-        lr = cfg.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        lr = clock.learning_rate(cfg.lr, step, warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -365,9 +361,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
         if step % 50 == 0:  # reading the loss waits for the GPU, so only now and then
             _log(f"unet step {step} loss {float(loss_sum) / 50:.4f} lr {lr:.2e}", start)
             loss_sum.zero_()
-        if time.time() - last_snapshot > cfg.snapshot_minutes * 60:
+        if clock.snapshot_due():
             snapshot(final=False)
-            last_snapshot = time.time()
     snapshot(final=True)
     return cfg.out
 

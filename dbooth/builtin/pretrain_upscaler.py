@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from PIL import Image
 from dbooth.builtin import upscaler as U
 from dbooth.builtin.pretrain import EMA, _earlier_card, to_tensor
 from dbooth.builtin.world import Scene, object_coverage, pretraining_caption, random_scene, render
+from dbooth.builtin.run_clock import RunClock
+from dbooth.builtin.run_clock import log as _log
 from dbooth.fsutil import atomic_path, atomic_write_text
 
 
@@ -54,10 +55,6 @@ class UpscalerPretrainConfig:
     scale_samples: int = 64  # renders whose latent std sets a new upscaler's VAE scale
     device: str = "cpu"  # "cuda" trains on a GPU (the data set is rendered on the CPU either way)
     object_weight: float = 0.0  # extra loss weight on the object's latent pixels (0: plain mean over the image)
-
-
-def _log(msg: str, start: float) -> None:
-    print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
 
 def object_weights(scene: Scene, weight: float) -> np.ndarray:
@@ -213,9 +210,9 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
         save_model(cfg.out, *parts, tokenizer, training_card(cfg, stats))
         _log(f"{'final model' if final else 'snapshot'} written to {cfg.out} (step {stats['steps']})", start)
 
-    budget = cfg.minutes * 60
-    last_snapshot, step, loss_avg = time.time(), 0, None
-    while (step < cfg.steps) if cfg.steps else (time.time() - start < budget):
+    clock = RunClock(start, cfg.minutes, cfg.steps, cfg.snapshot_minutes)
+    step, loss_avg = 0, None
+    while clock.running(step):
         idx = torch.from_numpy(rng.integers(0, len(scenes), cfg.batch_size)).to(device)
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_std[idx])) * scaling
         low = lows[torch.from_numpy(rng.integers(0, 2, cfg.batch_size)).to(device), idx]
@@ -231,8 +228,7 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
         errors = F.mse_loss(pred, scheduler.get_velocity(latents, noise, t), reduction="none")
         per_sample = weighted_mean(errors, None if weights is None else weights[idx])
         loss = (per_sample * v_min_snr_weights(scheduler, t)).mean()
-        progress = step / cfg.steps if cfg.steps else (time.time() - start) / budget
-        lr = cfg.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        lr = clock.learning_rate(cfg.lr, step, warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -246,9 +242,8 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
         stats["loss"] = loss_avg
         if step % 50 == 0:
             _log(f"step {step} loss {loss_avg:.4f} lr {lr:.2e}", start)
-        if time.time() - last_snapshot > cfg.snapshot_minutes * 60:
+        if clock.snapshot_due():
             snapshot(final=False)
-            last_snapshot = time.time()
     snapshot(final=True)
     return cfg.out
 
