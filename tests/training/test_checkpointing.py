@@ -20,6 +20,7 @@ from dbooth.reporting import Reporter
 from dbooth.training import checkpointing, loop
 from dbooth.training.checkpointing import disk_plan
 from dbooth.workspace import find_run, has_resume_state
+from test_resume import InterruptAt
 
 FULL = {"train.method": "full", "prior.enabled": False, "train.checkpoint_every": 2, "train.keep_checkpoints": 2}
 
@@ -52,15 +53,6 @@ def test_older_checkpoints_keep_weights_only_and_still_sample(make_workspace):
         torch.testing.assert_close(at_four[name], final_four[name], rtol=0, atol=0)
     result = api.sample(ws, "a sks dog", run_id=f"{run.id}@4")
     assert result.folder.parent.name == f"{run.id}@step-000004" and len(result.paths) == 1
-
-
-class InterruptAt(Reporter):
-    def __init__(self, step: int):
-        self.step = step
-
-    def advance(self, completed: int, **fields) -> None:
-        if completed == self.step:
-            raise KeyboardInterrupt
 
 
 def test_resume_from_the_newest_full_checkpoint_matches_uninterrupted(make_workspace):

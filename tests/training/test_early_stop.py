@@ -155,13 +155,9 @@ def test_a_run_that_keeps_improving_trains_to_the_end_and_its_final_weights_are_
 
 
 def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_workspace, tmp_path, monkeypatch):
-    from dbooth.eval.judges import EncoderJudge
-    from dbooth.reporting import Reporter
+    from test_resume import InterruptAt
 
-    class InterruptAt(Reporter):
-        def advance(self, completed: int, **fields) -> None:
-            if completed == 3:
-                raise KeyboardInterrupt
+    from dbooth.eval.judges import EncoderJudge
 
     scripted = iter([0.1, 0.5, 0.3, 0.2])  # base, step 2, then (resumed) step 4 and the final step 6
     real = EncoderJudge.score
@@ -169,7 +165,7 @@ def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_work
     ws = _stopping_workspace(make_workspace, tmp_path, "resumes", **{
         "train.max_steps": 6, "train.checkpoint_every": 2, "train.stop_when.patience": 2})
     with pytest.raises(KeyboardInterrupt):
-        api.train(ws, reporter=InterruptAt())
+        api.train(ws, reporter=InterruptAt(3))
     result = api.train(ws, resume=True)
     record = result.run.info()["stop_when"]
     assert record["base"]["dino"] == 0.1 and list(record["scores"]) == ["step-000002", "step-000004", "final"]
