@@ -26,6 +26,7 @@ from dbooth.builtin import components as C
 from dbooth.builtin.world import COLOURS, PATTERNS, Scene, caption, pretraining_caption, random_scene, render_batch
 from dbooth.builtin.run_clock import RunClock
 from dbooth.builtin.run_clock import log as _log
+from dbooth.builtin.subjects import lookalike_scene
 from dbooth.fsutil import atomic_path, atomic_write_text
 
 
@@ -52,6 +53,7 @@ class PretrainConfig:
     render_workers: int = 1  # processes rendering the data set (the GPU trains faster than one core renders)
     warmup: int | None = None  # lr warm-up steps; None: 200 from scratch or for a new UNet, 20 when continuing
     bare_fraction: float = 0.0  # of the non-empty captions: the bare class caption "a photo of a star" instead
+    patterned_fraction: float = 0.0  # of the data set: patterned look-alikes (never an example subject's look)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -125,8 +127,7 @@ def render_chunks(scenes: list[Scene], chunk: int, workers: int):
 @torch.no_grad()
 def encode_dataset(vae, cfg: PretrainConfig, start: float, device: torch.device = torch.device("cpu")):
     """Render the UNet's data set once and keep each image's latent mean and std (on ``device``)."""
-    rng = np.random.default_rng(cfg.seed + 2)
-    scenes = [random_scene(rng) for _ in range(cfg.dataset_size)]
+    scenes = dataset_scenes(cfg)
     means, stds = [], []
     for i, images in enumerate(render_chunks(scenes, 256, cfg.render_workers)):
         post = vae.encode(to_tensor(images).to(device)).latent_dist
@@ -143,6 +144,18 @@ def encode_dataset(vae, cfg: PretrainConfig, start: float, device: torch.device 
     return scenes, mean, std
 
 
+def dataset_scenes(cfg: PretrainConfig) -> list[Scene]:
+    """The UNet's data set: world scenes, with ``patterned_fraction`` of them patterned look-alikes
+    drawn from a stream of their own (0 keeps exactly the earlier stages' scenes)."""
+    rng = np.random.default_rng(cfg.seed + 2)
+    scenes = [random_scene(rng) for _ in range(cfg.dataset_size)]
+    if cfg.patterned_fraction:
+        prng = np.random.default_rng(cfg.seed + 5)
+        chosen = prng.random(len(scenes)) < cfg.patterned_fraction
+        scenes = [lookalike_scene(prng) if c else s for s, c in zip(scenes, chosen)]
+    return scenes
+
+
 def training_caption(scene: Scene, rng: np.random.Generator, cfg: PretrainConfig) -> str:
     """Empty (``caption_dropout``), the bare class caption (``bare_fraction`` of the rest), or a
     pretraining caption. A stage weighted toward bare captions trains what DreamBooth's class prompt
@@ -151,6 +164,8 @@ def training_caption(scene: Scene, rng: np.random.Generator, cfg: PretrainConfig
         return ""
     if cfg.bare_fraction and rng.random() < cfg.bare_fraction:
         return caption(scene, colour=False, context=False)
+    if scene.pattern != "solid":  # no words for patterns: "a photo of a star (on the beach)"
+        return caption(scene, colour=False, context=bool(rng.random() < 0.75))
     return pretraining_caption(scene, rng)
 
 
@@ -189,6 +204,7 @@ def model_card(cfg: PretrainConfig, stats: dict) -> str:
     flags += f" --lr {cfg.lr:g} --batch-size {cfg.batch_size}" + (f" --warmup {cfg.warmup}" if cfg.warmup else "")
     flags += f" --dataset-size {cfg.dataset_size}" + (f" --steps {cfg.steps}" if cfg.steps else "")
     flags += f" --bare-fraction {cfg.bare_fraction:g}" if cfg.bare_fraction else ""
+    flags += f" --patterned-fraction {cfg.patterned_fraction:g}" if cfg.patterned_fraction else ""
     what = ("trained a new UNet on its VAE and text encoder" if cfg.new_unet
             else "continued its UNet and text encoder")
     vae_line = (f"kept from {cfg.init_from} (this run {what})" if cfg.init_from
@@ -392,16 +408,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--render-workers", type=int, default=1, help="processes that render the data set")
     p.add_argument("--bare-fraction", type=float, default=0.0,
                    help="share of non-empty captions replaced by the bare class caption ('a photo of a star')")
+    p.add_argument("--patterned-fraction", type=float, default=0.0,
+                   help="share of the data set that is patterned objects in two colours, never an example "
+                        "subject's look, captioned without colour words ('a photo of a star on the beach')")
     a = p.parse_args(argv)
-    if not 0.0 <= a.bare_fraction <= 1.0:
-        p.error("--bare-fraction must be between 0 and 1")
+    for name in ("bare_fraction", "patterned_fraction"):
+        if not 0.0 <= getattr(a, name) <= 1.0:
+            p.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if a.new_unet and a.init_from is None:
         p.error("--new-unet needs --init-from (the model whose VAE and text encoder to keep)")
     pretrain(PretrainConfig(out=a.out, minutes=a.minutes, seed=a.seed, dataset_size=a.dataset_size,
                             snapshot_minutes=a.snapshot_minutes, steps=a.steps, threads=a.threads,
                             init_from=a.init_from, lr=a.lr, vae_only=a.vae_only,
                             vae_lr=a.vae_lr, new_unet=a.new_unet, batch_size=a.batch_size, warmup=a.warmup,
-                            device=a.device, render_workers=a.render_workers, bare_fraction=a.bare_fraction))
+                            device=a.device, render_workers=a.render_workers, bare_fraction=a.bare_fraction,
+                            patterned_fraction=a.patterned_fraction))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dbooth.builtin.world import CONTEXTS, IMAGE_SIZE, Scene, random_placement, render
+from dbooth.builtin.world import COLOURS, CONTEXTS, IMAGE_SIZE, PATTERNS, Scene, random_placement, random_scene, render
 from dbooth.prompts import caption_file
 
 
@@ -46,6 +46,24 @@ EXAMPLES: dict[str, Subject] = {
 # The instance photos sit in these contexts; evaluation prompts can then ask for the others.
 _PHOTO_CONTEXTS = ("on top of a wooden floor", "on top of pink fabric", "on a cobblestone street",
                    "in the snow", "on the beach")
+
+
+def is_example_look(scene: Scene) -> bool:
+    """Whether a scene shows an example subject's look: its shape and pattern in its two colours,
+    either way round."""
+    return any((scene.shape, scene.pattern) == (s.class_noun, s.pattern)
+               and {scene.colour, scene.colour2} == {s.colour, s.colour2} for s in EXAMPLES.values())
+
+
+def lookalike_scene(rng: np.random.Generator) -> Scene:
+    """A random patterned object in two different colours that is no example subject's look, so a
+    model pretrained on such objects learns to draw patterns without ever seeing the subjects."""
+    while True:
+        base = random_scene(rng)
+        colour2 = str(rng.choice([c for c in COLOURS if c != base.colour]))
+        scene = Scene(**{**base.__dict__, "pattern": str(rng.choice(PATTERNS[1:])), "colour2": colour2})
+        if not is_example_look(scene):
+            return scene
 
 
 def list_examples() -> list[str]:

@@ -130,3 +130,27 @@ def test_bare_fraction_weights_the_bare_class_caption_and_zero_keeps_the_old_str
     # 0.9 x (0.5 + 0.5 x 0.1): about half the captions, against about a tenth without the stage
     assert 0.42 < bare_share < 0.58 and old_share < 0.15
     assert 0.05 < np.mean([c == "" for c in captions]) < 0.16  # dropout unchanged
+
+
+def test_patterned_fraction_mixes_lookalikes_into_the_data_set_with_colourless_captions(tmp_path):
+    import numpy as np
+
+    from dbooth.builtin.pretrain import PretrainConfig, dataset_scenes, training_caption
+    from dbooth.builtin.subjects import is_example_look
+
+    plain = dataset_scenes(PretrainConfig(out=tmp_path, dataset_size=2000))
+    assert all(s.pattern == "solid" for s in plain)
+    # 0 keeps the earlier stages' data set exactly
+    assert plain == dataset_scenes(PretrainConfig(out=tmp_path, dataset_size=2000, patterned_fraction=0.0))
+    cfg = PretrainConfig(out=tmp_path, dataset_size=2000, patterned_fraction=0.3)
+    mixed = dataset_scenes(cfg)
+    patterned = [s for s in mixed if s.pattern != "solid"]
+    assert 0.26 < len(patterned) / len(mixed) < 0.34
+    assert not any(is_example_look(s) for s in patterned)
+    # the solid scenes are the plain data set's, in place
+    assert all(m == p for m, p in zip(mixed, plain) if m.pattern == "solid")
+    rng = np.random.default_rng(0)
+    for s in patterned[:200]:
+        text = training_caption(s, rng, cfg)
+        assert text == "" or text.startswith(f"a photo of a{'n' if s.shape[0] in 'aeiou' else ''} {s.shape}")
+        assert s.colour not in text.split() and s.colour2 not in text.split()

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -6,7 +8,9 @@ from dbooth.builtin.subjects import (
     EXAMPLES,
     example_scenes,
     get_example,
+    is_example_look,
     list_examples,
+    lookalike_scene,
     write_example_images,
 )
 from dbooth.builtin.world import SHAPES, object_coverage
@@ -54,3 +58,18 @@ def test_example_photos_at_256px_show_the_same_scenes_in_finer_detail(tmp_path):
         inside = object_coverage(scene, 64)[0] > 0.99  # textures are per pixel; the object is the same
         assert np.abs(shrunk - np.asarray(Image.open(s), float))[inside].mean() < 12
         assert b.with_suffix(".txt").read_text() == s.with_suffix(".txt").read_text()
+
+
+def test_lookalikes_are_patterned_two_coloured_and_never_an_example_subjects_look():
+    rng = np.random.default_rng(0)
+    scenes = [lookalike_scene(rng) for _ in range(3000)]
+    assert all(s.pattern != "solid" and s.colour2 not in (None, s.colour) for s in scenes)
+    assert not any(is_example_look(s) for s in scenes)
+    # every example subject's shape and pattern still occur, in other colours
+    for subject in EXAMPLES.values():
+        assert any((s.shape, s.pattern) == (subject.class_noun, subject.pattern) for s in scenes)
+    # the check itself recognises a subject's look either way round and rejects a near miss
+    star = EXAMPLES["checkered_star"].scene(1)
+    assert is_example_look(star)
+    assert is_example_look(replace(star, colour=star.colour2, colour2=star.colour))
+    assert not is_example_look(replace(star, colour2="blue"))
