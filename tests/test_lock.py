@@ -7,20 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from recorder import Recorder
 from test_cli import run_dbooth, subprocess_env, user_error
 
 from dbooth import api
 from dbooth.errors import DboothError
 from dbooth.lock import LOCK_NAME, held_by, holder, workspace_lock
-from dbooth.reporting import Reporter
-
-
-class Warnings(Reporter):
-    def __init__(self):
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
 
 
 def test_a_second_writer_is_refused_with_the_holder_named(tmp_path):
@@ -41,7 +33,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(make_workspace):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
     (ws.root / LOCK_NAME).write_text(f'{{"pid": {pid}, "host": "here", "verb": "train", "since": 0}}\n')
-    reporter = Warnings()
+    reporter = Recorder()
     api.prior(ws, reporter=reporter)
     assert any(f"pid {pid}" in w and "no longer running" in w for w in reporter.warnings), reporter.warnings
     assert len(list(ws.class_dir.glob("*.png"))) == 1

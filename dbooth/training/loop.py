@@ -50,10 +50,16 @@ from dbooth.training.numerics import check_finite, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
 from dbooth.training.setup import Models, prepare_models
-from dbooth.training.state import checkpoint_name, checkpoint_step, load_checkpoint, register_trainable_hooks
+from dbooth.training.state import (
+    checkpoint_name,
+    checkpoint_step,
+    load_checkpoint,
+    register_trainable_hooks,
+    saved_processes,
+)
+from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_loss
 from dbooth.training.timings import Timings, describe
 from dbooth.training.tracking import start_tracking, tracker_settings
-from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_loss
 from dbooth.training.validation import validate
 from dbooth.workspace import Run, Workspace, new_run
 
@@ -228,6 +234,12 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
         load_checkpoint(accelerator, resume_from, lr_scheduler)
         step = checkpoint_step(resume_from)
         reporter.info(f"resumed {run.id} from step {step}")
+        saved = saved_processes(resume_from)
+        if saved != accelerator.num_processes:
+            reporter.warn(f"{resume_from.name} was written by {saved} process(es) and this resume runs "
+                          f"{accelerator.num_processes}: each keeps batch {cfg.batch_size}, so the global batch "
+                          f"changes from {saved * cfg.batch_size} to {accelerator.num_processes * cfg.batch_size}; "
+                          f"resume with --processes {saved} to keep it")
     class_caption: int | ClassPick = len(inputs.captions)
     if len(class_prompts) > 1:
         class_caption = ClassPick.of(inputs.image_class, inputs.photo_class, len(inputs.captions))

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import huggingface_hub.constants
 import pytest
+from recorder import Recorder
 
 from dbooth import api
 from dbooth.errors import DboothError
-from dbooth.identifiers import check_identifier, free_candidates, load_vocabulary, pick_identifier
-from dbooth.reporting import Reporter
-
-
-class Collect(Reporter):
-    def __init__(self):
-        self.warnings, self.infos = [], []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-    def info(self, message: str) -> None:
-        self.infos.append(message)
+from dbooth.identifiers import (
+    check_identifier,
+    free_candidates,
+    load_vocabulary,
+    pick_identifier,
+)
 
 
 def test_a_rare_single_token_gets_no_warning(clip_like):
@@ -61,15 +55,15 @@ def test_init_auto_and_add_subject_auto(tmp_path):
 
 
 def test_init_warns_through_the_reporter_and_writes_the_workspace_anyway(tmp_path, clip_like):
-    seen = Collect()
+    seen = Recorder()
     ws = api.init(tmp_path / "ws", "dog", base_model=str(clip_like), identifier="dog", reporter=seen)
     assert ws.manifest().identifier == "dog"
     [warning] = seen.warnings
     assert "'dog'" in warning and "ordinary word" in warning
-    quiet = Collect()
+    quiet = Recorder()
     api.add_subject(ws, "kitty", "cat", identifier="hmv", example="checkered_star", reporter=quiet)
     assert quiet.warnings == [] and quiet.infos == []
-    split = Collect()
+    split = Recorder()
     api.add_subject(ws, "other", "cat", identifier="zwx", example="polka_circle", reporter=split)
     assert len(split.warnings) == 1 and "3 tokens" in split.warnings[0]
     assert "hmv" not in split.warnings[0]  # in use by kitty: not suggested
@@ -77,7 +71,7 @@ def test_init_warns_through_the_reporter_and_writes_the_workspace_anyway(tmp_pat
 
 def test_init_offline_with_an_uncached_hub_model_notes_the_skip(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    seen = Collect()
+    seen = Recorder()
     api.init(tmp_path / "ws", "dog", base_model="some-org/not-downloaded", identifier="dog", reporter=seen)
     assert seen.warnings == [] and len(seen.infos) == 1 and "not checked" in seen.infos[0]
     with pytest.raises(DboothError, match="--identifier auto needs the base model's tokenizer"):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from drawn import draw_photos
+from recorder import Recorder
 from safetensors.torch import load_file
 
 import dbooth
@@ -113,8 +114,11 @@ def test_a_two_process_checkpoint_resumes_in_one_process(runs, tmp_path, tiny_ba
     x 2: weights, optimizer, the random stream (the main process's) and the LR schedule's position."""
     parallel = find_run(runs["two"])
     _interrupted_copy(parallel, runs["resumed"])
-    resumed = api.train(runs["resumed"], resume=True)
+    warnings = Recorder()
+    resumed = api.train(runs["resumed"], resume=True, reporter=warnings)
     assert resumed.run.id == parallel.id and resumed.steps == 4
+    assert warnings.warnings == ["step-000002 was written by 2 process(es) and this resume runs 1: each keeps batch 1, "
+                              "so the global batch changes from 2 to 1; resume with --processes 2 to keep it"]
     assert json.loads(resumed.run.info_path.read_text())["processes"] == 1
 
     reference_ws = api.init(tmp_path / "reference", "dog", base_model=str(tiny_base), images=runs["resumed"].instance_dir)
