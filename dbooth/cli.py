@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from dbooth import __version__
-from dbooth.console import RichReporter, console, error
+from dbooth.console import RichReporter, answer, console, error  # answer: stdout; console: stderr
 from dbooth.errors import DboothError
 from dbooth.export.clients import FORMATS, clients_text, load_lines
 from dbooth.schema import EVAL_PROMPTS, MIXED_PRECISIONS, OPTIMIZERS, SAMPLERS
@@ -155,27 +155,20 @@ def identifiers_cmd(
         workspace = Path(".")
     result = api.identifiers(None if workspace is None else _ws(workspace), base_model=base, num=num,
                              check=tokens or None, prior=prior_, samples=samples, reporter=RichReporter())
-    out = _stdout()
-    out.print(f"rare single tokens of {result.model} ({result.vocabulary_size} tokens; {result.rule}):")
-    out.print("  " + ("  ".join(result.candidates) or "none left"))
+    answer.print(f"rare single tokens of {result.model} ({result.vocabulary_size} tokens; {result.rule}):")
+    answer.print("  " + ("  ".join(result.candidates) or "none left"))
     if result.used:
-        out.print(f"in use in this workspace: {', '.join(result.used)}")
+        answer.print(f"in use in this workspace: {', '.join(result.used)}")
     for ident, warnings in result.checks.items():
         if not warnings:
-            out.print(f"[green]{ident}[/]: one token, not among the words {result.model} knows well")
+            answer.print(f"[green]{ident}[/]: one token, not among the words {result.model} knows well")
         for line in warnings:
-            out.print(f"[yellow]{ident}[/]: {line}")
+            answer.print(f"[yellow]{ident}[/]: {line}")
     for p in result.priors:
         seen = ", ".join(f"{k} {v}" for k, v in sorted(p.labels.items(), key=lambda kv: (-kv[1], kv[0])))
-        out.print(f"prior of [bold]{p.identifier}[/] (\"{p.prompt}\", {p.samples} samples, {p.judge}): "
+        answer.print(f"prior of [bold]{p.identifier}[/] (\"{p.prompt}\", {p.samples} samples, {p.judge}): "
                   + (f"looks like {p.looks_like} in {p.share:.0%} ({seen})" if p.labels else
                      "looks like none of the judge's labels"))
-
-
-def _stdout():
-    from rich.console import Console
-
-    return Console(highlight=False)  # the command's answer goes to stdout; progress and errors to stderr
 
 
 @app.command()
@@ -434,7 +427,7 @@ def demo(
         settings.subject = subject
     result = run_demo(out, settings, reporter=RichReporter())
     views.print_demo(result.metrics, settings.subject)
-    console.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
+    answer.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
 
 
 @app.command()

@@ -19,7 +19,8 @@ from rich.text import Text
 
 from dbooth.reporting import Reporter
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False)  # progress, warnings and errors
+answer = Console(highlight=False)  # a command's result (tables, paths): stdout, so it can be piped or saved
 
 
 class _Rate(ProgressColumn):

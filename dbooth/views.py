@@ -1,12 +1,13 @@
 """What the CLI prints for a verb's result: rich tables and lines laid out from the library's data.
 
 ``dbooth.cli`` parses options and calls the library; the layouts live here so that the verbs stay short.
-Nothing here computes a result: every figure comes in the data passed.
+Nothing here computes a result: every figure comes in the data passed. Results go to stdout (``answer``);
+progress, warnings and errors to stderr.
 """
 
 from __future__ import annotations
 
-from dbooth.console import console
+from dbooth.console import answer
 from dbooth.diskspace import human
 
 
@@ -29,9 +30,9 @@ def print_eval(data: dict) -> None:
         table.add_row(f"{key} ({note})", *(figure(m[key]) for m in data["metrics"].values()))
     for key in (data.get("oracle") or {}).get("metrics", {}).get("base", {}):
         table.add_row(f"oracle {key}", *(figure(m[key]) for m in data["oracle"]["metrics"].values()))
-    console.print(table)
+    answer.print(table)
     if "best" in data:
-        console.print(f"[green]best checkpoint:[/] {best or 'none passes the rule'} ({data['best']['rule']})")
+        answer.print(f"[green]best checkpoint:[/] {best or 'none passes the rule'} ({data['best']['rule']})")
 
 
 def print_demo(m: dict, subject: str) -> None:
@@ -45,7 +46,7 @@ def print_demo(m: dict, subject: str) -> None:
     for key, note in (("subject_fidelity", "higher is better"), ("prompt_fidelity", "higher is better"),
                       ("pres", "lower is better"), ("div", "higher is more diverse")):
         table.add_row(f"{key} ({note})", f"{m['base'][key]:.3f}", f"{m[key]:.3f}")
-    console.print(table)
+    answer.print(table)
     if "stage_b" in m:
         b = m["stage_b"]
         up = Table(title=f"stage (b): {b['upscaler_base']} before and after fine-tuning ({b['steps']} steps)")
@@ -58,14 +59,12 @@ def print_demo(m: dict, subject: str) -> None:
         for key, note in (("subject_fidelity", "oracle, enlarged stage-(a) samples"), ("pres", "oracle, lower is better")):
             up.add_row(f"{key} ({note}; stage a: {o['stage_a'][key]:.3f})",
                        *(f"{o[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
-        console.print(up)
+        answer.print(up)
 
 
 def print_status(st) -> None:
     """``dbooth status``: the workspace, its subjects and every run, on stdout."""
-    from rich.console import Console
-
-    out = Console(highlight=False)  # the command's answer goes to stdout; progress and errors to stderr
+    out = answer
     out.print(f"[bold]{st.root}[/]: [bold]{st.identifier} {st.class_noun}[/] on {st.base_model} at {st.resolution} px")
     match = ""
     if st.class_images_stale:
@@ -122,8 +121,8 @@ def print_bench(report: dict) -> None:
         print_end_to_end(report)
         return
     s = report["settings"]
-    console.print(f"[bold]{report['config']}[/]: {report['description']}")
-    console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
+    answer.print(f"[bold]{report['config']}[/]: {report['description']}")
+    answer.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
                   f"batch {s['batch_size']}{' + prior' if s['prior_preservation'] else ''}, "
                   f"precision {s['mixed_precision']}; {report['warmup']} warm-up + {report['steps']} timed steps, "
                   f"{report['repeats']} run(s)")
@@ -134,11 +133,11 @@ def print_bench(report: dict) -> None:
                        f"{report['flops_per_step'] / 1e12:.3f}", f"{report['achieved_tflops']:.3f}",
                        "-" if util is None else f"{100 * util:.0f}%",
                        "-" if report.get("class_images_per_s") is None else f"{report['class_images_per_s']:.3f}")
-    console.print(main_table)
+    answer.print(main_table)
     if report["ablation"]:
-        console.print(_compared(report["ablation"], "setting", "base", "speedup", "memory_ratio", title="ablation"))
+        answer.print(_compared(report["ablation"], "setting", "base", "speedup", "memory_ratio", title="ablation"))
     if report.get("reference"):
-        console.print(_compared(report["reference"]["rows"], "trainer", "reference", "speed_vs_reference",
+        answer.print(_compared(report["reference"]["rows"], "trainer", "reference", "speed_vs_reference",
                                 "memory_vs_reference", title="side by side (same environment, alternating)"))
     if report.get("generation"):
         table = Table("class-image generation", "batch", "steps", "images/s", "peak MB")
@@ -148,7 +147,7 @@ def print_bench(report: dict) -> None:
                 continue
             table.add_row(row["label"], str(row["batch"]), str(row["steps"]), f"{row['images_per_s']:.3f}",
                           _mb(row["peak_memory_mb"]))
-        console.print(table)
+        answer.print(table)
 
 
 def _compared(rows: list[dict], what: str, against: str, speed: str, memory: str, title: str):
@@ -174,8 +173,8 @@ def print_end_to_end(report: dict) -> None:
     from rich.table import Table
 
     s = report["settings"]
-    console.print(f"[bold]{report['config']}[/] end to end: {report['description']}")
-    console.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
+    answer.print(f"[bold]{report['config']}[/] end to end: {report['description']}")
+    answer.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
                   f"{s['max_steps']} steps, checkpoint every {s['checkpoint_every']} (keep {s['keep_checkpoints']}), "
                   f"{s['validation_images']} validation images every {s['validation_every']}, "
                   f"{s['num_class_images']} class images; {report['repeats']} run(s) per policy, medians")
@@ -189,4 +188,4 @@ def print_end_to_end(report: dict) -> None:
         t = row["timings"]
         table.add_row(row["label"], f"{row['wall_seconds']:.1f}", *(f"{t[p]:.1f}" for p in phases),
                       f"{t['total']:.1f}", f"{t['checkpoint_writes_background']:.1f}", human(row["checkpoint_bytes"]))
-    console.print(table)
+    answer.print(table)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dbooth import views
-from dbooth.console import console
+from dbooth.console import answer
 
 
 def _printed(fn, *args) -> str:
-    with console.capture() as cap:
+    with answer.capture() as cap:
         fn(*args)
     return cap.get()
 
@@ -55,3 +55,10 @@ def test_bench_tables_compare_each_row_with_its_baseline_and_say_why_a_row_is_mi
     out = _printed(views.print_bench, report)
     assert "x base" in out and "0.87" in out and "627" in out and "5.08 6.31" in out and "needs CUDA" in out
     assert "x reference" in out and "13.480" in out and "exit 1" in out and "20.690" in out
+
+
+def test_results_go_to_stdout_and_nothing_to_stderr(capsys):
+    figures = {"subject_fidelity": 0.5, "prompt_fidelity": 1.0, "pres": 0.0, "div": 0.1}
+    views.print_demo({**figures, "base": figures}, "polka_circle")
+    out, err = capsys.readouterr()
+    assert "polka_circle: base model vs fine-tuned" in out and err == ""
