@@ -167,8 +167,8 @@ def identifiers_cmd(
     for p in result.priors:
         seen = ", ".join(f"{k} {v}" for k, v in sorted(p.labels.items(), key=lambda kv: (-kv[1], kv[0])))
         answer.print(f"prior of [bold]{p.identifier}[/] (\"{p.prompt}\", {p.samples} samples, {p.judge}): "
-                  + (f"looks like {p.looks_like} in {p.share:.0%} ({seen})" if p.labels else
-                     "looks like none of the judge's labels"))
+                     + (f"looks like {p.looks_like} in {p.share:.0%} ({seen})" if p.labels else
+                        "looks like none of the judge's labels"))
 
 
 @app.command()

@@ -64,8 +64,8 @@ def print_demo(m: dict, subject: str) -> None:
 
 def print_status(st) -> None:
     """``dbooth status``: the workspace, its subjects and every run, on stdout."""
-    out = answer
-    out.print(f"[bold]{st.root}[/]: [bold]{st.identifier} {st.class_noun}[/] on {st.base_model} at {st.resolution} px")
+    answer.print(f"[bold]{st.root}[/]: [bold]{st.identifier} {st.class_noun}[/] on {st.base_model} "
+                 f"at {st.resolution} px")
     match = ""
     if st.class_images_stale:
         match = f" [yellow]({st.class_images_stale} made with other settings; `dbooth prior --replace`)[/]"
@@ -73,18 +73,18 @@ def print_status(st) -> None:
         match = f" [yellow]({st.class_images_wanted - st.class_images} missing; `dbooth prior`)[/]"
     if st.busy is not None:
         b = st.busy
-        out.print(f"[cyan]busy:[/] `dbooth {b.get('verb', '?')}` (pid {b.get('pid', '?')} on {b.get('host', '?')}) "
-                      "is using this workspace")
+        answer.print(f"[cyan]busy:[/] `dbooth {b.get('verb', '?')}` (pid {b.get('pid', '?')} "
+                     f"on {b.get('host', '?')}) is using this workspace")
     prior = "" if st.prior_enabled else " (prior preservation off)"
-    out.print(f"photos {st.photos}; class images {st.class_images} of {st.class_images_wanted}{prior}{match}")
+    answer.print(f"photos {st.photos}; class images {st.class_images} of {st.class_images_wanted}{prior}{match}")
     for sub in st.subjects:
-        out.print(f"subject {sub['name']}: [bold]{sub['identifier']} {sub['class_noun']}[/], photos {sub['photos']}; "
-                      f"class images {sub['class_images']} in {sub['class_dir']}")
+        answer.print(f"subject {sub['name']}: [bold]{sub['identifier']} {sub['class_noun']}[/], "
+                     f"photos {sub['photos']}; class images {sub['class_images']} in {sub['class_dir']}")
     if not st.runs:
-        out.print("no runs yet; `dbooth train` starts one")
+        answer.print("no runs yet; `dbooth train` starts one")
         return
     colours = {"finished": "green", "running": "cyan", "failed": "red", "stopped": "yellow", "interrupted": "yellow"}
-    out.print(f"runs ({len(st.runs)}):")
+    answer.print(f"runs ({len(st.runs)}):")
     for r in st.runs:
         state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
         if r.state == "running" and r.pid:
@@ -104,13 +104,13 @@ def print_status(st) -> None:
                             else ""))
         if r.best_checkpoint:
             parts.append(f"best {r.best_checkpoint}")
-        out.print("  " + "  ".join(parts))
+        answer.print("  " + "  ".join(parts))
         if r.timings:
             from dbooth.training.timings import describe
 
-            out.print(f"    time: {describe(r.timings)}")
+            answer.print(f"    time: {describe(r.timings)}")
         if r.error:
-            out.print(f"    [red]error:[/] {r.error}")
+            answer.print(f"    [red]error:[/] {r.error}")
 
 
 def print_bench(report: dict) -> None:
@@ -123,9 +123,9 @@ def print_bench(report: dict) -> None:
     s = report["settings"]
     answer.print(f"[bold]{report['config']}[/]: {report['description']}")
     answer.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
-                  f"batch {s['batch_size']}{' + prior' if s['prior_preservation'] else ''}, "
-                  f"precision {s['mixed_precision']}; {report['warmup']} warm-up + {report['steps']} timed steps, "
-                  f"{report['repeats']} run(s)")
+                 f"batch {s['batch_size']}{' + prior' if s['prior_preservation'] else ''}, "
+                 f"precision {s['mixed_precision']}; {report['warmup']} warm-up + {report['steps']} timed steps, "
+                 f"{report['repeats']} run(s)")
     main_table = Table("steps/s", "s/step", f"peak MB ({report['peak_memory_kind']})", "TFLOP/step", "TFLOP/s",
                        "of peak", "class images/s")
     util = report["utilization"]
@@ -138,7 +138,7 @@ def print_bench(report: dict) -> None:
         answer.print(_compared(report["ablation"], "setting", "base", "speedup", "memory_ratio", title="ablation"))
     if report.get("reference"):
         answer.print(_compared(report["reference"]["rows"], "trainer", "reference", "speed_vs_reference",
-                                "memory_vs_reference", title="side by side (same environment, alternating)"))
+                               "memory_vs_reference", title="side by side (same environment, alternating)"))
     if report.get("generation"):
         table = Table("class-image generation", "batch", "steps", "images/s", "peak MB")
         for row in report["generation"]:
@@ -175,9 +175,9 @@ def print_end_to_end(report: dict) -> None:
     s = report["settings"]
     answer.print(f"[bold]{report['config']}[/] end to end: {report['description']}")
     answer.print(f"device {report['device']}, torch {report['torch']}; {s['method']}, {s['resolution']} px, "
-                  f"{s['max_steps']} steps, checkpoint every {s['checkpoint_every']} (keep {s['keep_checkpoints']}), "
-                  f"{s['validation_images']} validation images every {s['validation_every']}, "
-                  f"{s['num_class_images']} class images; {report['repeats']} run(s) per policy, medians")
+                 f"{s['max_steps']} steps, checkpoint every {s['checkpoint_every']} (keep {s['keep_checkpoints']}), "
+                 f"{s['validation_images']} validation images every {s['validation_every']}, "
+                 f"{s['num_class_images']} class images; {report['repeats']} run(s) per policy, medians")
     phases = ("load", "caching", "steps", "checkpoints", "validation", "save", "other")
     table = Table("checkpoint policy", "wall s", *(f"{p} s" for p in phases), "total s", "writer thread s",
                   "checkpoints on disk")
