@@ -55,7 +55,7 @@ def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 
             "pres": round(oracle.pres(klass, subject), 4)}
 
 
-def one_subject(out: Path, subject: str, steps: int, log) -> dict:
+def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float | None = None) -> dict:
     from dbooth import api
     from dbooth.builtin.oracle import Oracle
     from dbooth.config import apply_overrides, write_manifest
@@ -65,7 +65,7 @@ def one_subject(out: Path, subject: str, steps: int, log) -> dict:
     ws_path = out / subject
     shutil.rmtree(ws_path, ignore_errors=True)
     ws = api.init(ws_path, None, example=subject)
-    settings = {"train.method": "full", "prior.enabled": True, "train.learning_rate": DEMO_LEARNING_RATES["full"],
+    settings = {"train.method": "full", "prior.enabled": True, "train.learning_rate": learning_rate or DEMO_LEARNING_RATES["full"],
                 "train.max_steps": steps, "train.checkpoint_every": 100, "train.keep_checkpoints": 100, **PICK}
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), settings))
     t = time.time()
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--subjects", default="checkered_star,polka_circle,split_square,striped_heart")
     parser.add_argument("--rescore", type=Path, help="variant B: read --json, write this file")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the demo's, 1e-4)")
     args = parser.parse_args()
     if args.rescore:
         return rescore(args.out, args.json, args.rescore, lambda line: print(line, flush=True))
@@ -169,10 +170,10 @@ def main() -> None:
     results = []
     started = time.time()
     for subject in args.subjects.split(","):
-        results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True)))
+        results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True), args.lr))
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "wall_seconds": round(time.time() - started, 1)},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr,
+                                         "wall_seconds": round(time.time() - started, 1)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
