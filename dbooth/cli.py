@@ -189,6 +189,8 @@ def prior(
     result = api.prior(ws, settings, replace=replace, reporter=RichReporter(), wait=float("inf") if wait else None)
     console.print(f"[green]class images:[/] {result.present} in {ws.class_dir} "
                   f"({len(result.user_images)} yours, {len(result.generated)} generated)")
+    if result.times is not None:
+        console.print(f"[green]made:[/] {result.times.describe()}")
 
 
 @app.command()
@@ -506,6 +508,9 @@ def bench(
     ablate: bool = typer.Option(False, "--ablate", help="Also flip each speed setting, one at a time."),
     only: list[str] = typer.Option([], "--only", help="With --ablate: only rows whose label starts with this (repeatable)."),
     generation: bool = typer.Option(True, "--generation/--no-generation", help="Measure class-image generation."),
+    class_images: Optional[int] = typer.Option(None, "--class-images", min=1,
+                                               help="Generate this many class images, as `dbooth prior` would "
+                                                    "(load and first batch included in the split)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per measured process."),
     reference: Optional[Path] = typer.Option(None, "--reference",
                                              help="diffusers' train_dreambooth.py (full) or train_dreambooth_lora.py "
@@ -537,7 +542,7 @@ def bench(
         overrides[key.strip()] = value.strip()
     request = BenchRequest(config=config, workspace=workspace, steps=steps, warmup=warmup, repeats=repeats,
                            ablate=ablate, generation=generation, threads=threads, reference=reference,
-                           overrides=overrides, only=only, e2e=e2e)
+                           overrides=overrides, only=only, e2e=e2e, class_images=class_images)
     report = run_bench(request, reporter=RichReporter())
     if json_path is not None:
         import json as _json

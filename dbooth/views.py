@@ -148,6 +148,22 @@ def print_bench(report: dict) -> None:
             table.add_row(row["label"], str(row["batch"]), str(row["steps"]), f"{row['images_per_s']:.3f}",
                           _mb(row["peak_memory_mb"]))
         answer.print(table)
+        split = [row for row in report["generation"] if row.get("split")]
+        if split:
+            answer.print(_generation_split(split))
+
+
+def _generation_split(rows: list[dict]):
+    """Where dbooth's class-image time went (the median run): as `dbooth prior` prints it."""
+    from rich.table import Table
+
+    table = Table("class images", "images", "whole s", "load s", "denoise s", "decode s", "PNG writes s (waited)",
+                  title="where the class-image time went")
+    for row in rows:
+        t = row["split"]
+        table.add_row(row["label"], str(t["images"]), f"{t['load'] + t['seconds']:.1f}", f"{t['load']:.1f}",
+                      f"{t['denoise']:.1f}", f"{t['decode']:.1f}", f"{t['write']:.1f} ({t['waited']:.1f})")
+    return table
 
 
 def _compared(rows: list[dict], what: str, against: str, speed: str, memory: str, title: str):

@@ -45,6 +45,11 @@ def test_generates_missing_images_reproducibly_and_detects_stale_ones(make_works
     assert result.present == 4 and result.missing == []
     assert result.user_images == [user]
     assert user.read_bytes() == user_bytes
+    # where the time went: the denoising steps and the decode are told apart (the step callback fired)
+    times = result.times
+    assert times.images == 3 and times.load > 0 and times.denoise > 0 and times.decode > 0 and times.write > 0
+    assert times.seconds >= times.denoise + times.decode
+    assert "3 images in" in times.describe() and "decode" in times.describe()
 
     # the images are real, at the training resolution, and not all the same
     first = {name: pixels(ws.class_dir / name) for name in generated}
@@ -68,7 +73,7 @@ def test_generates_missing_images_reproducibly_and_detects_stale_ones(make_works
         no_model_loading(m)
         again = api.prior(ws)
         fewer = api.prior(ws, {"prior.num_class_images": 2})  # more present than wanted: nothing deleted
-    assert again.present == 4 and again.missing == []
+    assert again.present == 4 and again.missing == [] and again.times is None
     assert fewer.present == 4
     assert state(ws.class_dir) == before
 
@@ -248,6 +253,7 @@ def test_prior_buckets_option_on_the_command_line(make_workspace):
     _bucketed_photos(ws, [(160, 96), (160, 96), (96, 160)])
     result = CliRunner().invoke(app, ["prior", "-w", str(ws.root), "--buckets"])
     assert result.exit_code == 0, result.output
+    assert "made: 4 images in" in result.output and "denoise" in result.output  # the time split, one line
     # one each, the spare two as 2:1 (1.33, 0.67 -> 1 and, by the larger remainder, 1): two of each
     sizes = [Image.open(p).size for p in sorted(ws.class_dir.iterdir())]
     assert sizes == [(40, 24), (40, 24), (24, 40), (24, 40)]

@@ -227,6 +227,7 @@ class BenchRequest:
     generation: bool = True
     generation_batches: int = 2
     generation_steps: int | None = None  # None = the manifest's prior.steps
+    class_images: int | None = None  # generate this many (as `dbooth prior` would) instead of generation_batches
     overrides: dict = field(default_factory=dict)  # extra manifest overrides on top of the configuration
     timeout_s: float | None = None  # per measurement
     threads: int | None = None  # CPU threads per measured process (OMP_NUM_THREADS); None = torch's default
@@ -471,11 +472,14 @@ def _end_to_end_report(ws, config: BenchConfig, request: BenchRequest, manifest:
 def _generation(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -> list[dict]:
     variants = GENERATION_VARIANTS if request.ablate else GENERATION_VARIANTS[:1]
     batch = manifest["prior"]["batch_size"]
+    batches = request.generation_batches
+    if request.class_images:  # the first batch is in the count (and the split) but not in the steady images/s
+        batches = max(2, -(-request.class_images // batch))
 
     def row(v: dict) -> dict:
         b = batch if v["batched"] else 1
         # the same number of timed images either way: one at a time runs batch x as many batches
-        n = request.generation_batches if v["batched"] else 1 + (request.generation_batches - 1) * batch
+        n = batches if v["batched"] else 1 + (batches - 1) * batch
         steps = v.get("steps", request.generation_steps)
         return {"label": v["label"], "runs": [], "run": lambda: measure_generation(
             ws, batch=b, batches=n, steps=steps, scheduler=v["scheduler"], timeout_s=request.timeout_s,
@@ -491,6 +495,10 @@ def _generation(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -
         r["images_per_s"] = _median([x["images_per_s"] for x in ok])
         r["peak_memory_mb"] = _median([x["peak_memory_mb"] for x in ok])
         r["batch"], r["steps"] = ok[0]["batch"], ok[0]["steps"]
+        splits = [x["split"] for x in ok if x.get("split")]
+        if splits:  # dbooth's own generation: the median run's split, by whole time (load included)
+            whole = sorted(splits, key=lambda t: t["load"] + t["seconds"])
+            r["split"] = whole[len(whole) // 2]
     return rows
 
 

@@ -259,8 +259,9 @@ def run_generation_spec(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
+        split = None
         if spec.get("scheduler") == "dpm++":
-            generate_class_images(Path(out), manifest, reporter=clock)
+            split = generate_class_images(Path(out), manifest, reporter=clock).times.as_dict()
         else:  # the base model's own scheduler, as diffusers' example script samples
             pipe = load_pipeline(manifest.base_model, dtype=inference_dtype())
             pipe.to(inference_device())
@@ -282,6 +283,7 @@ def run_generation_spec(spec: dict) -> dict:
         "steps": manifest.prior.steps,
         "batch": batch,
         "peak_memory_mb": clock.memory[-1],
+        "split": split,  # dbooth's own generation: load, denoise, decode, PNG writes (beside), waited
     }
 
 

@@ -71,7 +71,8 @@ def test_cli_bench_writes_json(tmp_path, monkeypatch):
     monkeypatch.setenv("DBOOTH_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--config", "tiny", "--steps", "2", "--warmup", "1", "--threads", "1",
-                                      "--set", "prior.steps=2", "--set", "prior.batch_size=2", "--json", str(out)])
+                                      "--set", "prior.steps=2", "--set", "prior.batch_size=2", "--class-images", "5",
+                                      "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["device"].startswith(("cpu", "cuda"))
@@ -82,6 +83,10 @@ def test_cli_bench_writes_json(tmp_path, monkeypatch):
     assert s["cache_latents"] is True and s["attention"] == "sdpa"
     assert report["flops_per_step"] > 0 and report["achieved_tflops"] > 0
     assert report["class_images_per_s"] > 0
+    # --class-images 5 at batch 2: three batches, as `dbooth prior` makes them, with its time split
+    split = report["generation"][0]["split"]
+    assert split["images"] == 6 and split["load"] > 0 and split["denoise"] > 0 and split["decode"] > 0
+    assert "where the class-image time went" in result.output
     assert report["static_memory_estimate"]["total_mb"] > 0
     assert "steps/s" in result.output
 
