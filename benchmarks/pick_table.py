@@ -55,7 +55,8 @@ def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 
             "pres": round(oracle.pres(klass, subject), 4)}
 
 
-def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float | None = None) -> dict:
+def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float | None = None,
+                extra: dict | None = None) -> dict:
     from dbooth import api
     from dbooth.builtin.oracle import Oracle
     from dbooth.config import apply_overrides, write_manifest
@@ -66,7 +67,8 @@ def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float |
     shutil.rmtree(ws_path, ignore_errors=True)
     ws = api.init(ws_path, None, example=subject)
     settings = {"train.method": "full", "prior.enabled": True, "train.learning_rate": learning_rate or DEMO_LEARNING_RATES["full"],
-                "train.max_steps": steps, "train.checkpoint_every": 100, "train.keep_checkpoints": 100, **PICK}
+                "train.max_steps": steps, "train.checkpoint_every": 100, "train.keep_checkpoints": 100, **PICK,
+                **(extra or {})}
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), settings))
     t = time.time()
     api.prior(ws)
@@ -163,16 +165,20 @@ def main() -> None:
     parser.add_argument("--subjects", default="checkered_star,polka_circle,split_square,striped_heart")
     parser.add_argument("--rescore", type=Path, help="variant B: read --json, write this file")
     parser.add_argument("--lr", type=float, help="learning rate (default: the demo's, 1e-4)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further manifest override, e.g. train.text_encoder_learning_rate=5e-5 (repeatable)")
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
     if args.rescore:
         return rescore(args.out, args.json, args.rescore, lambda line: print(line, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     started = time.time()
     for subject in args.subjects.split(","):
-        results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True), args.lr))
+        results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True), args.lr,
+                                   extra))
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr,
+        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr, "overrides": extra,
                                          "wall_seconds": round(time.time() - started, 1)}, indent=2) + "\n")
 
 
