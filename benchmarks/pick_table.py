@@ -56,7 +56,7 @@ def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 
 
 
 def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float | None = None,
-                extra: dict | None = None) -> dict:
+                extra: dict | None = None, masks: bool = False) -> dict:
     from dbooth import api
     from dbooth.builtin.oracle import Oracle
     from dbooth.config import apply_overrides, write_manifest
@@ -66,6 +66,13 @@ def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float |
     ws_path = out / subject
     shutil.rmtree(ws_path, ignore_errors=True)
     ws = api.init(ws_path, None, example=subject)
+    if masks:  # each photo's subject mask beside it: masked loss learns the object, not the scene
+        from dbooth.builtin.subjects import write_example_masks
+        from PIL import Image
+
+        photos = sorted(ws.instance_dir.glob(f"{subject}_*.png"))
+        side = Image.open(photos[0]).size[0]
+        write_example_masks(subject, ws.instance_dir, len(photos), side)
     settings = {"train.method": "full", "prior.enabled": True, "train.learning_rate": learning_rate or DEMO_LEARNING_RATES["full"],
                 "train.max_steps": steps, "train.checkpoint_every": 100, "train.keep_checkpoints": 100, **PICK,
                 **(extra or {})}
@@ -165,6 +172,7 @@ def main() -> None:
     parser.add_argument("--subjects", default="checkered_star,polka_circle,split_square,striped_heart")
     parser.add_argument("--rescore", type=Path, help="variant B: read --json, write this file")
     parser.add_argument("--lr", type=float, help="learning rate (default: the demo's, 1e-4)")
+    parser.add_argument("--masks", action="store_true", help="write each photo's subject mask (masked loss)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a further manifest override, e.g. train.text_encoder_learning_rate=5e-5 (repeatable)")
     args = parser.parse_args()
@@ -176,9 +184,9 @@ def main() -> None:
     started = time.time()
     for subject in args.subjects.split(","):
         results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True), args.lr,
-                                   extra))
+                                   extra, args.masks))
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr, "overrides": extra,
+        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr, "overrides": extra, "masks": args.masks,
                                          "wall_seconds": round(time.time() - started, 1)}, indent=2) + "\n")
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dbooth.builtin.world import COLOURS, CONTEXTS, IMAGE_SIZE, PATTERNS, Scene, random_placement, random_scene, render
+from dbooth.builtin.world import (COLOURS, CONTEXTS, IMAGE_SIZE, PATTERNS, Scene, object_coverage, random_placement,
+                                  random_scene, render)
 from dbooth.prompts import caption_file
 
 
@@ -102,5 +103,29 @@ def write_example_images(name: str, folder: str | Path, count: int = 5, size: in
         path = folder / f"{name}_{i:02d}.png"
         render(scene, size).save(path)
         caption_file(path).write_text(f"a photo of a {{identifier}} {{class}} {scene.context}\n")
+        paths.append(path)
+    return paths
+
+
+def subject_mask(scene: Scene, size: int, margin: int | None = None):
+    """The object's area as a loss mask (``NAME.mask.png``: 255 = subject): its coverage, outline included,
+    widened by ``margin`` pixels (default size/16) so the edge against the scene is learned too."""
+    from PIL import Image, ImageFilter
+
+    coverage, _ = object_coverage(scene, size)
+    mask = Image.fromarray((np.clip(coverage, 0, 1) * 255).round().astype(np.uint8), "L")
+    margin = max(1, size // 16) if margin is None else margin
+    return mask.filter(ImageFilter.MaxFilter(2 * margin + 1)) if margin > 0 else mask
+
+
+def write_example_masks(name: str, folder: str | Path, count: int = 5, size: int = IMAGE_SIZE) -> list[Path]:
+    """Beside each photo ``write_example_images`` wrote: its subject mask (``NAME.mask.png``), for masked loss."""
+    from dbooth.images import mask_file
+
+    folder = Path(folder)
+    paths = []
+    for i, scene in enumerate(example_scenes(name, count)):
+        path = mask_file(folder / f"{name}_{i:02d}.png")
+        subject_mask(scene, size).save(path)
         paths.append(path)
     return paths

@@ -12,6 +12,7 @@ from dbooth.builtin.subjects import (
     list_examples,
     lookalike_scene,
     write_example_images,
+    write_example_masks,
 )
 from dbooth.builtin.world import SHAPES, object_coverage
 from dbooth.errors import DboothError
@@ -73,3 +74,20 @@ def test_lookalikes_are_patterned_two_coloured_and_never_an_example_subjects_loo
     assert is_example_look(star)
     assert is_example_look(replace(star, colour=star.colour2, colour2=star.colour))
     assert not is_example_look(replace(star, colour2="blue"))
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_example_masks_cover_each_photos_object_and_little_else(tmp_path, size):
+    from dbooth.images import list_images, load_mask
+
+    photos = write_example_images("polka_circle", tmp_path, size=size)
+    masks = write_example_masks("polka_circle", tmp_path, len(photos), size)
+    assert [m.name for m in masks] == [p.stem + ".mask.png" for p in photos]
+    assert list_images(tmp_path) == photos  # masks are not taken for photos
+    for scene, path in zip(example_scenes("polka_circle"), masks):
+        mask = np.asarray(load_mask(path)) / 255
+        coverage, _ = object_coverage(scene, size)
+        assert mask.shape == (size, size)
+        assert (mask[coverage > 0.5] == 1).all()  # the whole object, outline included
+        assert mask.sum() > coverage.sum()  # and a margin around it (its edge against the scene)
+        assert mask.mean() < 0.5  # but not the scene
