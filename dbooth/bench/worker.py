@@ -46,15 +46,19 @@ def device_info() -> dict:
 
 
 class StepClock(Reporter):
-    """Timestamps and memory after every completed step (or generated batch)."""
+    """Timestamps and memory after every completed step (or generated batch).
 
-    def __init__(self, total: int, stop_at_end: bool):
-        self.total, self.stop_at_end = total, stop_at_end
+    On a GPU it waits for the device at the steps in ``sync_at`` (all of them when None), so the timed
+    window's ends are the work's and not the launches': training syncs only at the end of the warm-up and at
+    the last step, as a run does not sync in between (``dbooth.training.readings``); the step times in
+    between are the host's."""
+
+    def __init__(self, total: int, stop_at_end: bool, sync_at: set[int] | None = None):
+        self.total, self.stop_at_end, self.sync_at = total, stop_at_end, sync_at
         self.cuda = torch.cuda.is_available()
         self.started: float | None = None
         self.times: list[float] = []
         self.memory: list[float] = []
-        self.losses: list[float] = []
         self.counts: list[int] = []
         self.warnings: list[str] = []
 
@@ -65,13 +69,11 @@ class StepClock(Reporter):
         self.started = time.perf_counter()
 
     def advance(self, completed: int, **fields) -> None:
-        if self.cuda:
+        if self.cuda and (self.sync_at is None or completed in self.sync_at):
             torch.cuda.synchronize()
         self.times.append(time.perf_counter())
         self.counts.append(completed)
         self.memory.append(torch.cuda.max_memory_allocated() / 2**20 if self.cuda else rss_peak_mb())
-        if "loss" in fields:
-            self.losses.append(float(fields["loss"]))
         if self.stop_at_end and completed >= self.total:
             raise _Finished
 
@@ -171,7 +173,7 @@ def run_training_spec(spec: dict) -> dict:
     observer = _Observer(spec.get("patches", {}).get("adamw"))
     ws = open_workspace(spec["workspace"])
     manifest = apply_overrides(ws.manifest(), {**spec["overrides"], "train.max_steps": total})
-    clock = StepClock(total, stop_at_end=True)
+    clock = StepClock(total, stop_at_end=True, sync_at={warmup, total})
     if clock.cuda:
         torch.cuda.reset_peak_memory_stats()
     began = time.perf_counter()
@@ -192,6 +194,10 @@ def run_training_spec(spec: dict) -> dict:
         observer.close()
     if len(clock.times) < total:
         raise RuntimeError(f"trainer stopped after {len(clock.times)} of {total} steps")
+    from dbooth.training.history import HISTORY_FILE, read_history
+    from dbooth.workspace import find_run
+
+    losses = [row["loss"] for row in read_history(find_run(ws, complete=False).dir / HISTORY_FILE)]
     t = clock.times
     t0 = t[warmup - 1] if warmup > 0 else clock.started
     timed = t[warmup:]
@@ -206,7 +212,7 @@ def run_training_spec(spec: dict) -> dict:
         "peak_memory_mb": clock.memory[-1],
         "peak_memory_kind": "cuda max_memory_allocated" if clock.cuda else "peak RSS (ru_maxrss)",
         "peak_memory_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if clock.cuda else None,
-        "losses": clock.losses,
+        "losses": losses,  # every step's, from the run's loss history
         "observed": {
             **observer.settings_seen(),
             "vae_encodes_per_step": (observer.vae_encodes - encodes_at_start[0]) / total,

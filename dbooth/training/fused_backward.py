@@ -11,8 +11,8 @@ instead of one per parameter (for an SD 1.5 full fine-tune, 3.2 GB less at the p
   GradScaler (it unscales all gradients together), AdamW only (``inputs.py`` refuses the rest).
 - The NaN guard cannot look at the gradient norm before the update, so each gradient is checked as it
   arrives: a non-finite one is zeroed before its AdamW step (nothing NaN reaches the weights or the
-  states) and remembered, and the loop stops the run after the backward pass with the ordinary path's
-  message. One flag per step, read once: no host sync per parameter.
+  states) and remembered, and the loop stops the run with the ordinary path's message when it next reads
+  the steps' figures (``dbooth.training.readings``). One flag per step, a device tensor: no host sync.
 
 The run's AdamW (the one accelerate prepares and the LR scheduler drives) keeps the states: every
 per-parameter AdamW shares its ``state`` mapping and reads its learning rate from it, so checkpoints,
@@ -51,10 +51,11 @@ class FusedBackward:
         own.step()
         p.grad = None
 
-    def gradients_finite(self) -> float:
-        """1.0 when every gradient since the last call was finite, else NaN (for ``check_finite``); resets."""
+    def gradients_finite(self) -> torch.Tensor | float:
+        """1.0 when every gradient since the last call was finite, else NaN (for the guard); resets. A 0-d
+        tensor on the device, so that asking costs no host sync (``dbooth.training.readings``)."""
         finite, self.finite = self.finite, None
-        return 1.0 if finite is None or bool(finite) else float("nan")
+        return 1.0 if finite is None else torch.where(finite, 1.0, float("nan"))
 
     def remove(self) -> None:
         for handle in self.handles:

@@ -46,9 +46,10 @@ from dbooth.training.fused_backward import FusedBackward, inner_optimizer
 from dbooth.training.history import LossHistory
 from dbooth.training.inputs import TrainingInputs
 from dbooth.training.loss_report import write_loss_report
-from dbooth.training.numerics import check_finite, check_weights_finite
+from dbooth.training.numerics import NonFiniteError, check_weights_finite
 from dbooth.training.optimizers import make_optimizer
 from dbooth.training.output import save_final
+from dbooth.training.readings import READ_EVERY_SECONDS, Readings
 from dbooth.training.setup import Models, prepare_models
 from dbooth.training.state import (
     checkpoint_name,
@@ -304,6 +305,21 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
         return step, loss_value  # resumed at a checkpoint whose score (taken only now) says stop
     if cfg.compile and step < cfg.max_steps:
         _check_compile(s, share, reporter)
+    # losses and guard values stay on the device and are read about once a second (every step with several
+    # processes, which must stop at the same step), and before anything that writes or samples
+    readings = Readings(guard, every_seconds=READ_EVERY_SECONDS if accelerator.num_processes == 1 else 0.0)
+    shown: dict = {}  # the newest figures read, shown beside the progress bar
+
+    def on_step(n: int, figures: dict) -> None:
+        nonlocal loss_value
+        instance = figures.pop("instance_loss", None)
+        loss_value = figures["loss"]
+        accelerator.log(figures, step=n)
+        if s.history is not None:
+            s.history.record(n, instance_loss=instance, **figures)
+        shown.clear()
+        shown.update(figures)
+
     reporter.start("training", total=cfg.max_steps, completed=step)
     try:
         while step < cfg.max_steps:
@@ -311,16 +327,15 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
                 batch = draw_batch(s.instance, s.classes, cfg.batch_size * share.count, s.class_caption,
                                    accelerator.device)
                 loss = dreambooth_step_loss(models, s.prompts, batch, s.manifest.prior.loss_weight, cfg, share)
-                check_finite(loss.total.detach(), "loss", step + 1, last_checkpoint=last_checkpoint, **guard)
+                readings.check(step + 1, "loss", loss.total.detach())
                 accelerator.backward(loss.total)
                 if s.fused is not None:  # the updates happened inside backward, each checked as it came
-                    check_finite(s.fused.gradients_finite(), "gradient", step + 1, last_checkpoint=last_checkpoint,
-                                 **guard)
+                    readings.check(step + 1, "gradient", s.fused.gradients_finite())
                 if accelerator.sync_gradients:
                     norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                     # an fp16 GradScaler skips overflowing steps itself; without one a NaN gradient reaches the weights
                     if accelerator.scaler is None and norm is not None:
-                        check_finite(norm, "gradient norm", step + 1, last_checkpoint=last_checkpoint, **guard)
+                        readings.check(step + 1, "gradient norm", norm)
                 s.optimizer.step()
                 s.lr_scheduler.step()
                 s.optimizer.zero_grad(set_to_none=True)
@@ -329,29 +344,34 @@ def _loop(s: Session, step: int, reporter: Reporter) -> tuple[int, float]:
             step += 1
             if s.ema is not None:
                 s.ema.after_step(step)
-            loss_value = accelerator.reduce(loss.total.detach(), "mean").item()  # over all processes' rows
-            fields = {"loss": loss_value, "lr": s.lr_scheduler.get_last_lr()[0]}
+            figures = {"loss": accelerator.reduce(loss.total.detach(), "mean"),  # over all processes' rows
+                       "lr": s.lr_scheduler.get_last_lr()[0]}
             if loss.prior is not None:
-                fields["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean").item()
-            accelerator.log(fields, step=step)
-            instance = None if loss.prior is None else accelerator.reduce(loss.instance.detach(), "mean").item()
-            if s.history is not None:
-                s.history.record(step, instance_loss=instance, **fields)
+                figures["prior_loss"] = accelerator.reduce(loss.prior.detach(), "mean")
+                figures["instance_loss"] = accelerator.reduce(loss.instance.detach(), "mean")
+            readings.record(step, figures)
             saved = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps
+            validating = cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts
+            scoring = s.stop is not None and (saved or step == cfg.max_steps)
+            if saved or validating or scoring or step == cfg.max_steps or readings.due():
+                readings.flush(last_checkpoint, on_step)  # the guard sees every value before anything is written
             if saved:
                 with s.timings.phase("checkpoints"):
                     s.checkpoints.save(step, protect=s.stop.protected() if s.stop else ())
                 last_checkpoint = step
-            if cfg.validation_every and step % cfg.validation_every == 0 and cfg.validation_prompts:
+            if validating:
                 with s.timings.phase("validation"), ema_applied(s.ema, cfg.ema.use_for_output):
                     validate(accelerator, s.pipe, models, s.manifest, s.run, step, photos=s.instance.paths)
-            reporter.advance(step, **fields)
-            if s.stop is not None and (saved or step == cfg.max_steps):
+            reporter.advance(step, **shown)
+            if scoring:
                 with s.timings.phase("validation"):  # scoring the checkpoint's samples
                     stopping = s.stop.after_checkpoint(s, step, final=not saved)
                 if stopping:
                     break
+        readings.flush(last_checkpoint, on_step)
     except KeyboardInterrupt:
+        with contextlib.suppress(NonFiniteError):  # the steps run so far still reach the loss history
+            readings.flush(last_checkpoint, on_step)
         raise KeyboardInterrupt(step) from None
     finally:
         reporter.stop()
