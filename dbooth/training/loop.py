@@ -228,6 +228,9 @@ def _train(manifest, inputs: TrainingInputs, run: Run, info: dict, pipe, checkpo
     with timings.phase("caching"):
         prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
                              dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
+    if prompts.cached is not None and device.type != "cpu":
+        for encoder in models.text_encoders.values():  # frozen and encoded once: only validation needs them again
+            encoder.to("cpu")
 
     step = 0
     if checkpoints:

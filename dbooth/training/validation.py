@@ -20,14 +20,26 @@ def trained_view(accelerator, pipe, models, manifest):
     view = models.family.assemble(pipe, unet=accelerator.unwrap_model(models.unet), **trained)
     set_scheduler(view, manifest.sample.scheduler)
     view.unet.eval()
-    vae_device = view.vae.device
-    view.vae.to(accelerator.device)
+    # the VAE and frozen text encoders wait in CPU memory during training (cached latents and embeddings)
+    with on_device(accelerator.device, [view.vae, *models.family.text_encoders(view).values()]):
+        try:
+            yield view
+        finally:
+            for model in models.trained:
+                model.train()
+
+
+@contextmanager
+def on_device(device, modules):
+    """Move each module that is elsewhere to ``device`` for the block, and back to where it was after."""
+    moved = [(m, m.device) for m in modules if m is not None and m.device != device]
+    for m, _ in moved:
+        m.to(device)
     try:
-        yield view
+        yield
     finally:
-        view.vae.to(vae_device)
-        for model in models.trained:
-            model.train()
+        for m, home in moved:
+            m.to(home)
 
 
 def validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
