@@ -186,7 +186,8 @@ def main() -> None:
         results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True), args.lr,
                                    extra, args.masks))
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr, "overrides": extra, "masks": args.masks,
+        args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr, "overrides": extra,
+                                         "masks": args.masks,
                                          "wall_seconds": round(time.time() - started, 1)}, indent=2) + "\n")
 
 

@@ -25,7 +25,8 @@ READ_EVERY_SECONDS = 1.0  # how often a single process reads its losses (and let
 
 
 class Readings:
-    def __init__(self, guard: dict, *, every_seconds: float = READ_EVERY_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, guard: dict, *, every_seconds: float = READ_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
         self.guard = guard  # check_finite's mixed_precision and learning_rate
         self.every_seconds = every_seconds
         self.clock = clock
@@ -49,7 +50,7 @@ class Readings:
         for each finished step, and the guard's error at the first non-finite check (after the steps before it)."""
         pending, self._pending = self._pending, []
         self._last = self.clock()
-        values = [e[3] for e in pending if e[0] == "check"] + [v for e in pending if e[0] == "step" for v in e[2].values()]
+        values = [v for event in pending for v in ([event[3]] if event[0] == "check" else event[2].values())]
         tensors = [v for v in values if isinstance(v, torch.Tensor)]
         read = torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist() if tensors else []
         as_float = dict(zip(map(id, tensors), read))  # one device-to-host copy for all of them
