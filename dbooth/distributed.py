@@ -146,6 +146,9 @@ def relaunch(processes: int, args: list[str], *, config_file: str | None = None)
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     parsed = launch_command_parser().parse_args(launch_arguments(processes, args, config_file=config_file))
+    # quiet, accelerate >= 1.16 prints torchrun's failure report itself and exits 1, losing the child's code:
+    # without it a failed child reaches the handlers below, as with earlier versions
+    parsed.quiet = parsed.debug = False
     try:
         launch(parsed)
     except ChildFailedError as exc:
