@@ -278,7 +278,7 @@ def generate_class_images(
             for i, image in zip(indices, images):
                 record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++", size=[width, height])
                 path = class_dir / f"{GENERATED_PREFIX}{i:05d}.png"
-                writer.submit(_png_write(path, image, record, todo, lambda: present + writer.written))
+                writer.submit(_png_write(path, image, record, todo))
             done += len(indices)
             reporter.advance(done)
     times.write, times.waited = writer.write_seconds, writer.wait_seconds
@@ -289,11 +289,12 @@ def generate_class_images(
     return todo
 
 
-def _png_write(path: Path, image, record: dict, todo: PriorPlan, written_before):
-    """One class image's write, for the background writer: atomic, a full disk reported with what is intact."""
+def _png_write(path: Path, image, record: dict, todo: PriorPlan):
+    """One class image's write, for the background writer: atomic, a full disk reported with what is intact
+    (the writer works in order, so ``todo.present`` counts exactly the images before this one)."""
 
     def write() -> None:
-        with writing(path.name, path.parent, kept=f"the {written_before()} class images written so far are "
+        with writing(path.name, path.parent, kept=f"the {todo.present} class images written so far are "
                      "intact and `dbooth prior` continues from there"):
             write_png(path, image, record)
         todo.generated.append(path)
