@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
+from dbooth.families.base import device_of
 from dbooth.prompts import format_prompt, instance_prompt
 from dbooth.training.tracking import log_images
 
@@ -32,7 +33,7 @@ def trained_view(accelerator, pipe, models, manifest):
 @contextmanager
 def on_device(device, modules):
     """Move each module that is elsewhere to ``device`` for the block, and back to where it was after."""
-    moved = [(m, m.device) for m in modules if m is not None and m.device != device]
+    moved = [(m, device_of(m)) for m in modules if m is not None and device_of(m) != device]
     for m, _ in moved:
         m.to(device)
     try:

@@ -13,6 +13,9 @@ class Part:
     def __init__(self, device: str):
         self.device, self.moves = device, []
 
+    def parameters(self):  # where its weights are, as dbooth.families.base.device_of reads it
+        yield self
+
     def to(self, device):
         self.moves.append(device)
         self.device = device
