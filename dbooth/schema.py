@@ -154,7 +154,7 @@ class StopWhenConfig:
     has peaked (the rule of ``dbooth eval --checkpoints``, on a small budget)."""
 
     enabled: bool = _field(False)  # off: train for max_steps; on needs checkpoint_every
-    patience: int = _field(2, ge=1)  # stop after this many scored checkpoints without a better pick
+    patience: int = _field(3, ge=1)  # stop after this many scored checkpoints without a better pick (BENCHMARKS.md)
     judge: str = _field("auto", choices=STOP_JUDGES)  # auto: the oracle on builtin: models, else DINO/CLIP (eval.dino, eval.clip)
     prompts: str = _field("validation", choices=EVAL_PROMPTS)  # train.validation_prompts, or DreamBench's
     num_prompts: int | None = _field(None, ge=1)  # the first N prompts only; None = all
