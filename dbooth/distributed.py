@@ -114,7 +114,7 @@ def launch_arguments(processes: int, args: list[str], *, config_file: str | None
     """
     if processes < 1:
         raise DboothError(f"train --processes: {processes} is not a process count; pass 1 or more")
-    launch = ["-q"]
+    launch = []
     if config_file is not None:
         launch += ["--config_file", str(config_file)]
     else:
@@ -124,9 +124,13 @@ def launch_arguments(processes: int, args: list[str], *, config_file: str | None
 
 
 def launch_command(processes: int, args: list[str], *, config_file: str | None = None) -> list[str]:
-    """The same as a command line, for a process of its own (``dbooth batch`` runs it in a Ray task)."""
-    return [sys.executable, "-m", "accelerate.commands.launch",
-            *launch_arguments(processes, args, config_file=config_file)]
+    """A command line that runs ``dbooth ARGS`` in ``processes`` processes from a process of its own
+    (``dbooth batch`` runs it in a Ray task): dbooth again with ``--processes``, so ``relaunch`` starts them
+    and a failure ends with the failing process's one-line error and exit code, as on the command line."""
+    if processes < 1:
+        raise DboothError(f"train --processes: {processes} is not a process count; pass 1 or more")
+    config = ["--accelerate-config", str(config_file)] if config_file is not None else []
+    return [sys.executable, "-m", "dbooth", *strip_options(args), "--processes", str(processes), *config]
 
 
 def relaunch(processes: int, args: list[str], *, config_file: str | None = None) -> int:
@@ -145,10 +149,9 @@ def relaunch(processes: int, args: list[str], *, config_file: str | None = None)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # not quiet (-q): accelerate >= 1.16 then prints torchrun's failure report itself and exits 1, losing the
+    # child's code; without it a failed child reaches the handlers below, as with earlier versions
     parsed = launch_command_parser().parse_args(launch_arguments(processes, args, config_file=config_file))
-    # quiet, accelerate >= 1.16 prints torchrun's failure report itself and exits 1, losing the child's code:
-    # without it a failed child reaches the handlers below, as with earlier versions
-    parsed.quiet = parsed.debug = False
     try:
         launch(parsed)
     except ChildFailedError as exc:

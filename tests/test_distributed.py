@@ -32,14 +32,25 @@ def test_a_follower_run_writes_no_books(tmp_path):
     assert run.info()["status"] == "complete"  # it reads what the main process wrote
 
 
-def test_launch_command_runs_dbooth_under_accelerate_without_the_process_options():
+def test_the_launcher_runs_dbooth_under_accelerate_without_the_process_options():
     args = ["train", "-w", "ws", "--processes", "2", "--steps", "5", "--accelerate-config=x.yaml"]
-    command = distributed.launch_command(2, args)
-    assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert "--multi_gpu" in command and command[command.index("--num_processes") + 1] == "2"
-    assert command[command.index("-m", 3):] == ["-m", "dbooth", "train", "-w", "ws", "--steps", "5"]
-    with_config = distributed.launch_command(4, args, config_file="zero2.yaml")
+    launch = distributed.launch_arguments(2, args)
+    assert "--multi_gpu" in launch and launch[launch.index("--num_processes") + 1] == "2"
+    assert "-q" not in launch  # quiet, accelerate >= 1.16 replaces a failed child's exit code with its own report
+    assert launch[launch.index("-m"):] == ["-m", "dbooth", "train", "-w", "ws", "--steps", "5"]
+    with_config = distributed.launch_arguments(4, args, config_file="zero2.yaml")
     assert with_config[with_config.index("--config_file") + 1] == "zero2.yaml" and "--multi_gpu" not in with_config
+    with pytest.raises(DboothError, match="process count"):
+        distributed.launch_arguments(0, args)
+
+
+def test_a_launch_from_another_process_is_dbooth_train_with_its_process_options():
+    """``dbooth batch`` runs this command: the same path as the command line, so the same exit codes."""
+    args = ["train", "-w", "ws", "--processes", "3", "--steps", "5", "--accelerate-config=x.yaml"]
+    assert distributed.launch_command(2, args) == [sys.executable, "-m", "dbooth", "train", "-w", "ws", "--steps", "5",
+                                                    "--processes", "2"]
+    assert distributed.launch_command(4, args, config_file="zero2.yaml")[-4:] == [
+        "--processes", "4", "--accelerate-config", "zero2.yaml"]
     with pytest.raises(DboothError, match="process count"):
         distributed.launch_command(0, args)
 
@@ -62,8 +73,8 @@ def test_a_failed_launch_ends_with_the_main_processes_one_line_and_exit_code(mak
     paths = [str(Path(dbooth.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", COLUMNS="200", NO_COLOR="1",
                PYTHONPATH=os.pathsep.join(p for p in paths if p))
-    with workspace_lock(ws.root, "prior"):
-        done = subprocess.run([sys.executable, "-m", "dbooth", "train", "-w", str(ws.root), "--processes", "2"],
+    with workspace_lock(ws.root, "prior"):  # the command `dbooth batch` runs is `dbooth train --processes 2`
+        done = subprocess.run(distributed.launch_command(2, ["train", "-w", str(ws.root)]),
                               env=env, capture_output=True, text=True, timeout=300)
     out = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 2, out

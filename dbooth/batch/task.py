@@ -149,7 +149,7 @@ def _train_launched(ws, options: BatchOptions, resume: bool) -> _Trained:
         if lines:
             raise DboothError(lines[-1].removeprefix("error:").strip())
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"`accelerate launch` of {options.processes} processes exited with {done.returncode}: {tail}")
+        raise RuntimeError(f"`dbooth train --processes {options.processes}` exited with {done.returncode}: {tail}")
     return _Trained(find_run(ws))
 
 
