@@ -117,8 +117,8 @@ def init(
             console.print(f"--identifier auto took [bold]{s.identifier}[/], the first free rare token of "
                           f"{ws.manifest().base_model} (`dbooth identifiers -w {ws.root}` lists the others)")
         n = len(_photo_paths(ws.instance_dir / s.name))
-        console.print(f"[green]added[/] subject {s.name} to {ws.root}/ (class [bold]{s.class_noun}[/], identifier "
-                      f"[bold]{s.identifier}[/], {n} instance images in instance/{s.name}/)")
+        answer.print(f"[green]added[/] subject {s.name} to {ws.root}/ (class [bold]{s.class_noun}[/], identifier "
+                     f"[bold]{s.identifier}[/], {n} instance images in instance/{s.name}/)")
         console.print(f"next: `dbooth prior -w {ws.root}` for its class images, then `dbooth train -w {ws.root}`")
         return
     ws = api.init(name, class_noun, identifier=identifier, base_model=base, images=images, example=example,
@@ -130,8 +130,8 @@ def init(
     from dbooth.images import scan_folder
 
     n = len(scan_folder(ws.instance_dir, what="instance images", min_side=0, allow_empty=True).paths)
-    console.print(f"[green]created[/] {ws.root}/ (class [bold]{m.class_noun}[/], identifier [bold]{m.identifier}[/], "
-                  f"base {m.base_model}, {n} instance images)")
+    answer.print(f"[green]created[/] {ws.root}/ (class [bold]{m.class_noun}[/], identifier [bold]{m.identifier}[/], "
+                 f"base {m.base_model}, {n} instance images)")
     console.print(f"next: add photos to {ws.instance_dir}/ if needed, then `dbooth prior -w {ws.root}`")
 
 
@@ -187,8 +187,8 @@ def prior(
     ws = _ws(workspace)
     settings = {"prior.num_class_images": num, "prior.batch_size": batch_size, "train.buckets": buckets}
     result = api.prior(ws, settings, replace=replace, reporter=RichReporter(), wait=float("inf") if wait else None)
-    console.print(f"[green]class images:[/] {result.present} in {ws.class_dir} "
-                  f"({len(result.user_images)} yours, {len(result.generated)} generated)")
+    answer.print(f"[green]class images:[/] {result.present} in {ws.class_dir} "
+                 f"({len(result.user_images)} yours, {len(result.generated)} generated)")
     if result.times is not None:
         console.print(f"[green]made:[/] {result.times.describe()}")
 
@@ -266,16 +266,16 @@ def train(
     if not is_main():
         return
     where = result.run.final_dir
-    console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
-    console.print(f"run: {result.run.dir}  output: {where}")
+    answer.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.4f}")
+    answer.print(f"run: {result.run.dir}  output: {where}")
     stop_when = result.run.info().get("stop_when")
     if stop_when:  # train.stop_when scored the checkpoints: say why it stopped (or not) and what it picked
         stopped = stop_when.get("stopped")
-        console.print(f"stopped early at step {stopped['step']}: {stopped['reason']}" if stopped
-                      else "train.stop_when: fidelity had not peaked by the last step")
+        answer.print(f"stopped early at step {stopped['step']}: {stopped['reason']}" if stopped
+                     else "train.stop_when: fidelity had not peaked by the last step")
         best = stop_when.get("best")
-        console.print(f"best checkpoint: {best} (`dbooth sample --run {result.run.id}@best`)" if best
-                      else "no checkpoint passed the rule; see stop_when in run.json")
+        answer.print(f"best checkpoint: {best} (`dbooth sample --run {result.run.id}@best`)" if best
+                     else "no checkpoint passed the rule; see stop_when in run.json")
 
 
 @app.command()
@@ -312,8 +312,8 @@ def sample(
     }
     result = api.sample(ws, prompt, overrides, run_id=run, base_only=base_only, upscale=upscale,
                         upscaler_run=upscaler_run, reporter=RichReporter())
-    console.print(f"[green]wrote[/] {len(result.paths)} images to {result.folder}"
-                  + (f" (grid: {result.grid.name})" if result.grid else ""))
+    answer.print(f"[green]wrote[/] {len(result.paths)} images to {result.folder}"
+                 + (f" (grid: {result.grid.name})" if result.grid else ""))
 
 
 @app.command("eval")
@@ -333,7 +333,7 @@ def evaluate(
     result = api.evaluate(_ws(workspace), run_id=run, checkpoints=checkpoints, prompts=prompts,
                           images_per_prompt=num, reporter=RichReporter())
     views.print_eval(result.data)
-    console.print(f"[green]wrote[/] {result.path}" + (f" and {result.report}" if result.report else ""))
+    answer.print(f"[green]wrote[/] {result.path}" + (f" and {result.report}" if result.report else ""))
 
 
 @app.command("merge-lora")
@@ -352,7 +352,7 @@ def merge_lora(
 
     path = api.merge_lora(_ws(workspace), run_id=run, scale=scale, out=out, dtype=dtype, force=force,
                           upscaler=upscaler)
-    console.print(f"[green]merged[/] into {path}")
+    answer.print(f"[green]merged[/] into {path}")
 
 
 EXPORT_HELP = f"""Export a run for diffusers, ComfyUI, AUTOMATIC1111/Forge, kohya sd-scripts or InvokeAI.
@@ -381,10 +381,10 @@ def export(
 
     ws = _ws(workspace)
     path = api.export(ws, fmt, run_id=run, out=out, dtype=dtype, force=force, upscaler=upscaler)
-    console.print(f"[green]exported[/] {fmt} ({dtype}) to {path}", soft_wrap=True)
+    answer.print(f"[green]exported[/] {fmt} ({dtype}) to {path}", soft_wrap=True)
     pipeline = api.run_family(ws, run, upscaler=upscaler).pipeline_class_name
     for line in load_lines(fmt, path, pipeline=pipeline):  # unwrapped, so a snippet or path copies whole
-        console.print(f"  {line}", markup=False, soft_wrap=True)
+        answer.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 @app.command()

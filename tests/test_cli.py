@@ -149,7 +149,9 @@ def test_init_creates_a_workspace(cli):
     root, results, _ = cli
     result = results["init"]
     assert result.returncode == 0, result.stderr
-    assert "created" in result.stderr
+    # the result on stdout, the hint on stderr
+    assert "created" in result.stdout and "created" not in result.stderr
+    assert "next:" in result.stderr
     ws = api.open_workspace(root / "fresh")
     assert ws.manifest().base_model == HUB_ID
     assert sorted(p.name for p in ws.instance_dir.iterdir()) == ["00.jpg", "01.jpg", "02.jpg"]
