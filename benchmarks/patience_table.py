@@ -63,10 +63,11 @@ def summary(rows: list[dict], max_patience: int) -> list[dict]:
         picks = [(r, r["by_patience"][p]) for r in rows]
         known = [r["held_out"][e["pick"]] for r, e in picks if e["pick"] in r["held_out"]]
         saved = [r["steps"] - (e["stopped_at"] or r["steps"]) for r, e in picks]
-        out.append({"patience": p, "runs": len(picks), "same_pick_as_whole_run": sum(e["pick"] == r["end_pick"]
-                                                                                     for r, e in picks),
+        same = sum(e["pick"] == r["end_pick"] for r, e in picks)
+        out.append({"patience": p, "runs": len(picks), "same_pick_as_whole_run": same,
                     "held_out_known": len(known), "held_out_subject_fidelity": sum(known) / max(len(known), 1),
-                    "mean_steps_saved": sum(saved) / len(saved), "mean_steps": sum(r["steps"] for r in rows) / len(rows)})
+                    "mean_steps_saved": sum(saved) / len(saved),
+                    "mean_steps": sum(r["steps"] for r in rows) / len(rows)})
     whole = [r["held_out"][r["end_pick"]] for r in rows]
     out.append({"patience": "whole run", "runs": len(rows), "same_pick_as_whole_run": len(rows),
                 "held_out_known": len(whole), "held_out_subject_fidelity": sum(whole) / len(whole),
