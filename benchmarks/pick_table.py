@@ -56,7 +56,7 @@ def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 
 
 
 def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float | None = None,
-                extra: dict | None = None, masks: bool = False) -> dict:
+                extra: dict | None = None, masks: bool = False, judge_all: bool = False) -> dict:
     from dbooth import api
     from dbooth.builtin.oracle import Oracle
     from dbooth.config import apply_overrides, write_manifest
@@ -98,8 +98,8 @@ def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float |
         early = {"stopped_at": None, "best": d.best, "reason": "ran to the end"}
     fixed = "step-000600" if "step-000600" in names else "final"
     t = time.time()
-    test = {}  # only the checkpoints the table reports: the CPU is shared
-    for name in dict.fromkeys([fixed, info["best_checkpoint"], early["best"], "final"]):
+    test = {}  # only the checkpoints the table reports (the CPU is shared), or with judge_all every one
+    for name in dict.fromkeys([fixed, info["best_checkpoint"], early["best"], "final", *(names if judge_all else [])]):
         if name is None:
             continue
         checkpoint = None if name == "final" else run.checkpoints_dir / name
@@ -173,6 +173,8 @@ def main() -> None:
     parser.add_argument("--rescore", type=Path, help="variant B: read --json, write this file")
     parser.add_argument("--lr", type=float, help="learning rate (default: the demo's, 1e-4)")
     parser.add_argument("--masks", action="store_true", help="write each photo's subject mask (masked loss)")
+    parser.add_argument("--judge-all", action="store_true",
+                        help="judge every checkpoint on the held-out test, not only the ones the table reports")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a further manifest override, e.g. train.text_encoder_learning_rate=5e-5 (repeatable)")
     args = parser.parse_args()
@@ -184,7 +186,7 @@ def main() -> None:
     started = time.time()
     for subject in args.subjects.split(","):
         results.append(one_subject(args.out, subject, args.steps, lambda line: print(line, flush=True), args.lr,
-                                   extra, args.masks))
+                                   extra, args.masks, args.judge_all))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results, "learning_rate": args.lr, "overrides": extra,
                                          "masks": args.masks,
