@@ -105,6 +105,11 @@ def strip_options(args: list[str], names: tuple[str, ...] = PROCESS_OPTIONS) -> 
     return out
 
 
+def _check_processes(processes: int) -> None:
+    if processes < 1:
+        raise DboothError(f"train --processes: {processes} is not a process count; pass 1 or more")
+
+
 def launch_arguments(processes: int, args: list[str], *, config_file: str | None = None) -> list[str]:
     """``accelerate launch``'s arguments that run ``dbooth ARGS`` in ``processes`` processes.
 
@@ -112,8 +117,7 @@ def launch_arguments(processes: int, args: list[str], *, config_file: str | None
     they average gradients over gloo (accelerate's own ``--cpu`` flag starts a single process unless
     MPI is set up, so it is not used).
     """
-    if processes < 1:
-        raise DboothError(f"train --processes: {processes} is not a process count; pass 1 or more")
+    _check_processes(processes)
     launch = []
     if config_file is not None:
         launch += ["--config_file", str(config_file)]
@@ -127,8 +131,7 @@ def launch_command(processes: int, args: list[str], *, config_file: str | None =
     """A command line that runs ``dbooth ARGS`` in ``processes`` processes from a process of its own
     (``dbooth batch`` runs it in a Ray task): dbooth again with ``--processes``, so ``relaunch`` starts them
     and a failure ends with the failing process's one-line error and exit code, as on the command line."""
-    if processes < 1:
-        raise DboothError(f"train --processes: {processes} is not a process count; pass 1 or more")
+    _check_processes(processes)
     config = ["--accelerate-config", str(config_file)] if config_file is not None else []
     return [sys.executable, "-m", "dbooth", *strip_options(args), "--processes", str(processes), *config]
 
