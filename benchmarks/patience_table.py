@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pick_table import RULE  # the tables' rule and margins (this folder is on the path when run as a script)
+
 HERE = Path(__file__).parent
 TABLES = {  # the picking runs with a checkpoint every 100 steps and all checkpoints scored
     "lr 1e-4, 64 px photos, variant A": ["cpu-2026-12-01/pick-table-a.json"],
@@ -24,20 +26,14 @@ TABLES = {  # the picking runs with a checkpoint every 100 steps and all checkpo
     "lr 2e-4, variant A": ["cpu-2026-12-02/pick-table-lr2e-4-a.json", "cpu-2026-12-02/pick-table-lr2e-4-b.json"],
     "lr 2e-4, variant B": ["cpu-2026-12-02/pick-table-lr2e-4-a-B.json", "cpu-2026-12-02/pick-table-lr2e-4-b-B.json"],
 }
-KEYS = ("subject_fidelity", "prompt_fidelity", "pres")
-RULE = {"prompt_margin": 0.25, "pres_margin": 0.1, "prior": True, "keys": KEYS}
 
 
 def early_stop(scores: dict[str, dict], base: dict, patience: int) -> tuple[int | None, str | None]:
     """(the step training stops at, or None when it runs to the end; the pick at that point)."""
-    from dbooth.training.early_stop import decide
+    from dbooth.training.early_stop import replay
 
-    names = list(scores)
-    for i in range(1, len(names) + 1):
-        d = decide({n: scores[n] for n in names[:i]}, base, patience=patience, **RULE)
-        if d.stop:
-            return scores[names[i - 1]]["step"], d.best
-    return None, decide(scores, base, patience=patience, **RULE).best
+    stopped_at, decision = replay(scores, base, patience=patience, **RULE)
+    return stopped_at, decision.best
 
 
 def run_rows(tables: dict[str, list[str]]) -> list[dict]:

@@ -20,8 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
-KEYS = ("subject_fidelity", "prompt_fidelity", "pres")
-RULE = {"prompt_margin": 0.25, "pres_margin": 0.1, "prior": True, "keys": KEYS}
+from pick_table import KEYS, RULE  # the tables' rule and margins (this folder is on the path when run as a script)
+
 PROMPT_FLOOR = 0.7  # issue 12's line for prompt fidelity
 
 

@@ -61,7 +61,7 @@ def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float |
     from dbooth.builtin.oracle import Oracle
     from dbooth.config import apply_overrides, write_manifest
     from dbooth.demo import DEMO_LEARNING_RATES
-    from dbooth.training.early_stop import decide
+    from dbooth.training.early_stop import replay
 
     ws_path = out / subject
     shutil.rmtree(ws_path, ignore_errors=True)
@@ -87,15 +87,8 @@ def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float |
     oracle = Oracle.load()
     names = list(record["scores"])
     rule = dict(prompt_margin=record["prompt_fidelity_margin"], pres_margin=record["pres_margin"], prior=True, keys=keys)
-    early = None
-    for i in range(1, len(names) + 1):
-        d = decide({n: record["scores"][n] for n in names[:i]}, record["base"], patience=2, **rule)
-        if d.stop:
-            early = {"stopped_at": record["scores"][names[i - 1]]["step"], "best": d.best, "reason": d.reason}
-            break
-    if early is None:
-        d = decide(record["scores"], record["base"], patience=2, **rule)
-        early = {"stopped_at": None, "best": d.best, "reason": "ran to the end"}
+    stopped_at, d = replay(record["scores"], record["base"], patience=2, **rule)
+    early = {"stopped_at": stopped_at, "best": d.best, "reason": d.reason if stopped_at is not None else "ran to the end"}
     fixed = "step-000600" if "step-000600" in names else "final"
     t = time.time()
     test = {}  # only the checkpoints the table reports (the CPU is shared), or with judge_all every one
@@ -112,12 +105,20 @@ def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float |
 
 
 PICK_B = {"seed": 1000, "n": 3, "class_n": 6}  # the picker's budget as in variant A: 12 subject, 6 class samples
+KEYS = ("subject_fidelity", "prompt_fidelity", "pres")
+RULE = {"prompt_margin": 0.25, "pres_margin": 0.1, "prior": True, "keys": KEYS}  # the pre-set rule of the tables
+
+
+def _early_record(stopped_at: int | None, decision) -> dict:
+    if stopped_at is None:
+        return {"stopped_at": None, "best": decision.best}
+    return {"stopped_at": stopped_at, "best": decision.best, "reason": decision.reason}
 
 
 def rescore(out: Path, table: Path, result_path: Path, log) -> None:
     """Variant B: pick on the held-out test's prompts at other seeds (1000+), then judge the picks at 0-5."""
     from dbooth.builtin.oracle import Oracle
-    from dbooth.training.early_stop import decide
+    from dbooth.training.early_stop import decide, replay
     from dbooth.workspace import Workspace, find_run
 
     data = json.loads(table.read_text())
@@ -133,27 +134,10 @@ def rescore(out: Path, table: Path, result_path: Path, log) -> None:
             checkpoint = None if name == "final" else run.checkpoints_dir / name
             scores[name] = {"step": first["step"], **held_out(ws, run, checkpoint, oracle, r["subject"], **PICK_B)}
             log(f"{r['subject']} B {name}: {scores[name]}")
-        keys = ("subject_fidelity", "prompt_fidelity", "pres")
-        rule = dict(prompt_margin=0.25, pres_margin=0.1, prior=True, keys=keys)
-        best = decide(scores, base, patience=100, **rule).best
-        early = None
-        names = list(scores)
-        for i in range(1, len(names) + 1):
-            d = decide({n: scores[n] for n in names[:i]}, base, patience=2, **rule)
-            if d.stop:
-                early = {"stopped_at": scores[names[i - 1]]["step"], "best": d.best, "reason": d.reason}
-                break
-        early = early or {"stopped_at": None, "best": decide(scores, base, patience=2, **rule).best}
+        best = decide(scores, base, patience=100, **RULE).best
+        early = _early_record(*replay(scores, base, patience=2, **RULE))
         # variant A's early stop, recomputed with the current rule from the recorded scores
-        a_early = None
-        a_names = list(r["pick_scores"])
-        for i in range(1, len(a_names) + 1):
-            d = decide({n: r["pick_scores"][n] for n in a_names[:i]}, r["pick_base"], patience=2, **rule)
-            if d.stop:
-                a_early = {"stopped_at": r["pick_scores"][a_names[i - 1]]["step"], "best": d.best, "reason": d.reason}
-                break
-        a_early = a_early or {"stopped_at": None, "best": decide(r["pick_scores"], r["pick_base"], patience=2,
-                                                                   **rule).best}
+        a_early = _early_record(*replay(r["pick_scores"], r["pick_base"], patience=2, **RULE))
         test = dict(r["held_out"])
         for name in (best, early["best"], a_early["best"]):
             if name is not None and name not in test:

@@ -55,6 +55,17 @@ def decide(scores: dict[str, dict], base: dict, *, patience: int, prompt_margin:
     return Decision(since >= patience, pick.best, reason)
 
 
+def replay(scores: dict[str, dict], base: dict, *, patience: int, **rule) -> tuple[int | None, Decision]:
+    """Where a run whose checkpoints scored ``scores`` (in step order, each with its ``step``) stops under ``decide``:
+    the step of the checkpoint after which it stops (None: it trains to the end) and that decision."""
+    names = list(scores)
+    for i in range(1, len(names) + 1):
+        decision = decide({n: scores[n] for n in names[:i]}, base, patience=patience, **rule)
+        if decision.stop:
+            return scores[names[i - 1]]["step"], decision
+    return None, decide(scores, base, patience=patience, **rule)
+
+
 # --- model-free checks, before a run starts -----------------------------------------------------------
 
 

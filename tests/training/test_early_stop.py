@@ -8,7 +8,7 @@ from dbooth import api
 from dbooth.config import apply_overrides
 from dbooth.errors import DboothError
 from dbooth.eval.tiny import save_tiny_clip, save_tiny_dino
-from dbooth.training.early_stop import check_stop_when, decide
+from dbooth.training.early_stop import check_stop_when, decide, replay
 
 KEYS = ("dino", "clip_t", "pres")
 BASE = {"dino": 0.10, "clip_t": 0.30, "pres": 0.20}
@@ -42,6 +42,16 @@ def test_it_stops_once_patience_checkpoints_bring_no_better_pick():
     assert stopped.stop and stopped.best == "step-000003"
     assert "no better checkpoint in the 2 after step-000003 (dino 0.600" in stopped.reason
     assert _decide(_scores(*rising, (0.5, 0.3, 0.2)), patience=1).stop
+
+
+def test_replay_finds_the_checkpoint_a_run_would_have_stopped_after():
+    rows = [(0.2, 0.3, 0.2), (0.6, 0.3, 0.2), (0.5, 0.3, 0.2), (0.55, 0.3, 0.2), (0.9, 0.3, 0.2)]
+    scores = {name: {**m, "step": 100 * (i + 1)} for i, (name, m) in enumerate(_scores(*rows).items())}
+    rule = dict(prompt_margin=0.02, pres_margin=0.1, prior=False, keys=KEYS)
+    stopped_at, decision = replay(scores, BASE, patience=2, **rule)
+    assert stopped_at == 400 and decision.stop and decision.best == "step-000002"  # the 0.9 at step 500 never came
+    stopped_at, decision = replay(scores, BASE, patience=3, **rule)
+    assert stopped_at is None and not decision.stop and decision.best == "step-000005"  # trained to the end
 
 
 def test_a_plateau_is_no_better_and_a_drop_in_prompt_fidelity_disqualifies():
