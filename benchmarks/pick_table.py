@@ -34,11 +34,11 @@ def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 
 
     ``run`` None: the base model. Another ``seed`` gives the same prompts on other samples (variant B's picking).
     """
-    from dbooth.demo import HELD_OUT_CONTEXTS, _sample
-    from dbooth.eval.checkpoints import checkpoint_pipeline
-    from dbooth.prompts import format_prompt
-    from dbooth.sample import load_for_sampling
-    from dbooth.schedulers import set_scheduler
+    from dbooth_shapes.demo import HELD_OUT_CONTEXTS, _sample
+    from dbooth.training.restore import checkpoint_pipeline
+    from dbooth.workspace.prompts import format_prompt
+    from dbooth.generate.sample import load_for_sampling
+    from dbooth.generate.schedulers import set_scheduler
 
     m = ws.manifest()
     pipe = checkpoint_pipeline(run, checkpoint) if checkpoint else load_for_sampling(m.base_model, run)
@@ -58,16 +58,16 @@ def held_out(ws, run, checkpoint, oracle, subject: str, seed: int = 0, n: int = 
 def one_subject(out: Path, subject: str, steps: int, log, learning_rate: float | None = None,
                 extra: dict | None = None, masks: bool = False, judge_all: bool = False) -> dict:
     from dbooth import api
-    from dbooth.builtin.oracle import Oracle
-    from dbooth.config import apply_overrides, write_manifest
-    from dbooth.demo import DEMO_LEARNING_RATES
+    from dbooth_shapes.oracle import Oracle
+    from dbooth.workspace.config import apply_overrides, write_manifest
+    from dbooth_shapes.demo import DEMO_LEARNING_RATES
     from dbooth.training.early_stop import replay
 
     ws_path = out / subject
     shutil.rmtree(ws_path, ignore_errors=True)
     ws = api.init(ws_path, None, example=subject)
     if masks:  # each photo's subject mask beside it: masked loss learns the object, not the scene
-        from dbooth.builtin.subjects import write_example_masks
+        from dbooth_shapes.examples import write_example_masks
         from PIL import Image
 
         photos = sorted(ws.instance_dir.glob(f"{subject}_*.png"))
@@ -117,9 +117,9 @@ def _early_record(stopped_at: int | None, decision) -> dict:
 
 def rescore(out: Path, table: Path, result_path: Path, log) -> None:
     """Variant B: pick on the held-out test's prompts at other seeds (1000+), then judge the picks at 0-5."""
-    from dbooth.builtin.oracle import Oracle
+    from dbooth_shapes.oracle import Oracle
     from dbooth.training.early_stop import decide, replay
-    from dbooth.workspace import Workspace, find_run
+    from dbooth.workspace.folder import Workspace, find_run
 
     data = json.loads(table.read_text())
     oracle = Oracle.load()

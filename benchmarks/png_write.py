@@ -1,7 +1,7 @@
 """What writing one class image costs on the host, and whether it can hide behind the GPU's sampling.
 
-`dbooth prior` writes each class image as a PNG with its record (``dbooth.pngmeta.write_png``: encode, temporary
-file, fsync, rename). On a GPU that runs beside the next batch's sampling (``dbooth.image_writer``); this measures
+`dbooth prior` writes each class image as a PNG with its record (``dbooth.util.pngmeta.write_png``: encode, temporary
+file, fsync, rename). On a GPU that runs beside the next batch's sampling (``dbooth.util.background``); this measures
 the host side on real photos (../shared/dreambench, resized to SIDE px): milliseconds per image at PIL's zlib
 levels, the file size, and how much a pure-Python loop in the main thread slows while a worker thread encodes
 (the GIL: launching GPU kernels is such a loop).
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from dbooth.fsutil import atomic_write_bytes
-from dbooth.pngmeta import write_png
+from dbooth.util.fsutil import atomic_write_bytes
+from dbooth.util.pngmeta import write_png
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "dreambench" / "images"
 RECORD = {"prompt": "a photo of dog", "model": "runwayml/stable-diffusion-v1-5", "resolution": 512, "steps": 25,

@@ -5,7 +5,7 @@
 ``run_demo`` per subject (prior on, full fine-tune, 600 steps, the demo's held-out test: four contexts x 6
 samples, 12 class samples), without re-scoring the base model. The built-in model is whichever
 ``builtin:shapes`` the imported dbooth ships, so a candidate model is measured by running this from a
-checkout whose dbooth/builtin/shapes holds it (PYTHONPATH=that checkout).
+checkout whose dbooth_shapes/shapes holds it (PYTHONPATH=that checkout).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     a = p.parse_args()
     import torch
 
-    from dbooth.demo import DemoSettings, run_demo
+    from dbooth_shapes.demo import DemoSettings, run_demo
 
     torch.set_num_threads(1)
     results = {}

@@ -21,7 +21,7 @@ COLUMNS = ("stage_a", "bicubic", "base", "finetuned")
 
 
 def measure(subject: str, out: Path, seed: int) -> dict:
-    from dbooth.demo import DemoSettings, run_demo
+    from dbooth_shapes.demo import DemoSettings, run_demo
 
     result = run_demo(out / subject, DemoSettings(subject=subject, upscale=True, evaluate_base=False, seed=seed))
     m = result.metrics

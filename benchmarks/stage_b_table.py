@@ -5,7 +5,7 @@
 
 For each example subject: a workspace from ``dbooth init --example`` (its manifest's upscaler settings), stage
 (b) trained with ``api.train(..., upscaler=True)`` (``--steps``/``--lr``/``--prior`` override), then
-``dbooth.builtin.evaluate_upscaler`` for bicubic, the base upscaler and the fine-tuned one on the same
+``dbooth_shapes.upscaler_eval`` for bicubic, the base upscaler and the fine-tuned one on the same
 rendered 64 px inputs (a perfect stage-(a) stand-in), subject prompts naming the identifier.
 """
 
@@ -23,12 +23,12 @@ def measure(subject: str, out: Path, *, steps: int | None, lr: float | None, pri
     import torch
 
     from dbooth import api
-    from dbooth.builtin.evaluate_upscaler import BICUBIC, evaluate_upscaler
-    from dbooth.sample import load_for_sampling
+    from dbooth_shapes.upscaler_eval import BICUBIC, evaluate_upscaler
+    from dbooth.generate.sample import load_for_sampling
 
     ws_path = out / subject
     if reuse:  # measure the workspace's latest upscaler run again (another --seed)
-        from dbooth.workspace import find_run, open_workspace
+        from dbooth.workspace.folder import find_run, open_workspace
 
         ws = open_workspace(ws_path)
         run = find_run(ws, stage="upscaler")

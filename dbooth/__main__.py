@@ -1,6 +1,6 @@
 """``python -m dbooth``: the same as the ``dbooth`` command."""
 
-from dbooth.cli import main
+from dbooth.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from dbooth.config import Manifest, apply_overrides
-from dbooth.errors import DboothError
-from dbooth.reporting import Reporter
-from dbooth.workspace import Workspace, create_workspace, find_run, find_run_at, open_workspace
+from dbooth.workspace.config import Manifest, apply_overrides
+from dbooth.util.errors import DboothError
+from dbooth.util.reporting import Reporter
+from dbooth.workspace.folder import Workspace, create_workspace, find_run, find_run_at, open_workspace
 
 
 def native_resolution(base_model: str, *, allow_pickle: bool = False) -> int | None:
     """The image size a base model was trained at, read from its configs (None when they cannot be read)."""
     from dbooth.families import native_resolution as read
-    from dbooth.models.source import resolve_model
+    from dbooth.families.source import resolve_model
 
     try:
         return read(resolve_model(base_model, allow_pickle=allow_pickle))
@@ -41,8 +41,8 @@ def init(
     """
     data: dict = {}
     if example is not None:
-        from dbooth.demo import BASE_MODEL as example_base
-        from dbooth.demo import example_settings
+        from dbooth_shapes.demo import BASE_MODEL as example_base
+        from dbooth_shapes.demo import example_settings
 
         data.update(example_settings(example))
         if images is not None:
@@ -54,7 +54,7 @@ def init(
     if identifier is not None:
         data["identifier"] = identifier
     if base_model is not None:
-        from dbooth.models.source import PICKLE_SUFFIXES, resolve_model
+        from dbooth.families.source import PICKLE_SUFFIXES, resolve_model
 
         local = Path(base_model).expanduser()
         # a local model is stored as an absolute path so the manifest works from any folder
@@ -77,8 +77,8 @@ def init(
         manifest = apply_overrides(manifest, {"identifier": chosen})
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
-        from dbooth.builtin.subjects import write_example_images
-        from dbooth.demo import EXAMPLE_PHOTO_SIZE
+        from dbooth_shapes.examples import write_example_images
+        from dbooth_shapes.demo import EXAMPLE_PHOTO_SIZE
 
         write_example_images(example, ws.instance_dir, size=EXAMPLE_PHOTO_SIZE)
     return ws
@@ -87,8 +87,8 @@ def init(
 def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None,
           wait: float | None = None):
     """Generate the missing class images of every subject's class; returns the top-level subject's class plan."""
-    from dbooth.prior import generate_class_images, photo_sizes, plan
-    from dbooth.subjects import classes
+    from dbooth.generate.class_images import generate_class_images, photo_sizes, plan
+    from dbooth.workspace.subjects import classes
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     kinds = classes(ws, manifest)
@@ -99,7 +99,7 @@ def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False
                                          sizes=sizes.get(ws.class_dir))
         pipe = None
         if any(plan(k.class_dir, k.manifest, sizes.get(k.class_dir)).missing or replace for k in kinds):
-            from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
+            from dbooth.families.loading import inference_device, inference_dtype, load_pipeline
 
             pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
             pipe.to(inference_device())
@@ -118,14 +118,14 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
     ``identifier="auto"`` and ``reporter`` as for ``init``."""
     import shutil
 
-    from dbooth.config import manifest_to_dict, write_manifest
-    from dbooth.images import mask_file, scan_folder
-    from dbooth.prompts import caption_file
+    from dbooth.workspace.config import manifest_to_dict, write_manifest
+    from dbooth.util.images import mask_file, scan_folder
+    from dbooth.workspace.prompts import caption_file
 
     if (images is None) == (example is None):
         raise DboothError("init --add-subject: pass its photos with --images DIR or --example NAME (one of them)")
     if example is not None and class_noun is None:
-        from dbooth.builtin.subjects import get_example
+        from dbooth_shapes.examples import get_example
 
         class_noun = get_example(example).class_noun
     if class_noun is None:
@@ -149,8 +149,8 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
     try:
         tmp.mkdir(parents=True)
         if example is not None:
-            from dbooth.builtin.subjects import write_example_images
-            from dbooth.demo import EXAMPLE_PHOTO_SIZE
+            from dbooth_shapes.examples import write_example_images
+            from dbooth_shapes.demo import EXAMPLE_PHOTO_SIZE
 
             write_example_images(example, tmp, size=EXAMPLE_PHOTO_SIZE)
         else:
@@ -196,7 +196,7 @@ def identifiers(ws: Workspace | None = None, *, base_model: str | None = None, n
     used = [] if manifest is None else [manifest.identifier, *(s.identifier for s in manifest.subjects)]
     result = survey(base, num=num, used=used, check=check or used, allow_pickle=allow_pickle)
     if prior:
-        from dbooth.identifiers.prior import identifier_priors
+        from dbooth.identifiers.base_meaning import identifier_priors
 
         result.priors = identifier_priors(base, check or used or result.candidates, manifest, samples=samples,
                                           reporter=reporter)
@@ -209,11 +209,11 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
 
     ``upscaler``: stage (b), the manifest's ``upscaler`` section; ``train.*`` overrides of its method, steps,
     learning rate and ``prior.enabled`` apply to the upscaler's own settings."""
-    from dbooth.distributed import is_main
+    from dbooth.training.distributed import is_main
     from dbooth.training import train as run_training
 
     if upscaler:
-        from dbooth.stages import upscaler_overrides
+        from dbooth.workspace.stages import upscaler_overrides
 
         overrides = upscaler_overrides(overrides or {})
     manifest = apply_overrides(ws.manifest(), overrides or {})
@@ -224,10 +224,10 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
 
 def _writer(ws: Workspace, verb: str, reporter: Reporter | None, wait: float | None = None):
     """The workspace lock that keeps a second ``train``/``prior`` from writing beside this one."""
-    from dbooth.lock import workspace_lock
+    from dbooth.workspace.lock import workspace_lock
 
     def stale(previous: dict) -> None:
-        from dbooth.workspace import clear_leftovers
+        from dbooth.workspace.folder import clear_leftovers
 
         removed = clear_leftovers(ws)  # the dead process cannot finish its temporary files
         if reporter is not None:
@@ -256,8 +256,8 @@ def sample(
 ):
     """Sample the latest stage-(a) run (or ``run_id``, or the base model); with ``upscale`` (or an
     ``upscaler_run``) enlarge each image with the latest upscaler run (or the base upscaler): stage (b)."""
-    from dbooth.paths import require_inside
-    from dbooth.prompts import format_prompt
+    from dbooth.workspace.paths import require_inside
+    from dbooth.workspace.prompts import format_prompt
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
     run, checkpoint = (None, None) if base_only else find_run_at(ws, run_id)
@@ -271,10 +271,10 @@ def sample(
     if up is not None:
         require_inside([up.final_dir], up.dir, "run outputs")
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
-    from dbooth.sample import generate, load_for_sampling, sample_folder, upscale as enlarge  # torch: after the checks
+    from dbooth.generate.sample import generate, load_for_sampling, sample_folder, upscale as enlarge  # torch: after the checks
 
     if checkpoint is not None:
-        from dbooth.eval.checkpoints import checkpoint_pipeline
+        from dbooth.training.restore import checkpoint_pipeline
 
         pipe = checkpoint_pipeline(run, checkpoint, allow_pickle=manifest.allow_pickle)
     else:
@@ -305,7 +305,7 @@ def sample(
         return result
     del pipe
     from dbooth.families import family_of
-    from dbooth.stages import check_stage
+    from dbooth.workspace.stages import check_stage
 
     upscaler_base = up.info().get("base_model", manifest.upscaler.base) if up is not None else manifest.upscaler.base
     up_pipe = load_for_sampling(upscaler_base, up, allow_pickle=manifest.allow_pickle)
@@ -408,7 +408,7 @@ def _run_at(ws: Workspace, ref: str | None, stage: str = "base"):
     checkpoint checked to be the run's."""
     run, checkpoint = find_run_at(ws, ref, stage=stage)
     if checkpoint is not None:
-        from dbooth.paths import require_inside
+        from dbooth.workspace.paths import require_inside
 
         require_inside([checkpoint], run.dir, "run checkpoints")
     return run, checkpoint
@@ -418,7 +418,7 @@ def _base_loader(ws: Workspace):
     """Loads a run's base model with the workspace's consent (or not) to pickle files."""
     from functools import partial
 
-    from dbooth.models.loading import load_pipeline
+    from dbooth.families.loading import load_pipeline
 
     return partial(load_pipeline, allow_pickle=ws.manifest().allow_pickle)
 

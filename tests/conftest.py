@@ -23,7 +23,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A tiny random StableDiffusionPipeline folder (32 px images, 16 px latents)."""
-    from dbooth.models.tiny import save_tiny_pipeline
+    from dbooth.families.tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
 
@@ -31,7 +31,7 @@ def tiny_base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd2_base(tmp_path_factory) -> Path:
     """A tiny random SD 2.x-shaped (v-prediction, OpenCLIP-style encoder) pipeline folder."""
-    from dbooth.models.tiny import tiny_sd2_pipeline
+    from dbooth.families.tiny import tiny_sd2_pipeline
 
     path = tmp_path_factory.mktemp("models") / "tiny-sd2"
     tiny_sd2_pipeline().save_pretrained(path, safe_serialization=True)
@@ -41,7 +41,7 @@ def tiny_sd2_base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl_base(tmp_path_factory) -> Path:
     """A tiny random SDXL-shaped (two text encoders, text_time conditioning) pipeline folder."""
-    from dbooth.models.tiny import tiny_sdxl_pipeline
+    from dbooth.families.tiny import tiny_sdxl_pipeline
 
     path = tmp_path_factory.mktemp("models") / "tiny-sdxl"
     tiny_sdxl_pipeline().save_pretrained(path, safe_serialization=True)
@@ -51,7 +51,7 @@ def tiny_sdxl_base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_upscaler_base(tmp_path_factory) -> Path:
     """A tiny random StableDiffusionUpscalePipeline folder (16 px in, 64 px out)."""
-    from dbooth.models.tiny import save_tiny_upscaler
+    from dbooth.families.tiny import save_tiny_upscaler
 
     return save_tiny_upscaler(tmp_path_factory.mktemp("models") / "tiny-x4")
 
@@ -65,7 +65,7 @@ def photos(tmp_path) -> Path:
 def make_workspace(tmp_path, tiny_base, photos):
     """Create a workspace on the tiny base model with small, fast settings."""
     from dbooth import api
-    from dbooth.config import apply_overrides, write_manifest
+    from dbooth.workspace.config import apply_overrides, write_manifest
 
     def make(name: str = "corgi", **overrides):
         ws = api.init(tmp_path / name, "dog", base_model=str(tiny_base), images=photos)

@@ -1,6 +1,6 @@
 """A reporter that keeps what the library tells the user, for tests to read."""
 
-from dbooth.reporting import Reporter
+from dbooth.util.reporting import Reporter
 
 
 class Recorder(Reporter):

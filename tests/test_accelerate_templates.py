@@ -31,7 +31,7 @@ def test_fsdp_config_gives_the_launcher_full_sharding_by_transformer_block():
     env = prepare_multi_gpu_env(args)
     assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
     assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP" and env["FSDP_USE_ORIG_PARAMS"] == "true"
-    from dbooth.models.tiny import tiny_pipeline
+    from dbooth.families.tiny import tiny_pipeline
 
     names = {type(m).__name__ for m in tiny_pipeline().unet.modules()}
     assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] in names  # the wrap policy finds blocks to shard

@@ -19,9 +19,9 @@ from PIL import Image
 from test_cli import run_dbooth, user_error
 
 from dbooth import api
-from dbooth.config import apply_overrides, write_manifest
-from dbooth.lock import LOCK_NAME
-from dbooth.workspace import MANIFEST_NAME
+from dbooth.workspace.config import apply_overrides, write_manifest
+from dbooth.workspace.lock import LOCK_NAME
+from dbooth.workspace.folder import MANIFEST_NAME
 
 FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "train.checkpoint_every": 0,
         "train.validation_every": 0, "prior.enabled": False}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dbooth.buckets import bucket_counts, bucket_sizes, bucket_step, nearest_bucket
-from dbooth.images import resize_and_crop_with_geometry
+from dbooth.training.buckets import bucket_counts, bucket_sizes, bucket_step, nearest_bucket
+from dbooth.util.images import resize_and_crop_with_geometry
 
 
 def test_sd_buckets_at_512_are_the_documented_list():
@@ -73,7 +73,7 @@ def test_a_batch_comes_from_one_bucket():
 
 
 def test_share_out_gives_each_used_bucket_one_and_the_rest_by_photos():
-    from dbooth.buckets import share_out
+    from dbooth.training.buckets import share_out
 
     a, b, c = (32, 32), (40, 24), (24, 40)
     assert share_out(10, [(a, 2), (b, 2), (c, 0)]) == [(a, 5), (b, 5)]  # unused buckets get none

@@ -18,8 +18,8 @@ from PIL import Image
 
 import dbooth
 from dbooth import api
-from dbooth.config import apply_overrides, write_manifest
-from dbooth.workspace import MANIFEST_NAME
+from dbooth.workspace.config import apply_overrides, write_manifest
+from dbooth.workspace.folder import MANIFEST_NAME
 
 HUB_ID = "some-org/some-model"
 FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "train.checkpoint_every": 0,
@@ -117,7 +117,7 @@ def test_help_lists_the_verbs(cli):
 
 
 def test_demo_help_names_the_default_subject(cli):
-    from dbooth.demo import DEFAULT_SUBJECT
+    from dbooth_shapes.demo import DEFAULT_SUBJECT
 
     result = cli[1]["demo_help"]
     assert result.returncode == 0, result.stderr
@@ -138,7 +138,7 @@ def test_export_help_has_the_client_table(cli):
 
 def test_cli_starts_without_torch():
     """Help text, including export's client table, must not cost the torch and diffusers imports."""
-    code = "import sys, dbooth.cli; print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))"
+    code = "import sys, dbooth.cli.app; print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

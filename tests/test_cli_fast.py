@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dbooth import api
-from dbooth.workspace import MANIFEST_NAME, new_run
+from dbooth.workspace.folder import MANIFEST_NAME, new_run
 
 HEAVY = ("torch", "diffusers", "transformers", "peft", "accelerate")
 
@@ -24,7 +24,7 @@ HEAVY = ("torch", "diffusers", "transformers", "peft", "accelerate")
 DRIVER = """
 import json, sys
 sys.argv = ["dbooth", *json.loads(sys.argv[1])]
-from dbooth.cli import main
+from dbooth.cli.app import main
 code = 0
 try:
     main()
@@ -45,7 +45,7 @@ def drive(args: list[str], cwd: Path) -> tuple[dict, str]:
 
 
 def test_importing_the_cli_and_building_the_app_imports_no_heavy_library():
-    code = ("import sys, typer, dbooth.cli; typer.main.get_command(dbooth.cli.app); "
+    code = ("import sys, typer, dbooth.cli.app; typer.main.get_command(dbooth.cli.app.app); "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -154,7 +154,7 @@ def test_status_json_describes_the_workspace(answers):
 
 
 def test_ctrl_c_says_how_to_go_on_for_each_verb():
-    from dbooth.cli import interrupted_message
+    from dbooth.cli.app import interrupted_message
 
     assert "dbooth train --resume" in interrupted_message(["train", "-w", "ws"])
     assert "dbooth prior" in interrupted_message(["prior", "-w", "ws"]) and "kept" in interrupted_message(["prior"])

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typer.testing import CliRunner
 
 from dbooth import api
-from dbooth.cli import app
+from dbooth.cli.app import app
 
 
 def _overrides(monkeypatch, make_ws, args: list[str]) -> dict:

@@ -9,8 +9,8 @@ import typing
 
 import pytest
 
-from dbooth import config
-from dbooth.config import (
+from dbooth.workspace import config
+from dbooth.workspace.config import (
     LoraConfig,
     Manifest,
     PriorConfig,
@@ -25,7 +25,7 @@ from dbooth.config import (
     template_path,
     write_manifest,
 )
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 
 def write(tmp_path, text: str, name: str = "dbooth.yaml"):

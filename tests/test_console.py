@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from dbooth.console import RichReporter
+from dbooth.cli.console import RichReporter
 
 
 class Clock:

@@ -22,9 +22,9 @@ from safetensors.torch import load_file
 from test_cli import subprocess_env
 
 from dbooth import api
-from dbooth.config import apply_overrides, load_manifest, write_manifest
-from dbooth.pngmeta import read_record
-from dbooth.workspace import list_runs
+from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
+from dbooth.util.pngmeta import read_record
+from dbooth.workspace.folder import list_runs
 
 FULL = os.environ.get("DBOOTH_FULL_CRASH_TEST") == "1"
 KILLS = {"prior": 20, "train": 20, "export": 20, "merge-lora": 20} if FULL else {

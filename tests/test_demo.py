@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from dbooth.demo import DEFAULT_SUBJECT, DemoSettings, run_demo
+from dbooth_shapes.demo import DEFAULT_SUBJECT, DemoSettings, run_demo
 
 
 @pytest.fixture
 def tiny_as_builtin(monkeypatch, tiny_base, tiny_upscaler_base):
-    import dbooth.builtin as builtin
+    import dbooth_shapes as builtin
 
     monkeypatch.setitem(builtin.BUILTIN_MODELS, "builtin:shapes", tiny_base)
     monkeypatch.setitem(builtin.BUILTIN_MODELS, "builtin:shapes-x4", tiny_upscaler_base)
@@ -38,7 +38,7 @@ def test_demo_writes_report(tmp_path, tiny_as_builtin):
 
 
 def test_demo_refuses_foreign_folder(tmp_path, tiny_as_builtin):
-    from dbooth.errors import DboothError
+    from dbooth.util.errors import DboothError
 
     (tmp_path / "demo" / f"{DEFAULT_SUBJECT}-full").mkdir(parents=True)
     with pytest.raises(DboothError, match="not made by dbooth demo"):
@@ -46,8 +46,8 @@ def test_demo_refuses_foreign_folder(tmp_path, tiny_as_builtin):
 
 
 def test_demo_trains_on_each_photos_scene_caption_or_on_one_prompt(tmp_path, tiny_as_builtin):
-    from dbooth.builtin.subjects import example_scenes
-    from dbooth.workspace import list_runs, open_workspace
+    from dbooth_shapes.examples import example_scenes
+    from dbooth.workspace.folder import list_runs, open_workspace
 
     def run_info(captions: bool) -> dict:
         settings = DemoSettings(steps=1, num_class_images=2, samples_per_prompt=2, class_samples=2,
@@ -67,8 +67,8 @@ def test_example_workspace_is_ready_for_stage_b(tmp_path):
     from PIL import Image
 
     from dbooth import api
-    from dbooth.builtin.oracle import Oracle
-    from dbooth.images import resize_and_crop
+    from dbooth_shapes.oracle import Oracle
+    from dbooth.util.images import resize_and_crop
 
     ws = api.init(tmp_path / "heart", None, example="striped_heart")
     manifest = ws.manifest()
@@ -84,10 +84,10 @@ def test_example_workspace_is_ready_for_stage_b(tmp_path):
 def test_demo_upscale_adds_stage_b_to_the_report(tmp_path, tiny_as_builtin, tiny_upscaler_base):
     from PIL import Image
 
-    from dbooth.builtin.evaluate_upscaler import evaluate_upscaler
-    from dbooth.sample import load_for_sampling
-    from dbooth.schedulers import set_scheduler
-    from dbooth.workspace import list_runs, open_workspace
+    from dbooth_shapes.upscaler_eval import evaluate_upscaler
+    from dbooth.generate.sample import load_for_sampling
+    from dbooth.generate.schedulers import set_scheduler
+    from dbooth.workspace.folder import list_runs, open_workspace
 
     settings = DemoSettings(steps=1, num_class_images=2, samples_per_prompt=2, class_samples=2, upscale=True,
                             upscaler_steps=2, upscale_scenes=1)
@@ -127,7 +127,7 @@ def test_demo_upscale_adds_stage_b_to_the_report(tmp_path, tiny_as_builtin, tiny
 
 def test_example_on_another_base_model_keeps_the_default_upscaler(tmp_path, tiny_base):
     from dbooth import api
-    from dbooth.schema import UpscalerConfig
+    from dbooth.workspace.schema import UpscalerConfig
 
     manifest = api.init(tmp_path / "heart", None, example="striped_heart", base_model=str(tiny_base)).manifest()
     assert manifest.upscaler == UpscalerConfig()  # builtin:shapes-x4 pairs with builtin:shapes only

@@ -7,9 +7,9 @@ from collections import namedtuple
 
 import pytest
 
-from dbooth import diskspace
-from dbooth.diskspace import require_free, writing
-from dbooth.errors import DboothError
+from dbooth.util import diskspace
+from dbooth.util.diskspace import require_free, writing
+from dbooth.util.errors import DboothError
 
 Usage = namedtuple("Usage", "total used free")
 

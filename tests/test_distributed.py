@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from dbooth import distributed
-from dbooth.errors import DboothError
-from dbooth.workspace import Run
+from dbooth.training import distributed
+from dbooth.util.errors import DboothError
+from dbooth.workspace.folder import Run
 
 
 def test_one_process_is_the_main_one(monkeypatch):
@@ -67,7 +67,7 @@ def test_a_failed_launch_ends_with_the_main_processes_one_line_and_exit_code(mak
     from pathlib import Path
 
     import dbooth
-    from dbooth.lock import workspace_lock
+    from dbooth.workspace.lock import workspace_lock
 
     ws = make_workspace(**{"prior.enabled": False})
     paths = [str(Path(dbooth.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]

@@ -9,7 +9,7 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 from typer.testing import CliRunner
 
-from dbooth.cli import app
+from dbooth.cli.app import app
 
 runner = CliRunner()
 

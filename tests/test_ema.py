@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dbooth.ema import ema_decay, ema_update_
+from dbooth.training.ema import ema_decay, ema_update_
 
 
 def test_decay_ramps_up_then_caps():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbooth.fsutil import atomic_path, remove_temporaries
+from dbooth.util.fsutil import atomic_path, remove_temporaries
 
 
 def test_temporaries_are_removed_and_a_moved_aside_output_comes_back(tmp_path):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dbooth.image_writer import BackgroundWriter
+from dbooth.util.background import BackgroundWriter
 
 
 def test_writes_everything_in_order_before_close_returns(tmp_path):

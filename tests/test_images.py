@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dbooth.errors import DboothError
-from dbooth.images import IMAGE_SUFFIXES, ImageFolder, load_rgb, prepare, resize_and_crop, scan_folder, to_tensor
+from dbooth.util.errors import DboothError
+from dbooth.util.images import IMAGE_SUFFIXES, ImageFolder, load_rgb, prepare, resize_and_crop, scan_folder, to_tensor
 
 DREAMBENCH = Path(__file__).resolve().parents[2] / "shared" / "dreambench" / "images"
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)

@@ -11,8 +11,8 @@ from recorder import Recorder
 from test_cli import run_dbooth, subprocess_env, user_error
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.lock import LOCK_NAME, held_by, holder, workspace_lock
+from dbooth.util.errors import DboothError
+from dbooth.workspace.lock import LOCK_NAME, held_by, holder, workspace_lock
 
 
 def test_a_second_writer_is_refused_with_the_holder_named(tmp_path):
@@ -41,7 +41,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(make_workspace):
 
 HOLD = """
 import sys, time
-from dbooth.lock import workspace_lock
+from dbooth.workspace.lock import workspace_lock
 with workspace_lock(sys.argv[1], "train"):
     print("held", flush=True)
     time.sleep(120)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from dbooth.losses import diffusion_target, dreambooth_loss, min_snr_weights, snr
+from dbooth.training.losses import diffusion_target, dreambooth_loss, min_snr_weights, snr
 
 
 @pytest.fixture

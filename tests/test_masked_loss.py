@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dbooth.losses import dreambooth_loss, row_errors
+from dbooth.training.losses import dreambooth_loss, row_errors
 from dbooth.training.data import latent_mask
 
 
@@ -76,7 +76,7 @@ def test_latent_mask_is_the_area_average_of_each_cell():
 
 def test_rows_scored_apart_equal_rows_scored_together():
     """Photos in a non-square bucket go through the UNet apart from square class images: same loss."""
-    from dbooth.losses import loss_from_rows
+    from dbooth.training.losses import loss_from_rows
 
     pred, target = _pred_target()
     mask = torch.ones(4, 1, 6, 6)

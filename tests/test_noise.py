@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dbooth.errors import DboothError
-from dbooth.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
+from dbooth.util.errors import DboothError
+from dbooth.training.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
 
 
 def test_offset_noise_adds_one_constant_per_image_and_channel():

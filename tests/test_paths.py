@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.paths import escapes, require_inside
+from dbooth.util.errors import DboothError
+from dbooth.workspace.paths import escapes, require_inside
 
 
 def test_escapes(tmp_path):

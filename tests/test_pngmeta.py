@@ -1,7 +1,7 @@
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from dbooth.pngmeta import META_KEY, a1111_parameters, read_record, write_png
+from dbooth.util.pngmeta import META_KEY, a1111_parameters, read_record, write_png
 
 
 def test_record_round_trips_and_a1111_viewers_see_the_prompt(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from dbooth import api
-from dbooth.config import apply_overrides, write_manifest
-from dbooth.errors import DboothError
-from dbooth.prior import read_record
+from dbooth.workspace.config import apply_overrides, write_manifest
+from dbooth.util.errors import DboothError
+from dbooth.generate.class_images import read_record
 
 
 def pixels(path) -> np.ndarray:
@@ -23,7 +23,7 @@ def state(folder) -> dict[str, tuple[int, bytes]]:
 
 def no_model_loading(monkeypatch):
     """Make any attempt to load the base model fail loudly."""
-    import dbooth.models.loading as loading
+    import dbooth.families.loading as loading
 
     def refuse(*args, **kwargs):
         raise AssertionError("the base model was loaded although nothing had to be generated")
@@ -110,7 +110,7 @@ def test_generates_missing_images_reproducibly_and_detects_stale_ones(make_works
 def test_a_full_disk_is_refused_before_generating(make_workspace, monkeypatch):
     from collections import namedtuple
 
-    from dbooth import diskspace
+    from dbooth.util import diskspace
 
     ws = make_workspace()
     usage = namedtuple("Usage", "total used free")
@@ -153,8 +153,8 @@ def _bucketed_photos(ws, sizes=((160, 96), (96, 160), (96, 96))):
 
 
 def test_class_shapes_follow_the_photos_buckets():
-    from dbooth.prior import class_shapes
-    from dbooth.schema import Manifest
+    from dbooth.generate.class_images import class_shapes
+    from dbooth.workspace.schema import Manifest
 
     m = apply_overrides(Manifest(class_noun="dog"), {"train.resolution": 512, "prior.num_class_images": 200})
     photos = [(1200, 900)] * 6 + [(1000, 1000)] * 3 + [(900, 1600)]
@@ -168,7 +168,7 @@ def test_class_shapes_follow_the_photos_buckets():
 
 
 def test_prior_makes_class_images_at_the_photos_buckets(make_workspace, monkeypatch):
-    from dbooth.status import workspace_status
+    from dbooth.workspace.status import workspace_status
 
     ws = make_workspace(**{"train.buckets": True})
     _bucketed_photos(ws)
@@ -210,7 +210,7 @@ def test_square_class_images_from_before_buckets_still_count(make_workspace, mon
 
     from PIL.PngImagePlugin import PngInfo
 
-    from dbooth.pngmeta import META_KEY
+    from dbooth.util.pngmeta import META_KEY
 
     ws = make_workspace()
     _bucketed_photos(ws, [(160, 96), (96, 96), (96, 96)])
@@ -230,8 +230,8 @@ def test_square_class_images_from_before_buckets_still_count(make_workspace, mon
 
 
 def test_training_picks_class_images_by_bucket():
-    from dbooth.prior import pick_class_images
-    from dbooth.schema import Manifest
+    from dbooth.generate.class_images import pick_class_images
+    from dbooth.workspace.schema import Manifest
 
     m = apply_overrides(Manifest(class_noun="dog"), {"train.resolution": 32, "prior.num_class_images": 3})
     paths = [f"c{i}.png" for i in range(6)]
@@ -247,7 +247,7 @@ def test_training_picks_class_images_by_bucket():
 def test_prior_buckets_option_on_the_command_line(make_workspace):
     from typer.testing import CliRunner
 
-    from dbooth.cli import app
+    from dbooth.cli.app import app
 
     ws = make_workspace()
     _bucketed_photos(ws, [(160, 96), (160, 96), (96, 160)])

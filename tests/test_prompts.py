@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbooth.errors import DboothError
-from dbooth.prompts import format_prompt
+from dbooth.util.errors import DboothError
+from dbooth.workspace.prompts import format_prompt
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dbooth.config import apply_overrides
+from dbooth.workspace.config import apply_overrides
 from dbooth.export.card import card_metadata, model_card
 from dbooth.export.run_info import RunInfo
-from dbooth.run_options import describe_options, run_options
-from dbooth.schema import Manifest
+from dbooth.workspace.run_options import describe_options, run_options
+from dbooth.workspace.schema import Manifest
 
 
 def _train(**overrides):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dbooth.schema import CAPTION_SOURCES, METHODS, Manifest, TrainConfig
+from dbooth.workspace.schema import CAPTION_SOURCES, METHODS, Manifest, TrainConfig
 
 
 def _rule(cls, name):

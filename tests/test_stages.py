@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dbooth.config import apply_overrides, load_manifest
-from dbooth.errors import DboothError
-from dbooth.schema import Manifest
-from dbooth.stages import check_stage, upscaler_manifest, upscaler_overrides
+from dbooth.workspace.config import apply_overrides, load_manifest
+from dbooth.util.errors import DboothError
+from dbooth.workspace.schema import Manifest
+from dbooth.workspace.stages import check_stage, upscaler_manifest, upscaler_overrides
 
 
 def test_old_manifests_without_the_section_load_with_its_defaults(tmp_path):

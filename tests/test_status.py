@@ -9,11 +9,11 @@ import sys
 from PIL import Image
 
 from dbooth import api
-from dbooth.config import apply_overrides, write_manifest
-from dbooth.pngmeta import write_png
-from dbooth.prior import recipe
-from dbooth.status import run_status, workspace_status
-from dbooth.workspace import new_run
+from dbooth.workspace.config import apply_overrides, write_manifest
+from dbooth.util.pngmeta import write_png
+from dbooth.generate.class_images import recipe
+from dbooth.workspace.status import run_status, workspace_status
+from dbooth.workspace.folder import new_run
 
 
 def _ws(tmp_path):
@@ -102,7 +102,7 @@ def test_shell_completion_offers_run_ids_newest_first(tmp_path):
 
 
 def test_status_says_the_runs_options(tmp_path):
-    from dbooth.run_options import run_options
+    from dbooth.workspace.run_options import run_options
 
     ws = _ws(tmp_path)
     cfg = apply_overrides(ws.manifest(), {"train.method": "lora", "train.lora.use_dora": True,

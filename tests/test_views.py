@@ -1,9 +1,9 @@
-"""The CLI's result layouts (dbooth.views): every figure passed in is printed, in its place."""
+"""The CLI's result layouts (dbooth.cli.views): every figure passed in is printed, in its place."""
 
 from __future__ import annotations
 
-from dbooth import views
-from dbooth.console import answer
+from dbooth.cli import views
+from dbooth.cli.console import answer
 
 
 def _printed(fn, *args) -> str:

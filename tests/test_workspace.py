@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from dbooth import api, workspace
-from dbooth.config import Manifest
-from dbooth.errors import DboothError
-from dbooth.workspace import MANIFEST_NAME, create_workspace, find_run, list_runs, new_run, open_workspace
+from dbooth import api
+from dbooth.workspace import folder as workspace
+from dbooth.workspace.config import Manifest
+from dbooth.util.errors import DboothError
+from dbooth.workspace.folder import MANIFEST_NAME, create_workspace, find_run, list_runs, new_run, open_workspace
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:

@@ -13,7 +13,7 @@ import os
 from typing import Callable, Sequence
 
 from dbooth.batch.task import BatchOptions, WorkspaceResult, process_workspace
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 POLL = 0.5  # seconds between looks at finished tasks and progress
 

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dbooth.errors import DboothError
-from dbooth.reporting import Reporter
+from dbooth.util.errors import DboothError
+from dbooth.util.reporting import Reporter
 
 STAGES = ("prior", "train", "eval", "export")
 
@@ -82,7 +82,7 @@ def process_workspace(path: str, options: BatchOptions, *, attempt: int = 1,
     began = time.monotonic()
     try:
         from dbooth import api
-        from dbooth.workspace import open_workspace
+        from dbooth.workspace.folder import open_workspace
 
         ws = open_workspace(path)
         manifest = ws.manifest()
@@ -124,7 +124,7 @@ def _stage(result: WorkspaceResult, stage: str, send) -> None:
 
 def _resumable(ws) -> bool:
     """An unfinished run with a checkpoint: the last attempt (on this node or another) got that far."""
-    from dbooth.workspace import list_runs
+    from dbooth.workspace.folder import list_runs
 
     return any(not r.complete and r.checkpoints() for r in list_runs(ws))
 
@@ -138,8 +138,8 @@ def _train_launched(ws, options: BatchOptions, resume: bool) -> _Trained:
     """Train in ``options.processes`` data-parallel processes (on the GPUs Ray gave this task)."""
     import subprocess
 
-    from dbooth.distributed import launch_command
-    from dbooth.workspace import find_run
+    from dbooth.training.distributed import launch_command
+    from dbooth.workspace.folder import find_run
 
     args = ["train", "-w", str(ws.root)] + (["--steps", str(options.steps)] if options.steps else [])
     args += ["--resume"] if resume else []

@@ -15,8 +15,8 @@ import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from dbooth.models.loading import compose_pipeline
-from dbooth.models.tokenizer import build_word_tokenizer
+from dbooth.families.loading import compose_pipeline
+from dbooth.families.tokenizer import build_word_tokenizer
 
 # Words the bench workspaces use in prompts; everything else tokenizes letter by letter.
 BENCH_WORDS = "a photo of sks zwx dog cat person toy shape on the beach in snow".split()
@@ -117,7 +117,7 @@ def sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
 
 def shapes_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """The ``builtin:shapes`` architecture with random weights (for when its weights are not built)."""
-    from dbooth.builtin import components as c
+    from dbooth_shapes import architecture as c
 
     torch.manual_seed(seed)
     tokenizer = c.build_tokenizer()
@@ -129,7 +129,7 @@ def save_pipeline(pipe: StableDiffusionPipeline, path: str | Path) -> Path:
     path = Path(path)
     if (path / "model_index.json").is_file():
         return path
-    from dbooth.fsutil import atomic_path
+    from dbooth.util.fsutil import atomic_path
 
     with atomic_path(path) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)

@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from dbooth.bench.components import BENCH_WORDS, SD15_TEXT, SD15_VAE
-from dbooth.models.tokenizer import build_word_tokenizer
+from dbooth.families.tokenizer import build_word_tokenizer
 
 SDXL_UNET = dict(
     sample_size=128,  # 1024 px / 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 # Settings every bench run shares: nothing but training steps is timed.
 BENCH_FIXED = {
@@ -99,7 +99,7 @@ def get_config(name: str) -> BenchConfig:
     try:
         return CONFIGS[name]
     except KeyError:
-        from dbooth.config import closest_key
+        from dbooth.workspace.config import closest_key
 
         hint = closest_key(name, list(CONFIGS))
         raise DboothError(

@@ -50,7 +50,7 @@ def _meta_models(base_model: str):
     import transformers
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from dbooth.models.source import resolve_model
+    from dbooth.families.source import resolve_model
 
     base = Path(resolve_model(base_model).location)
     index = json.loads((base / "model_index.json").read_text())

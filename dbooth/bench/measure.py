@@ -23,8 +23,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from dbooth.bench.configs import BENCH_FIXED, GENERATION_VARIANTS, BenchConfig, Variant, ablation, get_config
-from dbooth.errors import DboothError
-from dbooth.reporting import Reporter
+from dbooth.util.errors import DboothError
+from dbooth.util.reporting import Reporter
 
 SUBJECT_RGB = (30, 40, 210)
 
@@ -55,13 +55,13 @@ def base_model_for(model: str, cache: Path | None = None) -> str:
 
         return built("sdxl-random", sdxl_pipeline)
     if model == "shapes":
-        from dbooth.builtin import BUILTIN_MODELS
+        from dbooth_shapes import BUILTIN_MODELS
 
         if (BUILTIN_MODELS["builtin:shapes"] / "model_index.json").is_file():
             return "builtin:shapes"
         return built("shapes-random", components.shapes_pipeline)
     if model == "tiny":
-        from dbooth.models.tiny import tiny_pipeline
+        from dbooth.families.tiny import tiny_pipeline
 
         return built("tiny-random", tiny_pipeline)
     return model
@@ -71,7 +71,7 @@ def draw_images(folder: Path, count: int, size: int, *, subject: bool, prefix: s
                 width: int | None = None, masks: bool = False) -> list[Path]:
     """Simple drawn photos: the subject is one blue disc; class images vary shape and colour. ``width``
     (default ``size``) draws wider images; ``masks`` writes each subject's disc as its NAME.mask.png."""
-    from dbooth.images import mask_file
+    from dbooth.util.images import mask_file
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -107,8 +107,8 @@ def draw_subject_photos(folder: Path, count: int, size: int) -> None:
 def draw_class_images(folder: Path, count: int, size: int, photos: Path, resolution: int) -> None:
     """``count`` square stand-ins (what a run without buckets uses, first by name), then as many again at the
     buckets the photos use, as ``dbooth prior`` makes them with ``train.buckets`` on."""
-    from dbooth.buckets import bucket_sizes, nearest_bucket
-    from dbooth.images import list_images, upright_size
+    from dbooth.training.buckets import bucket_sizes, nearest_bucket
+    from dbooth.util.images import list_images, upright_size
 
     draw_images(folder, count, size, subject=False, prefix="class-")
     shapes = {nearest_bucket(*upright_size(p), bucket_sizes(resolution)) for p in list_images(photos)}
@@ -124,8 +124,8 @@ def make_workspace(root: Path, base_model: str, overrides: dict, *, num_instance
     None draws as many class images as the manifest asks for.
     """
     from dbooth import api
-    from dbooth.config import apply_overrides, write_manifest
-    from dbooth.images import scan_folder
+    from dbooth.workspace.config import apply_overrides, write_manifest
+    from dbooth.util.images import scan_folder
 
     photos = root / "photos"
     if source is not None:
@@ -237,7 +237,7 @@ class BenchRequest:
 
 
 def _resolved(ws, overrides: dict) -> tuple[dict, dict]:
-    from dbooth.config import apply_overrides, manifest_to_dict
+    from dbooth.workspace.config import apply_overrides, manifest_to_dict
 
     m = manifest_to_dict(apply_overrides(ws.manifest(), overrides))
     return m, m["train"]
@@ -284,7 +284,7 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
     import torch
 
     from dbooth.bench.flops import peak_tflops, static_memory, step_flops
-    from dbooth.workspace import open_workspace
+    from dbooth.workspace.folder import open_workspace
 
     reporter = reporter or Reporter()
     if (request.config is None) == (request.workspace is None):

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 RUNNER = Path(__file__).with_name("refrunner.py")
 
@@ -31,9 +31,9 @@ def script_method(script: Path) -> str:
 def reference_args(ws, manifest: dict, out_dir: Path, total_steps: int, *, precompute: bool,
                    method: str = "full") -> list[str]:
     """The script's options that match a dbooth manifest (a dict) as closely as it allows."""
-    from dbooth.models.source import resolve_model
-    from dbooth.prompts import class_prompt, instance_prompt
-    from dbooth.config import manifest_from_dict
+    from dbooth.families.source import resolve_model
+    from dbooth.workspace.prompts import class_prompt, instance_prompt
+    from dbooth.workspace.config import manifest_from_dict
 
     t, p = manifest["train"], manifest["prior"]
     if t["method"] != method:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dbooth.reporting import Reporter
+from dbooth.util.reporting import Reporter
 
 
 class _Finished(Exception):
@@ -164,9 +164,9 @@ class _Observer:
 
 
 def run_training_spec(spec: dict) -> dict:
-    from dbooth.config import apply_overrides
+    from dbooth.workspace.config import apply_overrides
     from dbooth.training import train
-    from dbooth.workspace import open_workspace
+    from dbooth.workspace.folder import open_workspace
 
     warmup, steps = int(spec["warmup"]), int(spec["steps"])
     total = warmup + steps
@@ -195,7 +195,7 @@ def run_training_spec(spec: dict) -> dict:
     if len(clock.times) < total:
         raise RuntimeError(f"trainer stopped after {len(clock.times)} of {total} steps")
     from dbooth.training.history import HISTORY_FILE, read_history
-    from dbooth.workspace import find_run
+    from dbooth.workspace.folder import find_run
 
     losses = [row["loss"] for row in read_history(find_run(ws, complete=False).dir / HISTORY_FILE)]
     t = clock.times
@@ -228,7 +228,7 @@ def run_end_to_end_spec(spec: dict) -> dict:
 
     from dbooth import api
     from dbooth.bench.end_to_end import folder_bytes, previous_checkpoint_policy
-    from dbooth.workspace import open_workspace
+    from dbooth.workspace.folder import open_workspace
 
     ws = open_workspace(spec["workspace"])
     policy = previous_checkpoint_policy() if spec.get("policy") == "previous" else contextlib.nullcontext()
@@ -247,11 +247,11 @@ def run_end_to_end_spec(spec: dict) -> dict:
 
 def run_generation_spec(spec: dict) -> dict:
     """Class-image generation: batches of ``batch`` images; the first batch is warm-up."""
-    from dbooth.config import apply_overrides
-    from dbooth.models.loading import inference_device, inference_dtype, load_pipeline
-    from dbooth.prior import generate_class_images
-    from dbooth.prompts import class_prompt
-    from dbooth.workspace import open_workspace
+    from dbooth.workspace.config import apply_overrides
+    from dbooth.families.loading import inference_device, inference_dtype, load_pipeline
+    from dbooth.generate.class_images import generate_class_images
+    from dbooth.workspace.prompts import class_prompt
+    from dbooth.workspace.folder import open_workspace
 
     ws = open_workspace(spec["workspace"])
     batch, batches = int(spec["batch"]), int(spec["batches"])

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from dbooth.eval import report
 from dbooth.eval.pick import pick_best
-from dbooth.eval.prompts import eval_prompts
-from dbooth.fsutil import atomic_write_text
-from dbooth.prompts import format_prompt
-from dbooth.reporting import Reporter
-from dbooth.workspace import Run, Workspace
+from dbooth.eval.prompt_sets import eval_prompts
+from dbooth.util.fsutil import atomic_write_text
+from dbooth.workspace.prompts import format_prompt
+from dbooth.util.reporting import Reporter
+from dbooth.workspace.folder import Run, Workspace
 
 EVAL_FILE = "eval.json"
 METRICS = ("dino", "clip_i", "clip_t", "pres", "div_dino")
@@ -42,7 +42,7 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
                  reporter: Reporter | None = None) -> EvalResult:
     """Score the base model, ``run``'s final weights and (``checkpoints``) every saved checkpoint."""
     from dbooth.eval.judges import EncoderJudge, builtin_oracle
-    from dbooth.images import scan_folder
+    from dbooth.util.images import scan_folder
 
     reporter = reporter or Reporter()
     info = run.info()
@@ -107,10 +107,10 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
 
 
 def _load(manifest, run: Run, name: str, checkpoint: Path | None):
-    from dbooth.eval.checkpoints import checkpoint_pipeline
-    from dbooth.models.loading import inference_device
-    from dbooth.sample import load_for_sampling
-    from dbooth.schedulers import set_scheduler
+    from dbooth.training.restore import checkpoint_pipeline
+    from dbooth.families.loading import inference_device
+    from dbooth.generate.sample import load_for_sampling
+    from dbooth.generate.schedulers import set_scheduler
 
     if checkpoint is not None:
         pipe = checkpoint_pipeline(run, checkpoint, allow_pickle=manifest.allow_pickle)

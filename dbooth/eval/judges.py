@@ -54,7 +54,7 @@ class EncoderJudge:
 
 @dataclass
 class OracleJudge:
-    """The built-in world's exact judge (see dbooth.builtin.oracle).
+    """The built-in world's exact judge (see dbooth_shapes.oracle).
 
     Prompt fidelity is the share of samples showing the scene their prompt names; prompts naming none of
     the world's scenes do not count towards it (null when none names one).
@@ -83,7 +83,7 @@ class OracleJudge:
 
 def scene_of(prompt: str) -> str | None:
     """The built-in world's scene a prompt names ("... in the jungle" -> "in the jungle"), or None."""
-    from dbooth.builtin.world import CONTEXTS
+    from dbooth_shapes.world import CONTEXTS
 
     found = [c for c in CONTEXTS if c in prompt]
     return max(found, key=len) if found else None
@@ -95,7 +95,7 @@ def builtin_oracle(base_model: str, photos: list) -> OracleJudge | None:
         return None
     from collections import Counter
 
-    from dbooth.builtin.oracle import Oracle
+    from dbooth_shapes.oracle import Oracle
 
     oracle = Oracle.load()
     subject, _ = Counter(p["subject"] for p in oracle.predict(photos)).most_common(1)[0]

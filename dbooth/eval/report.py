@@ -12,7 +12,7 @@ import io
 import re
 from pathlib import Path
 
-from dbooth.fsutil import atomic_write_bytes, atomic_write_text
+from dbooth.util.fsutil import atomic_write_bytes, atomic_write_text
 
 REPORT_FILE = "report.html"
 GRID_DIR = "eval"
@@ -193,7 +193,7 @@ def merge_section(page: str | None, section: str, run: str, markers: tuple[str, 
 
 def save_grids(run_dir: Path, model: str, images: dict[str, list], class_images: list) -> dict[str, str]:
     """One row of samples per prompt as ``RUN/eval/grid-NN-MODEL.png``; returns prompt -> relative path."""
-    from dbooth.sample import make_grid
+    from dbooth.generate.sample import make_grid
 
     saved = {}
     for key, index, ims in [*((p, i, ims) for i, (p, ims) in enumerate(images.items(), 1)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

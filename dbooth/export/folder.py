@@ -8,7 +8,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from dbooth.export.dtypes import cast_pipeline
-from dbooth.fsutil import atomic_path
+from dbooth.util.fsutil import atomic_path
 
 
 def save_pipeline_folder(pipe: DiffusionPipeline, path: str | Path, *, dtype: torch.dtype, card: str) -> Path:

@@ -25,13 +25,13 @@ from accelerate import init_empty_weights
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export.dtypes import cast_floats
-from dbooth.export.ldm_layout import ldm_name, unet_module_map
+from dbooth.families.ldm_layout import ldm_name, unet_module_map
 from dbooth.export.lora_file import LoraFile
 from dbooth.export.modelspec import check_prediction_type, modelspec_metadata
 from dbooth.families import FAMILIES as _FAMILIES
-from dbooth.fsutil import atomic_path
+from dbooth.util.fsutil import atomic_path
 
 # each family (dbooth.families) says its kohya prefixes and version tag; kept here by name for the writers
 FAMILIES = tuple(_FAMILIES)

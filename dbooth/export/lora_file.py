@@ -19,9 +19,9 @@ from peft.utils.other import get_pattern_key
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export.dtypes import cast_floats
-from dbooth.fsutil import atomic_path
+from dbooth.util.fsutil import atomic_path
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # text_encoder_2: SDXL
 METADATA_KEY = "lora_adapter_metadata"  # where diffusers keeps the LoraConfig in a file's __metadata__

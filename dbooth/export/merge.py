@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export.dtypes import cast_pipeline
 from dbooth.export.lora_file import read_lora_file
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 _IMPL_STABILITY = "https://github.com/Stability-AI/generative-models"

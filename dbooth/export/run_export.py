@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 from diffusers import DiffusionPipeline
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export.card import card_metadata, model_card
 from dbooth.export.clients import FOLDER_FORMATS, FORMATS, LORA_FORMATS, clients_of
 from dbooth.export.dtypes import parse_dtype
@@ -21,7 +21,7 @@ from dbooth.export.merge import merge_lora_into_pipeline
 from dbooth.export.run_info import RunInfo, read_run
 from dbooth.export.single_file import save_single_file
 from dbooth.families import get_family
-from dbooth.fsutil import atomic_write_text, remove_temporaries
+from dbooth.util.fsutil import atomic_write_text, remove_temporaries
 
 PipelineLoader = Callable[[str], DiffusionPipeline]
 
@@ -131,8 +131,8 @@ def trained_pipeline(
     runs, base + fused LoRA for LoRA runs."""
     loader = base_pipeline_loader or _local_base_loader
     if not run.is_lora and run.checkpoint is not None:
-        from dbooth.eval.checkpoints import checkpoint_pipeline
-        from dbooth.workspace import Run
+        from dbooth.training.restore import checkpoint_pipeline
+        from dbooth.workspace.folder import Run
 
         return checkpoint_pipeline(Run(run.run_dir), run.checkpoint, loader=loader)
     if not run.is_lora:
@@ -148,8 +148,8 @@ def _checkpoint_lora(run: RunInfo, base_pipeline_loader: PipelineLoader | None) 
     if run.checkpoint is None or not run.is_lora:
         yield run
         return
-    from dbooth.eval.checkpoints import save_checkpoint_lora
-    from dbooth.workspace import Run
+    from dbooth.training.restore import save_checkpoint_lora
+    from dbooth.workspace.folder import Run
 
     with tempfile.TemporaryDirectory(prefix="dbooth-checkpoint-lora-") as folder:
         weights = save_checkpoint_lora(Run(run.run_dir), run.checkpoint, Path(folder),
@@ -161,7 +161,7 @@ def _local_base_loader(spec: str) -> DiffusionPipeline:
     if not (Path(spec) / "model_index.json").is_file():
         raise DboothError(
             f"base model {spec!r} is not a local diffusers folder: pass base_pipeline_loader "
-            "(dbooth.models.loading.load_pipeline) to resolve it"
+            "(dbooth.families.loading.load_pipeline) to resolve it"
         )
     return DiffusionPipeline.from_pretrained(spec, local_files_only=True)
 
@@ -173,7 +173,7 @@ def _base_unet_config(run: RunInfo, base_pipeline_loader: PipelineLoader | None)
 
     config = Path(run.base_model) / "unet" / "config.json"
     if not config.is_file() and run.base_model.startswith("builtin:"):
-        from dbooth.builtin import builtin_model_path
+        from dbooth_shapes import builtin_model_path
 
         config = builtin_model_path(run.base_model) / "unet" / "config.json"
     if config.is_file():

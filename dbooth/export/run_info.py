@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbooth.errors import DboothError
-from dbooth.paths import require_inside
-from dbooth.run_options import describe_options
+from dbooth.util.errors import DboothError
+from dbooth.workspace.paths import require_inside
+from dbooth.workspace.run_options import describe_options
 
 METHODS = ("full", "lora")
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -31,7 +31,7 @@ class RunInfo:
     lora_alpha: float | None
     family: str = "sd1"  # runs from before model families were recorded all trained SD 1.x
     prediction_type: str = "epsilon"
-    options: tuple[str, ...] = ()  # what differs from plain DreamBooth (dbooth.run_options.describe_options)
+    options: tuple[str, ...] = ()  # what differs from plain DreamBooth (dbooth.workspace.run_options.describe_options)
     checkpoint: Path | None = None  # the checkpoint exported (``steps`` is its step); None = the final weights
     run_steps: int | None = None  # with a checkpoint: the steps the whole run trained (or planned, if unfinished)
     lora_weights: Path | None = None  # a checkpoint's LoRA file, written for the export (see run_export)

@@ -20,13 +20,13 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors.torch import save_file
 
-from dbooth.errors import DboothError
-from dbooth.export.clip_layout import clip_to_openclip, hf_clip_state_dict
+from dbooth.util.errors import DboothError
+from dbooth.families.clip_layout import clip_to_openclip, hf_clip_state_dict
 from dbooth.export.dtypes import cast_floats
-from dbooth.export.ldm_layout import unet_to_original, vae_to_original
+from dbooth.families.ldm_layout import unet_to_original, vae_to_original
 from dbooth.export.modelspec import check_prediction_type, modelspec_metadata, prediction_markers
 from dbooth.families import family_of, resolution_from_configs
-from dbooth.fsutil import atomic_path
+from dbooth.util.fsutil import atomic_path
 
 LAYOUTS = ("sd1", "sd2", "sdxl")
 UNET_PREFIX = "model.diffusion_model."

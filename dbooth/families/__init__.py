@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.families.base import Conditioning, Family
 from dbooth.families.sd import SD1, SD2
 from dbooth.families.sdxl import SDXL
 from dbooth.families.upscaler import SD_X4_UPSCALER
-from dbooth.models.source import hub_unreachable
+from dbooth.families.source import hub_unreachable
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SD_X4_UPSCALER)}
 
@@ -52,7 +52,7 @@ def family_from_keys(keys) -> Family:
 
 
 def detect_family(source) -> Family:
-    """The family of a resolved model source (see dbooth.models.source)."""
+    """The family of a resolved model source (see dbooth.families.source)."""
     if source.kind == "single_file":
         return family_from_keys(_checkpoint_keys(Path(source.location)))
     if source.kind == "hub":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     import torch
 
-    from dbooth.models.source import ModelSource
+    from dbooth.families.source import ModelSource
 
 
 def device_of(module) -> "torch.device":
@@ -69,7 +69,7 @@ class Family:
 
         Without ``allow_pickle`` a folder's parts are read from safetensors only, never from ``.bin`` pickles.
         """
-        from dbooth.models.loading import dtype_kwarg
+        from dbooth.families.loading import dtype_kwarg
 
         cls = self.pipeline_class()
         extra = {**self.pipeline_extras(), **dtype_kwarg(dtype)}

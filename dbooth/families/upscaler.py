@@ -60,7 +60,7 @@ class LowResCondition:
                 smallest = min(smallest, *img.size)
         side = smallest // self.side_step * self.side_step
         if side < self.side_step:
-            from dbooth.errors import DboothError
+            from dbooth.util.errors import DboothError
 
             raise DboothError(f"class images of {smallest} px are too small for upscaler pairs (at least "
                               f"{self.side_step} px); generate larger ones or set upscaler.prior: false")
@@ -87,7 +87,7 @@ class StableDiffusionUpscaler(StableDiffusion):
     def low_res_condition(self, pipe, manifest) -> LowResCondition:
         from diffusers import DDPMScheduler
 
-        from dbooth.errors import DboothError
+        from dbooth.util.errors import DboothError
 
         noise_level, resolution = manifest.upscaler.noise_level, manifest.train.resolution
         limit = int(pipe.config.get("max_noise_level", 350))

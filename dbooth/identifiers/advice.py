@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.identifiers.vocabulary import END, TokenizerUnavailable, Vocabulary, load_vocabulary
 
 AUTO = "auto"  # --identifier auto: the first free candidate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.identifiers.advice import check_identifier, free_candidates
 from dbooth.identifiers.vocabulary import TokenizerUnavailable, load_vocabulary
 
@@ -18,7 +18,7 @@ class Survey:
     candidates: list[str]  # free rare single tokens, best first
     used: list[str]  # identifiers the workspace already uses
     checks: dict[str, list[str]]  # identifier -> warnings (empty: a rare single token)
-    priors: list = field(default_factory=list)  # dbooth.identifiers.prior.IdentifierPrior, when measured
+    priors: list = field(default_factory=list)  # dbooth.identifiers.base_meaning.IdentifierPrior, when measured
 
     def to_dict(self) -> dict:
         return {"model": self.model, "vocabulary_size": self.vocabulary_size, "rule": self.rule,

@@ -17,7 +17,7 @@ Which words are ordinary, without shipping a dictionary:
   an ordinary word: photo 1125, dog 1929, shoe 7342, rifle 15354, corgi 31320 of 49408. The rarer third holds
   abbreviations, names and fragments (sks 48136). A rare real word (teapot 40749) passes: the rank cannot see
   meaning there, and ``dbooth identifiers --prior`` measures what the model draws for it.
-- A model whose training captions are known exactly (``builtin:shapes``, pretrained on dbooth.builtin.world):
+- A model whose training captions are known exactly (``builtin:shapes``, pretrained on dbooth_shapes.world):
   an ordinary word is a word of those captions; every other token of its vocabulary was never seen.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 FREQUENT_FRACTION = 2 / 3  # CLIP BPE: whole-word tokens with an id below this share of the vocabulary are common
 END = "</w>"  # CLIP BPE marks a token that ends a word; ``dog</w>`` is the whole word "dog"
@@ -100,7 +100,7 @@ class Vocabulary:
 
 def load_vocabulary(base_model: str, *, allow_pickle: bool = False) -> Vocabulary:
     """The base model's tokenizer vocabulary; ``TokenizerUnavailable`` says why it cannot be read."""
-    from dbooth.models.source import resolve_model
+    from dbooth.families.source import resolve_model
 
     source = resolve_model(base_model, allow_pickle=allow_pickle)
     if source.kind == "single_file":
@@ -116,7 +116,7 @@ def load_vocabulary(base_model: str, *, allow_pickle: bool = False) -> Vocabular
     ids, split = _read_tokenizer(folder, base_model)
     captions = None
     if source.kind == "builtin":
-        from dbooth.builtin.world import world_words
+        from dbooth_shapes.world import world_words
 
         captions = frozenset(world_words())
     return Vocabulary(base_model, ids, split, captions)

@@ -10,14 +10,14 @@ from __future__ import annotations
 def train(ws, manifest, *, resume: bool = False, reporter=None, stage: str = "base"):
     """Train a new run (or resume the latest unfinished one of ``stage``) and write its outputs.
 
-    ``stage="upscaler"`` is the paper's stage (b): the manifest's ``upscaler`` section (dbooth.stages)."""
-    from dbooth.distributed import decided_by_main, is_main
-    from dbooth.reporting import Reporter
+    ``stage="upscaler"`` is the paper's stage (b): the manifest's ``upscaler`` section (dbooth.workspace.stages)."""
+    from dbooth.training.distributed import decided_by_main, is_main
+    from dbooth.util.reporting import Reporter
     from dbooth.training.inputs import gather_inputs
 
     reporter = reporter if reporter is not None and is_main() else Reporter()  # one process reports
     if stage == "upscaler":
-        from dbooth.stages import upscaler_manifest
+        from dbooth.workspace.stages import upscaler_manifest
 
         manifest = upscaler_manifest(manifest)
     # with several processes the main one checks the inputs and the others train on what it found

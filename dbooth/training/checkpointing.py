@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dbooth.diskspace import human, require_free, writing
-from dbooth.fsutil import atomic_path
+from dbooth.util.diskspace import human, require_free, writing
+from dbooth.util.fsutil import atomic_path
 from dbooth.training.state import checkpoint_name, checkpoint_step, save_checkpoint, write_weights
-from dbooth.workspace import RESUME_STATE_FILES
+from dbooth.workspace.folder import RESUME_STATE_FILES
 
 # optimizer state per trained parameter byte, for the disk plan (the states are float32 like the weights)
 OPTIMIZER_STATE_FACTOR = {

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 # Relative error of all gradients together, |compiled - eager| / |eager|. Correct compiles measure about 1e-6
 # in float32; the broken CPU backend 0.5 and more. Half precision rounds differently in fused kernels.

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import torch
 
-from dbooth.buckets import nearest_bucket
-from dbooth.images import crop_like, load_mask, load_rgb, resize_and_crop_with_geometry, shrink, to_tensor
+from dbooth.training.buckets import nearest_bucket
+from dbooth.util.images import crop_like, load_mask, load_rgb, resize_and_crop_with_geometry, shrink, to_tensor
 
 CACHED_VARIANTS = 8  # augmented views per image when random crop or flip is on
 ENCODE_PIXELS = 8 * 512 * 512  # pixels per VAE call when caching: 8 images at 512 px

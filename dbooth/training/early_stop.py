@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.eval.pick import pick_best
 
 FINAL = "final"
@@ -79,7 +79,7 @@ def judge_kind(manifest) -> str:
 
 def stop_prompts(manifest) -> list[str]:
     """The subject prompts each checkpoint is sampled on, filled in."""
-    from dbooth.eval.prompts import eval_prompts
+    from dbooth.eval.prompt_sets import eval_prompts
 
     s = manifest.train.stop_when
     narrowed = dataclasses.replace(manifest, eval=dataclasses.replace(manifest.eval, num_prompts=s.num_prompts))
@@ -91,7 +91,7 @@ def check_stop_when(manifest) -> None:
     s, cfg = manifest.train.stop_when, manifest.train
     if not s.enabled:
         return
-    from dbooth.distributed import num_processes
+    from dbooth.training.distributed import num_processes
 
     if num_processes() > 1:
         raise DboothError(f"{WHERE}: scores checkpoints on one process only, and this run has {num_processes()}; "
@@ -109,7 +109,7 @@ def check_stop_when(manifest) -> None:
         raise DboothError(f"{WHERE}: prompts is validation and train.validation_prompts is empty; add prompts "
                           "there or set prompts: dreambench")
     if kind == "oracle":
-        from dbooth.builtin.world import CONTEXTS
+        from dbooth_shapes.world import CONTEXTS
         from dbooth.eval.judges import scene_of
 
         if not any(scene_of(p) for p in prompts):
@@ -176,8 +176,8 @@ class EarlyStop:
         from PIL import Image
 
         from dbooth.eval.judges import EncoderJudge, builtin_oracle
-        from dbooth.images import scan_folder
-        from dbooth.prompts import format_prompt
+        from dbooth.util.images import scan_folder
+        from dbooth.workspace.prompts import format_prompt
 
         prompts = stop_prompts(manifest)
         paths = scan_folder(ws.instance_dir, what="instance images", min_side=0).paths

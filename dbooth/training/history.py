@@ -12,7 +12,7 @@ import io
 import math
 from pathlib import Path
 
-from dbooth.fsutil import atomic_write_text
+from dbooth.util.fsutil import atomic_write_text
 
 HISTORY_FILE = "loss.csv"
 # loss: what was minimised (instance + prior weight x prior); instance_loss and prior_loss only with prior

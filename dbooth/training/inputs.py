@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dbooth.config import Manifest, apply_overrides, load_manifest
-from dbooth.errors import DboothError
-from dbooth.images import load_mask, load_rgb, mask_file, scan_folder
-from dbooth.paths import require_inside
-from dbooth.prior import class_shapes, photo_sizes, pick_class_images
-from dbooth.prompts import caption_file, class_prompt, instance_captions
-from dbooth.reporting import Reporter
-from dbooth.subjects import Subject, classes, subjects
+from dbooth.workspace.config import Manifest, apply_overrides, load_manifest
+from dbooth.util.errors import DboothError
+from dbooth.util.images import load_mask, load_rgb, mask_file, scan_folder
+from dbooth.workspace.paths import require_inside
+from dbooth.generate.class_images import class_shapes, photo_sizes, pick_class_images
+from dbooth.workspace.prompts import caption_file, class_prompt, instance_captions
+from dbooth.util.reporting import Reporter
+from dbooth.workspace.subjects import Subject, classes, subjects
 from dbooth.training.early_stop import check_stop_when
-from dbooth.workspace import Run, Workspace, list_runs
+from dbooth.workspace.folder import Run, Workspace, list_runs
 
 
 @dataclass
@@ -33,7 +33,7 @@ class TrainingInputs:
     class_prompts: list[str] = field(default_factory=list)
     photo_class: list[int] = field(default_factory=list)
     image_class: list[int] = field(default_factory=list)
-    stage: str = "base"  # "upscaler": stage (b), the manifest is dbooth.stages.upscaler_manifest's
+    stage: str = "base"  # "upscaler": stage (b), the manifest is dbooth.workspace.stages.upscaler_manifest's
 
 
 def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter,

@@ -23,19 +23,19 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
-from dbooth.buckets import bucket_counts, bucket_sizes
-from dbooth.config import render_manifest
-from dbooth.diskspace import parameter_bytes, require_free, writing
-from dbooth.distributed import FollowerRun, decided_by_main, is_main, num_processes
-from dbooth.errors import DboothError
+from dbooth.training.buckets import bucket_counts, bucket_sizes
+from dbooth.workspace.config import render_manifest
+from dbooth.util.diskspace import parameter_bytes, require_free, writing
+from dbooth.training.distributed import FollowerRun, decided_by_main, is_main, num_processes
+from dbooth.util.errors import DboothError
 from dbooth.families import family_of
-from dbooth.fsutil import atomic_write_text
-from dbooth.models.loading import load_pipeline
-from dbooth.prompts import class_prompt, instance_prompt
-from dbooth.reporting import Reporter
-from dbooth.run_options import run_options
-from dbooth.stages import check_stage
-from dbooth.subjects import subjects
+from dbooth.util.fsutil import atomic_write_text
+from dbooth.families.loading import load_pipeline
+from dbooth.workspace.prompts import class_prompt, instance_prompt
+from dbooth.util.reporting import Reporter
+from dbooth.workspace.run_options import run_options
+from dbooth.workspace.stages import check_stage
+from dbooth.workspace.subjects import subjects
 from dbooth.training.checkpointing import CheckpointWriter, disk_plan
 from dbooth.training.compile_check import check_compiled_gradients
 from dbooth.training.conditioning import PromptBank
@@ -62,7 +62,7 @@ from dbooth.training.step import ClassPick, Share, draw_batch, dreambooth_step_l
 from dbooth.training.timings import Timings, describe
 from dbooth.training.tracking import start_tracking, tracker_settings
 from dbooth.training.validation import validate
-from dbooth.workspace import Run, Workspace, new_run
+from dbooth.workspace.folder import Run, Workspace, new_run
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dbooth.eval.report import REPORT_FILE, merge_section
 from dbooth.eval.report import START as EVAL_START
-from dbooth.fsutil import atomic_write_text
+from dbooth.util.fsutil import atomic_write_text
 from dbooth.training.history import HISTORY_FILE, read_history
 
 MARKERS = ("<!-- dbooth:training -->", "<!-- /dbooth:training -->")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 
 class NonFiniteError(DboothError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 
 def make_optimizer(cfg, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dbooth.fsutil import atomic_path
-from dbooth.models.loading import load_pipeline
+from dbooth.util.fsutil import atomic_path
+from dbooth.families.loading import load_pipeline
 
 
 def save_final(accelerator, manifest, run, models) -> None:

@@ -12,7 +12,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from dbooth.families import Family, family_of
-from dbooth.models.loading import training_scheduler
+from dbooth.families.loading import training_scheduler
 from dbooth.training.adapters import add_lora, lora_config
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from dbooth.diskspace import require_free, writing
-from dbooth.errors import DboothError
-from dbooth.fsutil import atomic_path
+from dbooth.util.diskspace import require_free, writing
+from dbooth.util.errors import DboothError
+from dbooth.util.fsutil import atomic_path
 
 
 EMA_FILE = "ema.safetensors"

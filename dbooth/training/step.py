@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dbooth.losses import (
+from dbooth.training.losses import (
     LossParts,
     diffusion_target,
     dreambooth_loss,
@@ -15,8 +15,8 @@ from dbooth.losses import (
     row_errors,
     snr,
 )
-from dbooth.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
-from dbooth.schema import TrainConfig
+from dbooth.training.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
+from dbooth.workspace.schema import TrainConfig
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
 from dbooth.training.setup import Models

@@ -8,14 +8,14 @@ from contextlib import contextmanager
 import torch
 
 from dbooth.families.base import device_of
-from dbooth.prompts import format_prompt, instance_prompt
+from dbooth.workspace.prompts import format_prompt, instance_prompt
 from dbooth.training.tracking import log_images
 
 
 @contextmanager
 def trained_view(accelerator, pipe, models, manifest):
     """The base pipeline with the weights being trained swapped in, ready to sample; training mode after."""
-    from dbooth.schedulers import set_scheduler
+    from dbooth.generate.schedulers import set_scheduler
 
     trained = {name: accelerator.unwrap_model(m) for name, m in models.trained_encoders.items()}
     view = models.family.assemble(pipe, unet=accelerator.unwrap_model(models.unet), **trained)
@@ -54,7 +54,7 @@ def validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> 
 
 
 def _validate(accelerator, pipe, models, manifest, run, step: int, photos=()) -> None:
-    from dbooth.pngmeta import write_png
+    from dbooth.util.pngmeta import write_png
 
     folder = run.validation_dir / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def _requests(models, manifest, photos):
     """(log key, file name, prompt, seed, pipeline inputs, PNG record) per validation image."""
     cfg = manifest.train
     if models.low_res is not None:
-        from dbooth.images import load_rgb, resize_and_crop, shrink
+        from dbooth.util.images import load_rgb, resize_and_crop, shrink
 
         low = models.low_res
         prompt = instance_prompt(manifest)

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from dbooth import api
-from dbooth.workspace import find_run, list_runs
+from dbooth.workspace.folder import find_run, list_runs
 
 SETTINGS = {"train.method": "lora", "train.max_steps": 3, "prior.num_class_images": 2, "prior.batch_size": 2}
 
@@ -24,7 +24,7 @@ def batch(tmp_path_factory, tiny_base):
 
     root = tmp_path_factory.mktemp("batch")
     photos = draw_photos(root / "photos")
-    from dbooth.config import apply_overrides, write_manifest
+    from dbooth.workspace.config import apply_overrides, write_manifest
 
     def workspace(name, **extra):
         ws = api.init(root / name, "dog", base_model=str(tiny_base), images=photos)

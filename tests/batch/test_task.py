@@ -6,8 +6,8 @@ import pytest
 
 from dbooth import api
 from dbooth.batch.task import BatchOptions, ProgressReporter, process_workspace
-from dbooth.reporting import Reporter
-from dbooth.workspace import find_run, list_runs
+from dbooth.util.reporting import Reporter
+from dbooth.workspace.folder import find_run, list_runs
 
 
 class StopAt(Reporter):

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from dbooth.batch.task import WorkspaceResult
-from dbooth.batch.view import BatchView, line
+from dbooth.cli.batch_view import BatchView, line
 
 
 def test_plain_lines_say_each_change_of_state_once():

@@ -9,7 +9,7 @@ import torch
 from dbooth.bench import components_sdxl as sdxl
 from dbooth.bench.configs import CONFIGS
 from dbooth.bench.flops import count_step_flops, static_memory, static_memory_of, step_flops
-from dbooth.config import Manifest, apply_overrides, manifest_to_dict
+from dbooth.workspace.config import Manifest, apply_overrides, manifest_to_dict
 
 
 def _resolved(name: str) -> dict:
@@ -104,7 +104,7 @@ def test_flops_and_memory_read_an_sdxl_folder(tiny_sdxl_base):
     flops = step_flops(str(tiny_sdxl_base), small, prior=True)
     assert flops["unet"] > 0 and flops["text_encoder"] > 0
     est = static_memory(str(tiny_sdxl_base), {**small, "train_text_encoder": True}, "cpu")
-    from dbooth.models.tiny import tiny_sdxl_pipeline
+    from dbooth.families.tiny import tiny_sdxl_pipeline
 
     pipe = tiny_sdxl_pipeline()
     n_te = sum(p.numel() for te in (pipe.text_encoder, pipe.text_encoder_2) for p in te.parameters())

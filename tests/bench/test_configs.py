@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dbooth.bench.configs import CONFIGS, ablation, get_config
-from dbooth.config import Manifest, TrainConfig, apply_overrides, manifest_to_dict
-from dbooth.errors import DboothError
+from dbooth.workspace.config import Manifest, TrainConfig, apply_overrides, manifest_to_dict
+from dbooth.util.errors import DboothError
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

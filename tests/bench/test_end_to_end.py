@@ -8,7 +8,7 @@ import pytest
 
 from dbooth.bench import measure, worker
 from dbooth.bench.configs import CONFIGS
-from dbooth.workspace import has_resume_state
+from dbooth.workspace.folder import has_resume_state
 
 SMALL = {"train.max_steps": 5, "train.checkpoint_every": 2, "train.keep_checkpoints": 2, "train.validation_every": 0,
          "prior.num_class_images": 2}
@@ -56,7 +56,7 @@ def test_previous_policy_keeps_every_optimizer_state_and_current_only_the_newest
 def test_cli_bench_e2e_reports_the_split_per_policy(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from dbooth.cli import app
+    from dbooth.cli.app import app
 
     monkeypatch.setenv("DBOOTH_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "e2e.json"

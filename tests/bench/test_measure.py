@@ -66,7 +66,7 @@ def test_toggles_change_what_the_trainer_does(bench_ws):
 def test_cli_bench_writes_json(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from dbooth.cli import app
+    from dbooth.cli.app import app
 
     monkeypatch.setenv("DBOOTH_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
@@ -92,7 +92,7 @@ def test_cli_bench_writes_json(tmp_path, monkeypatch):
 
 
 def test_bench_needs_exactly_one_target():
-    from dbooth.errors import DboothError
+    from dbooth.util.errors import DboothError
 
     with pytest.raises(DboothError, match="either --config NAME or -w WORKSPACE"):
         measure.run_bench(measure.BenchRequest())
@@ -112,7 +112,7 @@ def test_reference_runner_times_optimizer_steps(tmp_path, bench_ws):
         "    w.sum().backward(); opt.step(); opt.zero_grad()\n"
         "raise SystemExit('ran past the last step')\n"
     )
-    manifest = json.loads(json.dumps(__import__("dbooth.config", fromlist=["x"]).manifest_to_dict(bench_ws.manifest())))
+    manifest = json.loads(json.dumps(__import__("dbooth.workspace.config", fromlist=["x"]).manifest_to_dict(bench_ws.manifest())))
     res = measure_reference(script, bench_ws, manifest, warmup=1, steps=3, precompute=True, python=sys.executable)
     assert "error" not in res, res
     assert len(res["step_seconds"]) == 3 and res["steps_per_s"] > 0 and res["peak_memory_mb"] > 0
@@ -142,10 +142,10 @@ def test_the_drawn_workspace_gives_masked_loss_and_buckets_work(bench_ws):
     change what the trainer does, while the base row trains square crops without masks as before."""
     from PIL import Image
 
-    from dbooth.config import apply_overrides
-    from dbooth.images import list_images, mask_file
-    from dbooth.prior import shape_of
-    from dbooth.reporting import Reporter
+    from dbooth.workspace.config import apply_overrides
+    from dbooth.util.images import list_images, mask_file
+    from dbooth.generate.class_images import shape_of
+    from dbooth.util.reporting import Reporter
     from dbooth.training.inputs import gather_inputs
 
     photos = list_images(bench_ws.instance_dir)
@@ -165,8 +165,8 @@ def test_the_drawn_workspace_gives_masked_loss_and_buckets_work(bench_ws):
 def test_lora_reference_gets_the_lora_scripts_options(tmp_path, tiny_base):
     """train_dreambooth_lora.py: same rank, dropout and LoRA learning rate; a full configuration is refused."""
     from dbooth.bench.reference import reference_args, script_method
-    from dbooth.config import manifest_to_dict
-    from dbooth.errors import DboothError
+    from dbooth.workspace.config import manifest_to_dict
+    from dbooth.util.errors import DboothError
 
     assert script_method(Path("x/train_dreambooth_lora.py")) == "lora"
     assert script_method(Path("x/train_dreambooth.py")) == "full"

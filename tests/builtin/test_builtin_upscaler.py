@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dbooth.builtin import upscaler as U
+from dbooth_shapes import upscaler_architecture as U
 
 
 def tiny_vae():
@@ -41,7 +41,7 @@ def test_assembled_pipeline_conditions_on_the_noised_low_res_image(tmp_path):
     from diffusers import StableDiffusionUpscalePipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from dbooth.builtin.components import build_tokenizer
+    from dbooth_shapes.architecture import build_tokenizer
 
     tok = build_tokenizer()
     te = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

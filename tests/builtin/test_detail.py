@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dbooth.builtin.detail import (
+from dbooth_shapes.detail import (
     detail_band,
     detail_error,
     detail_recovery,
     pattern_mask,
     psnr,
 )
-from dbooth.builtin.subjects import EXAMPLES
-from dbooth.builtin.world import Scene, object_coverage, random_scene, render, replace
+from dbooth_shapes.examples import EXAMPLES
+from dbooth_shapes.world import Scene, object_coverage, random_scene, render, replace
 
 OTHER = {"checkered": "striped", "striped": "polka", "polka": "checkered", "split": "striped"}
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbooth.builtin.detail import detail_error, detail_recovery, psnr
-from dbooth.builtin.evaluate_upscaler import (
+from dbooth_shapes.detail import detail_error, detail_recovery, psnr
+from dbooth_shapes.upscaler_eval import (
     class_scenes,
     evaluate_upscaler,
     format_table,
@@ -13,8 +13,8 @@ from dbooth.builtin.evaluate_upscaler import (
     subject_scenes,
     upscale,
 )
-from dbooth.builtin.subjects import get_example
-from dbooth.builtin.world import render
+from dbooth_shapes.examples import get_example
+from dbooth_shapes.world import render
 
 
 def test_bicubic_scores_match_a_direct_computation():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from dbooth.builtin import BUILTIN_MODELS, builtin_model_path
-from dbooth.builtin.components import IDENTIFIER_TOKENS, build_tokenizer
-from dbooth.builtin.world import pretraining_caption, random_scene, world_words
-from dbooth.errors import DboothError
+from dbooth_shapes import BUILTIN_MODELS, builtin_model_path
+from dbooth_shapes.architecture import IDENTIFIER_TOKENS, build_tokenizer
+from dbooth_shapes.world import pretraining_caption, random_scene, world_words
+from dbooth.util.errors import DboothError
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_identifiers_never_occur_in_pretraining_captions():
 def test_vae_round_trip_keeps_what_the_oracle_judges():
     """The committed VAE is the ceiling for every generated image: its round trips must still
     show the shape, the scene and the example subjects."""
-    from dbooth.builtin.evaluate import evaluate_vae
+    from tools.shapes.evaluate import evaluate_vae
 
     r = evaluate_vae(num_samples=40)
     assert r["world"]["context_accuracy"] >= 0.95 and r["world"]["shape_accuracy"] >= 0.85
@@ -73,7 +73,7 @@ def test_vae_round_trip_keeps_what_the_oracle_judges():
 
 
 def test_bare_prompt_evaluation_asks_for_the_class_only_and_scores_shape_per_class():
-    from dbooth.builtin.evaluate import evaluate_base_model
+    from tools.shapes.evaluate import evaluate_base_model
 
     r = evaluate_base_model(num_samples=6, steps=2, bare=True, batch_size=6)
     assert all(p.startswith("a photo of a") and len(p.split()) == 5 for p in r["prompts"])  # "a photo of a star"

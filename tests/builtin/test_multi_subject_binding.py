@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from dbooth import api
-from dbooth.builtin.oracle import Oracle
-from dbooth.config import apply_overrides, write_manifest
-from dbooth.demo import HELD_OUT_CONTEXTS
-from dbooth.sample import load_for_sampling
-from dbooth.schedulers import set_scheduler
+from dbooth_shapes.oracle import Oracle
+from dbooth.workspace.config import apply_overrides, write_manifest
+from dbooth_shapes.demo import HELD_OUT_CONTEXTS
+from dbooth.generate.sample import load_for_sampling
+from dbooth.generate.schedulers import set_scheduler
 
 SUBJECTS = {"sks": ("striped_heart", "heart"), "zwx": ("checkered_star", "star")}
 

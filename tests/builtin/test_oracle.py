@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dbooth.builtin.oracle import SUBJECT_LABELS, Oracle, augment, validate
-from dbooth.builtin.subjects import EXAMPLES
-from dbooth.builtin.world import CONTEXTS, SHAPES, Scene, random_scene, render, render_batch
+from dbooth_shapes.oracle import SUBJECT_LABELS, Oracle, augment, validate
+from dbooth_shapes.examples import EXAMPLES
+from dbooth_shapes.world import CONTEXTS, SHAPES, Scene, random_scene, render, render_batch
 
 N = 300
 

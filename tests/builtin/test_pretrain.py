@@ -1,8 +1,8 @@
 import torch
 
-from dbooth.builtin import components as C
-from dbooth.builtin.pretrain import EMA, min_snr_weights, to_tensor
-from dbooth.builtin.world import random_scene, render_batch
+from dbooth_shapes import architecture as C
+from tools.shapes.pretrain import EMA, min_snr_weights, to_tensor
+from dbooth_shapes.world import random_scene, render_batch
 
 
 def test_min_snr_weights_cap_low_noise_steps_only():
@@ -42,7 +42,7 @@ def test_components_fit_together():
 def test_image_gradient_l1_sees_blur_that_a_brightness_shift_hides():
     import torch.nn.functional as F
 
-    from dbooth.builtin.pretrain import image_gradient_l1
+    from tools.shapes.pretrain import image_gradient_l1
 
     x = to_tensor(render_batch([random_scene(2)]))
     blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
@@ -52,7 +52,7 @@ def test_image_gradient_l1_sees_blur_that_a_brightness_shift_hides():
 
 
 def test_latent_scaling_gives_unit_variance_latents():
-    from dbooth.builtin.pretrain import latent_scaling
+    from tools.shapes.pretrain import latent_scaling
 
     torch.manual_seed(0)
     vae = C.build_vae().eval()
@@ -66,7 +66,7 @@ def test_latent_scaling_gives_unit_variance_latents():
 def test_rendered_data_set_does_not_depend_on_the_worker_count():
     import numpy as np
 
-    from dbooth.builtin.pretrain import render_chunks
+    from tools.shapes.pretrain import render_chunks
 
     scenes = [random_scene(i) for i in range(10)]
     alone = np.concatenate(list(render_chunks(scenes, 4, workers=1)))
@@ -78,8 +78,8 @@ def test_rendered_data_set_does_not_depend_on_the_worker_count():
 def test_new_unet_keeps_the_vae_and_text_encoder_and_starts_the_unet_afresh(tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    from dbooth.builtin import builtin_model_path
-    from dbooth.builtin.pretrain import PretrainConfig, pretrain
+    from dbooth_shapes import builtin_model_path
+    from tools.shapes.pretrain import PretrainConfig, pretrain
 
     base = builtin_model_path("builtin:shapes")
     out = pretrain(PretrainConfig(out=tmp_path / "m", init_from=base, new_unet=True, steps=2, dataset_size=16,
@@ -101,7 +101,7 @@ def test_new_unet_keeps_the_vae_and_text_encoder_and_starts_the_unet_afresh(tmp_
 def test_new_unet_without_a_model_to_keep_is_refused(capsys):
     import pytest
 
-    from dbooth.builtin.pretrain import main
+    from tools.shapes.pretrain import main
 
     with pytest.raises(SystemExit) as e:
         main(["--out", "x", "--new-unet"])
@@ -112,8 +112,8 @@ def test_new_unet_without_a_model_to_keep_is_refused(capsys):
 def test_bare_fraction_weights_the_bare_class_caption_and_zero_keeps_the_old_stream(tmp_path):
     import numpy as np
 
-    from dbooth.builtin.pretrain import PretrainConfig, training_caption
-    from dbooth.builtin.world import pretraining_caption
+    from tools.shapes.pretrain import PretrainConfig, training_caption
+    from dbooth_shapes.world import pretraining_caption
 
     scenes = [random_scene(i) for i in range(400)]
     plain = PretrainConfig(out=tmp_path)
@@ -135,8 +135,8 @@ def test_bare_fraction_weights_the_bare_class_caption_and_zero_keeps_the_old_str
 def test_patterned_fraction_mixes_lookalikes_into_the_data_set_with_colourless_captions(tmp_path):
     import numpy as np
 
-    from dbooth.builtin.pretrain import PretrainConfig, dataset_scenes, training_caption
-    from dbooth.builtin.subjects import is_example_look
+    from tools.shapes.pretrain import PretrainConfig, dataset_scenes, training_caption
+    from dbooth_shapes.examples import is_example_look
 
     plain = dataset_scenes(PretrainConfig(out=tmp_path, dataset_size=2000))
     assert all(s.pattern == "solid" for s in plain)

@@ -5,16 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
-from dbooth.builtin import upscaler as U
-from dbooth.builtin.pretrain import to_tensor
-from dbooth.builtin.pretrain_upscaler import (
+from dbooth_shapes import upscaler_architecture as U
+from tools.shapes.pretrain import to_tensor
+from tools.shapes.pretrain_upscaler import (
     UpscalerPretrainConfig,
     noise_levels,
     pretrain,
     training_pair,
     v_min_snr_weights,
 )
-from dbooth.builtin.world import random_scene, render
+from dbooth_shapes.world import random_scene, render
 
 
 def test_training_pair_is_a_256px_target_and_its_64px_condition():
@@ -48,7 +48,7 @@ def test_v_min_snr_weights_match_a_direct_computation():
 def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_path):
     from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline
 
-    from dbooth.builtin import builtin_model_path
+    from dbooth_shapes import builtin_model_path
 
     cfg = UpscalerPretrainConfig(out=tmp_path / "x4", steps=2, dataset_size=16, batch_size=2, scale_samples=8)
     pretrain(cfg)
@@ -76,8 +76,8 @@ def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_
 
 
 def test_object_weights_single_out_the_object_and_the_weighted_mean_is_normalised():
-    from dbooth.builtin.pretrain_upscaler import object_weights, weighted_mean
-    from dbooth.builtin.world import object_coverage
+    from tools.shapes.pretrain_upscaler import object_weights, weighted_mean
+    from dbooth_shapes.world import object_coverage
 
     scene = random_scene(3)
     w = object_weights(scene, 4.0)

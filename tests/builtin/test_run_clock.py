@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dbooth.builtin.run_clock import RunClock
+from tools.shapes.run_clock import RunClock
 
 
 def test_a_fixed_step_count_runs_exactly_that_many_steps_and_decays_to_a_tenth():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbooth.builtin.subjects import (
+from dbooth_shapes.examples import (
     EXAMPLES,
     example_scenes,
     get_example,
@@ -14,8 +14,8 @@ from dbooth.builtin.subjects import (
     write_example_images,
     write_example_masks,
 )
-from dbooth.builtin.world import SHAPES, object_coverage
-from dbooth.errors import DboothError
+from dbooth_shapes.world import SHAPES, object_coverage
+from dbooth.util.errors import DboothError
 
 
 def test_at_least_four_patterned_subjects_of_known_classes():
@@ -78,7 +78,7 @@ def test_lookalikes_are_patterned_two_coloured_and_never_an_example_subjects_loo
 
 @pytest.mark.parametrize("size", [64, 256])
 def test_example_masks_cover_each_photos_object_and_little_else(tmp_path, size):
-    from dbooth.images import list_images, load_mask
+    from dbooth.util.images import list_images, load_mask
 
     photos = write_example_images("polka_circle", tmp_path, size=size)
     masks = write_example_masks("polka_circle", tmp_path, len(photos), size)

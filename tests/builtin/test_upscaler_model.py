@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dbooth.builtin import BUILTIN_MODELS, builtin_model_path
-from dbooth.builtin.world import caption, random_scene, render
+from dbooth_shapes import BUILTIN_MODELS, builtin_model_path
+from dbooth_shapes.world import caption, random_scene, render
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def pipe():
 
 
 def test_registered_beside_builtin_shapes_and_resolved_as_a_base_model():
-    from dbooth.models.source import resolve_model
+    from dbooth.families.source import resolve_model
 
     assert builtin_model_path("shapes-x4") == BUILTIN_MODELS["builtin:shapes-x4"]
     source = resolve_model("builtin:shapes-x4")

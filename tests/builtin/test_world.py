@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dbooth.builtin.world import (
+from dbooth_shapes.world import (
     CONTEXTS, SHAPES, Scene, caption, pretraining_caption, random_scene, render, world_words,
 )
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.eval.checkpoints import checkpoint_pipeline
-from dbooth.sample import load_for_sampling
+from dbooth.util.errors import DboothError
+from dbooth.training.restore import checkpoint_pipeline
+from dbooth.generate.sample import load_for_sampling
 
 
 def _image(pipe):

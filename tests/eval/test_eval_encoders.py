@@ -2,10 +2,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.eval import metrics
 from dbooth.eval.encoders import IMAGENET_MEAN, IMAGENET_STD, load_clip, load_dino, to_pixels
-from dbooth.eval.tiny import save_tiny_clip, save_tiny_dino
+from tiny_encoders import save_tiny_clip, save_tiny_dino
 
 
 @pytest.fixture(scope="module")

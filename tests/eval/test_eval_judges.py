@@ -5,7 +5,7 @@ from PIL import Image
 
 from dbooth import api
 from dbooth.eval.judges import builtin_oracle, scene_of
-from dbooth.prompts import caption_file
+from dbooth.workspace.prompts import caption_file
 
 
 def test_scene_of_names_the_world_scene_in_a_prompt():

@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-from dbooth.config import Manifest, apply_overrides
-from dbooth.eval.prompts import dreambench_kind, dreambench_lists, eval_prompts
+from dbooth.workspace.config import Manifest, apply_overrides
+from dbooth.eval.prompt_sets import dreambench_kind, dreambench_lists, eval_prompts
 
 SHARED_LIST = Path(__file__).resolve().parents[3] / "shared" / "dreambench" / "prompts_and_classes.txt"
 

@@ -12,13 +12,13 @@ from PIL import Image
 
 import dbooth
 from dbooth import api
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.eval import metrics
 from dbooth.eval.encoders import load_dino
 from dbooth.eval.evaluate import METRICS, sample_at_seeds
-from dbooth.eval.tiny import save_tiny_clip, save_tiny_dino
-from dbooth.sample import load_for_sampling
-from dbooth.schedulers import set_scheduler
+from tiny_encoders import save_tiny_clip, save_tiny_dino
+from dbooth.generate.sample import load_for_sampling
+from dbooth.generate.schedulers import set_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
     assert data["metrics"]["base"]["dino"] == pytest.approx(direct, abs=1e-4)
 
     status = api.open_workspace(ws.root)
-    from dbooth.status import workspace_status
+    from dbooth.workspace.status import workspace_status
 
     assert workspace_status(status).runs[-1].best_checkpoint == data["best"]["checkpoint"]
 

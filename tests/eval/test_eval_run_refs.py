@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.workspace import checkpoint_at, find_run_at, split_run_ref
+from dbooth.util.errors import DboothError
+from dbooth.workspace.folder import checkpoint_at, find_run_at, split_run_ref
 
 
 def test_split_run_ref():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from export_fakes import FakeRun, FamilyLora, make_family_lora, make_full_run, make_lora_run
-from dbooth.models.tiny import tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.families.tiny import tiny_sd2_pipeline, tiny_sdxl_pipeline
 
 
 @pytest.fixture(autouse=True)

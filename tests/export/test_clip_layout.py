@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dbooth.export.clip_layout import clip_to_openclip
-from dbooth.models.tiny import tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.families.clip_layout import clip_to_openclip
+from dbooth.families.tiny import tiny_sd2_pipeline, tiny_sdxl_pipeline
 
 
 def _openclip_encode(sd: dict[str, torch.Tensor], ids: torch.Tensor, blocks: int, heads: int) -> torch.Tensor:

@@ -7,8 +7,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from dbooth import api
-from dbooth.builtin import builtin_model_path
-from dbooth.config import apply_overrides, write_manifest
+from dbooth_shapes import builtin_model_path
+from dbooth.workspace.config import apply_overrides, write_manifest
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from export_fakes import max_diff, text_probe, unet_probe
 from dbooth import api
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 
 
 def _pair(make_workspace, method: str):

@@ -20,7 +20,7 @@ from export_fakes import (
     unet_probe,
     weight_diff,
 )
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export import merge_lora_into_pipeline, merge_run
 
 TOL = 1e-4

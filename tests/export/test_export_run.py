@@ -10,7 +10,7 @@ from diffusers import DiffusionPipeline
 from safetensors import safe_open
 
 from export_fakes import local_loader, max_diff, text_probe, unet_probe
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export import FORMATS, export_run
 
 

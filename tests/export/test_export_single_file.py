@@ -10,10 +10,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from export_fakes import local_loader, write_run_json
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export import export_run, pipeline_to_original_state_dict, save_single_file
-from dbooth.export.ldm_layout import unet_module_map, unet_to_original, vae_to_original
-from dbooth.models.tiny import tiny_pipeline
+from dbooth.families.ldm_layout import unet_module_map, unet_to_original, vae_to_original
+from dbooth.families.tiny import tiny_pipeline
 
 
 def _load_single_file(path, config_dir, **kwargs):

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 
 from export_fakes import ALPHA, RANK, load_fused, make_family_lora, merged_weights, weight_diff
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export import lora_to_kohya, read_lora_file, save_kohya_lora
 from dbooth.export.kohya import kohya_metadata
-from dbooth.models.tiny import tiny_sdxl_pipeline
+from dbooth.families.tiny import tiny_sdxl_pipeline
 
 TOL = 1e-5
 # every kind of UNet module sd-scripts can adapt: attention, transformer projections and MLP, resnets,

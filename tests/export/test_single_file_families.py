@@ -12,10 +12,10 @@ from diffusers.loaders.single_file_utils import infer_diffusers_model_type
 from safetensors import safe_open
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export import detect_single_file_layout, pipeline_to_original_state_dict, save_single_file
 from dbooth.export.single_file import pipeline_layout
-from dbooth.models.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.families.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
 
 FAMILIES = {
     "sd2": (tiny_sd2_pipeline, StableDiffusionPipeline, ("unet", "vae", "text_encoder")),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dbooth.families import SD1, SD2, SDXL, family_of
-from dbooth.models.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.families.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
 
 PROMPTS = ["a photo of sks dog", "a sks dog on the beach in the snow", "a photo of dog"]
 BUILDERS = {"sd1": tiny_pipeline, "sd2": tiny_sd2_pipeline, "sdxl": tiny_sdxl_pipeline}

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.export import save_single_file
 from dbooth.families import SD1, SD2, SDXL, detect_family, family_of, native_resolution
-from dbooth.models.source import resolve_model
-from dbooth.models.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.families.source import resolve_model
+from dbooth.families.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
 
 
 def test_folders(tiny_base, tiny_sd2_base, tiny_sdxl_base):

@@ -7,9 +7,9 @@ import shutil
 import huggingface_hub.constants
 
 from dbooth import api
-from dbooth.config import apply_overrides, write_manifest
+from dbooth.workspace.config import apply_overrides, write_manifest
 from dbooth.families import SDXL, detect_family
-from dbooth.models.source import resolve_model
+from dbooth.families.source import resolve_model
 
 REPO = "some-org/tiny-sdxl"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

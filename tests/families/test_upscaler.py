@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.families import (
     SD1,
     SD_X4_UPSCALER,
@@ -18,9 +18,9 @@ from dbooth.families import (
     family_of,
 )
 from dbooth.families.upscaler import LowResCondition, upscaler_input
-from dbooth.images import resize_and_crop, shrink, to_tensor
-from dbooth.models.source import resolve_model
-from dbooth.models.tiny import tiny_pipeline, tiny_upscaler_pipeline
+from dbooth.util.images import resize_and_crop, shrink, to_tensor
+from dbooth.families.source import resolve_model
+from dbooth.families.tiny import tiny_pipeline, tiny_upscaler_pipeline
 
 
 class _Captured(Exception):
@@ -104,8 +104,8 @@ def test_condition_draws_fresh_noise_per_call_and_labels_every_row():
 
 
 def _manifest(**upscaler):
-    from dbooth.config import apply_overrides
-    from dbooth.schema import Manifest
+    from dbooth.workspace.config import apply_overrides
+    from dbooth.workspace.schema import Manifest
 
     return apply_overrides(Manifest(class_noun="dog"), {f"upscaler.{k}": v for k, v in upscaler.items()})
 

@@ -7,7 +7,7 @@ import pytest
 from recorder import Recorder
 
 from dbooth import api
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.identifiers import (
     check_identifier,
     free_candidates,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dbooth.errors import DboothError
-from dbooth.identifiers.prior import (
+from dbooth.util.errors import DboothError
+from dbooth.identifiers.base_meaning import (
     CLIP_CONFIDENT,
     ORACLE_CONFIDENT,
     ClipJudge,
@@ -34,7 +34,7 @@ def test_the_prompt_is_the_caption_without_its_class():
 
 @pytest.fixture(scope="module")
 def shapes_pipe():
-    from dbooth.models.loading import load_pipeline
+    from dbooth.families.loading import load_pipeline
 
     return load_pipeline("builtin:shapes")
 
@@ -58,7 +58,7 @@ def test_clip_judge_is_zero_shot_softmax_at_clips_scale(tmp_path):
     from PIL import Image
 
     from dbooth.eval.encoders import load_clip
-    from dbooth.eval.tiny import save_tiny_clip
+    from tiny_encoders import save_tiny_clip
 
     clip = load_clip(str(save_tiny_clip(tmp_path / "clip")))
     judge = ClipJudge(clip, ["dog", "cat", "dog"])
@@ -74,7 +74,7 @@ def test_clip_judge_is_zero_shot_softmax_at_clips_scale(tmp_path):
 
 
 def test_without_a_clip_judge_a_real_model_stops_before_loading(tiny_base, tmp_path, monkeypatch):
-    import dbooth.models.loading as loading
+    import dbooth.families.loading as loading
 
     def never(*args, **kwargs):
         raise AssertionError("the base model must not be loaded without a judge")
@@ -90,8 +90,8 @@ def test_without_a_clip_judge_a_real_model_stops_before_loading(tiny_base, tmp_p
 
 def test_a_real_model_prior_runs_with_a_local_clip_judge(tiny_base, tmp_path):
     from dbooth import api
-    from dbooth.config import apply_overrides, write_manifest
-    from dbooth.eval.tiny import save_tiny_clip
+    from dbooth.workspace.config import apply_overrides, write_manifest
+    from tiny_encoders import save_tiny_clip
 
     ws = api.init(tmp_path / "ws", "dog", base_model=str(tiny_base))
     write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), {
@@ -105,7 +105,7 @@ def test_a_real_model_prior_runs_with_a_local_clip_judge(tiny_base, tmp_path):
 def test_the_clip_judge_can_name_what_rare_tokens_draw_on_sd1(tmp_path, monkeypatch):
     """The paper's example: "sks" draws rifles on SD 1.x, so the label list must be able to say so."""
     from dbooth.eval import encoders
-    from dbooth.eval.tiny import save_tiny_clip
+    from tiny_encoders import save_tiny_clip
     from dbooth.identifiers import prior as P
 
     clip = encoders.load_clip(str(save_tiny_clip(tmp_path / "clip")))

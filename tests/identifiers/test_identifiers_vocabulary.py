@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from clip_bpe import COMMON, RARE
 
-from dbooth.builtin.components import IDENTIFIER_TOKENS
-from dbooth.builtin.world import pretraining_caption, random_scene, world_words
+from dbooth_shapes.architecture import IDENTIFIER_TOKENS
+from dbooth_shapes.world import pretraining_caption, random_scene, world_words
 from dbooth.identifiers import TokenizerUnavailable, identifier_warnings, load_vocabulary
 from dbooth.identifiers.vocabulary import FREQUENT_FRACTION, NOT_OFFERED
 

@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.models.source import resolve_model
+from dbooth.util.errors import DboothError
+from dbooth.families.source import resolve_model
 
 
 class Planted:
@@ -45,7 +45,7 @@ def test_init_refuses_a_pickle_base_and_writes_nothing(tmp_path):
 
 
 def test_even_an_allowed_pickle_is_loaded_weights_only(tmp_path):
-    from dbooth.models.loading import load_pipeline
+    from dbooth.families.loading import load_pipeline
 
     model = plant(tmp_path / "model.ckpt", tmp_path / "ran")
     ws = api.init(tmp_path / "ws", "dog", base_model=str(model), allow_pickle=True)

@@ -1,5 +1,5 @@
-from dbooth.models.tokenizer import build_word_tokenizer
-from dbooth.models.tiny import TINY_WORDS
+from dbooth.families.tokenizer import build_word_tokenizer
+from dbooth.families.tiny import TINY_WORDS
 
 
 def test_every_word_is_one_token():

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from dbooth.errors import DboothError
-from dbooth.schema import LoraConfig as LoraSettings
-from dbooth.schema import TrainConfig
+from dbooth.util.errors import DboothError
+from dbooth.workspace.schema import LoraConfig as LoraSettings
+from dbooth.workspace.schema import TrainConfig
 from dbooth.training.adapters import add_lora, lora_config
 
 
@@ -71,7 +71,7 @@ def test_text_encoder_gets_its_own_rank_and_alpha_and_inits_map_to_peft():
 
 
 def _dora_pipeline():
-    from dbooth.models.tiny import tiny_pipeline
+    from dbooth.families.tiny import tiny_pipeline
     from dbooth.training.setup import prepare_models
 
     pipe = tiny_pipeline()
@@ -98,7 +98,7 @@ def test_dora_file_loads_in_diffusers_merges_and_refuses_kohya(tmp_path):
     from dbooth.export.kohya import lora_to_kohya
     from dbooth.export.lora_file import read_lora_file, save_lora_file
     from dbooth.export.merge import merge_lora_into_pipeline
-    from dbooth.models.tiny import tiny_pipeline
+    from dbooth.families.tiny import tiny_pipeline
 
     pipe, models = _dora_pipeline()
     models.family.save_lora(tmp_path, models.unet, models.trained_encoders)

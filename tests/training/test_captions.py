@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbooth import api
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.families.base import Family
 
 

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.reporting import Reporter
+from dbooth.util.errors import DboothError
+from dbooth.util.reporting import Reporter
 from dbooth.training import checkpointing, loop
 from dbooth.training.checkpointing import disk_plan
-from dbooth.workspace import find_run, has_resume_state
+from dbooth.workspace.folder import find_run, has_resume_state
 from test_resume import InterruptAt
 
 FULL = {"train.method": "full", "prior.enabled": False, "train.checkpoint_every": 2, "train.keep_checkpoints": 2}
@@ -131,7 +131,7 @@ import sys, time
 from pathlib import Path
 from dbooth import api
 from dbooth.training import state
-from dbooth.workspace import open_workspace
+from dbooth.workspace.folder import open_workspace
 
 real = state.save_file
 
@@ -174,7 +174,7 @@ def test_a_kill_during_a_background_write_leaves_the_previous_checkpoint_intact(
 
 
 def test_the_disk_plan_is_keep_weights_and_one_optimizer_state(make_workspace):
-    from dbooth.schema import EmaConfig, TrainConfig
+    from dbooth.workspace.schema import EmaConfig, TrainConfig
 
     cfg = TrainConfig(max_steps=800, checkpoint_every=200, keep_checkpoints=2)
     plan = disk_plan(cfg, 1000)

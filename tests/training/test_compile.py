@@ -14,7 +14,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from dbooth import api
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.training.compile_check import TOLERANCE, check_compiled_gradients, eager, gradient_error
 from dbooth.training.history import HISTORY_FILE, read_history
 

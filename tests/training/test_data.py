@@ -45,7 +45,7 @@ def _photo_and_mask(folder, name, size, box):
 def test_mask_follows_its_photo_through_random_crop_and_flip(tmp_path, cache):
     from PIL import Image
 
-    from dbooth.images import mask_file
+    from dbooth.util.images import mask_file
     from dbooth.training.data import LatentBank
 
     # 64x32 at resolution 32: no resize, so the crop offset and flip alone move the subject
@@ -71,7 +71,7 @@ def test_mask_follows_its_photo_through_random_crop_and_flip(tmp_path, cache):
 def test_mask_follows_a_resized_photo(tmp_path):
     import random
 
-    from dbooth.images import (
+    from dbooth.util.images import (
         crop_like,
         load_mask,
         load_rgb,
@@ -92,7 +92,7 @@ def test_mask_follows_a_resized_photo(tmp_path):
 def test_buckets_shape_the_latents_and_sdxl_time_ids(tmp_path, cache):
     from PIL import Image
 
-    from dbooth.buckets import bucket_sizes
+    from dbooth.training.buckets import bucket_sizes
     from dbooth.families import get_family
     from dbooth.families.base import Conditioning
     from dbooth.training.data import LatentBank

@@ -24,8 +24,8 @@ from safetensors.torch import load_file
 
 import dbooth
 from dbooth import api
-from dbooth.config import apply_overrides, write_manifest
-from dbooth.workspace import find_run, list_runs
+from dbooth.workspace.config import apply_overrides, write_manifest
+from dbooth.workspace.folder import find_run, list_runs
 
 # AdamW's first steps move each weight by about the learning rate (1e-4 here) whatever its gradient's
 # size, so two runs that differ only in the order floating-point sums are taken agree to ~1e-7 on
@@ -99,7 +99,7 @@ def test_two_processes_with_batch_one_equal_one_process_with_batch_two(runs):
 
 def _interrupted_copy(run, ws, **config) -> None:
     """``run`` as if stopped after its step-2 checkpoint, copied into ``ws`` (config.yaml edited with ``config``)."""
-    from dbooth.config import load_manifest, render_manifest
+    from dbooth.workspace.config import load_manifest, render_manifest
 
     copy = ws.runs_dir / run.id
     shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns("final", "tensorboard"))

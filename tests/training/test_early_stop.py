@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dbooth import api
-from dbooth.config import apply_overrides
-from dbooth.errors import DboothError
-from dbooth.eval.tiny import save_tiny_clip, save_tiny_dino
+from dbooth.workspace.config import apply_overrides
+from dbooth.util.errors import DboothError
+from tiny_encoders import save_tiny_clip, save_tiny_dino
 from dbooth.training.early_stop import check_stop_when, decide, replay
 
 KEYS = ("dino", "clip_t", "pres")
@@ -201,7 +201,7 @@ def test_a_checkpoint_saved_but_not_scored_before_an_interrupt_is_scored_on_resu
         "train.max_steps": 6, "train.checkpoint_every": 2, "train.stop_when.patience": 2})
     with pytest.raises(KeyboardInterrupt):
         api.train(ws)
-    from dbooth.workspace import find_run
+    from dbooth.workspace.folder import find_run
 
     stopped = find_run(ws, complete=False)
     assert [p.name for p in stopped.checkpoints()] == ["step-000002"]

@@ -35,7 +35,7 @@ def test_resume_with_ema_matches_uninterrupted(make_workspace):
     ws = make_workspace("resumed", **settings)
     with pytest.raises(KeyboardInterrupt):
         api.train(ws, reporter=InterruptAt(3))
-    from dbooth.workspace import find_run
+    from dbooth.workspace.folder import find_run
 
     interrupted = find_run(ws, complete=False)
     assert (interrupted.checkpoints()[-1] / "ema.safetensors").is_file()

@@ -11,8 +11,8 @@ import torch
 from diffusers import DiffusionPipeline
 from typer.testing import CliRunner
 
-from dbooth.cli import app
-from dbooth.config import apply_overrides, load_manifest, write_manifest
+from dbooth.cli.app import app
+from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
 from dbooth.families import family_of
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from dbooth import api
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.training.fused_backward import FusedBackward
 
 
@@ -92,7 +92,7 @@ def test_a_run_with_fused_backward_ends_where_the_ordinary_run_ends(make_workspa
     """Without clipping (a norm no gradient reaches) the two are the same optimisation."""
     from test_resume import InterruptAt
 
-    from dbooth.workspace import find_run
+    from dbooth.workspace.folder import find_run
 
     settings = {"train.method": "full", "train.max_steps": 4, "train.max_grad_norm": 1e9,
                 "train.lr_scheduler": "linear", "train.checkpoint_every": 2}

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from dbooth import api
-from dbooth.errors import DboothError
-from dbooth.images import scan_folder
-from dbooth.status import workspace_status
+from dbooth.util.errors import DboothError
+from dbooth.util.images import scan_folder
+from dbooth.workspace.status import workspace_status
 
 
 def _mask(ws, index: int, size=(96, 96), colour=255):

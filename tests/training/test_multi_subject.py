@@ -7,17 +7,17 @@ import pytest
 from typer.testing import CliRunner
 
 from dbooth import api
-from dbooth.cli import app
-from dbooth.config import (
+from dbooth.cli.app import app
+from dbooth.workspace.config import (
     apply_overrides,
     load_manifest,
     manifest_to_dict,
     render_manifest,
 )
-from dbooth.errors import DboothError
+from dbooth.util.errors import DboothError
 from dbooth.families.base import Family
-from dbooth.pngmeta import read_record
-from dbooth.subjects import subjects
+from dbooth.util.pngmeta import read_record
+from dbooth.workspace.subjects import subjects
 from dbooth.training import step as step_module
 
 

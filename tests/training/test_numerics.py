@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from dbooth import api
-from dbooth.losses import LossParts
+from dbooth.training.losses import LossParts
 from dbooth.training import loop
 from dbooth.training.numerics import NonFiniteError, check_finite, check_weights_finite
-from dbooth.workspace import find_run
+from dbooth.workspace.folder import find_run
 
 SETTINGS = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2, "prior.enabled": False}
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from dbooth.errors import DboothError
-from dbooth.schema import TrainConfig
+from dbooth.util.errors import DboothError
+from dbooth.workspace.schema import TrainConfig
 from dbooth.training.optimizers import make_optimizer
 
 CPU = torch.device("cpu")

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from dbooth import api
-from dbooth.losses import loss_from_rows as _loss_from_rows
-from dbooth.reporting import Reporter
+from dbooth.training.losses import loss_from_rows as _loss_from_rows
+from dbooth.util.reporting import Reporter
 
 
 class InterruptAt(Reporter):
@@ -40,7 +40,7 @@ def test_resume_matches_uninterrupted(make_workspace, method):
     api.prior(resumed_ws)
     with pytest.raises(KeyboardInterrupt):
         api.train(resumed_ws, reporter=InterruptAt(3))
-    from dbooth.workspace import find_run
+    from dbooth.workspace.folder import find_run
 
     interrupted = find_run(resumed_ws, complete=False)
     assert interrupted.info()["status"] == "interrupted"
@@ -55,8 +55,8 @@ def test_resume_matches_uninterrupted(make_workspace, method):
 
 
 def test_sdxl_resume_matches_uninterrupted(tmp_path, tiny_sdxl_base, photos):
-    from dbooth.config import apply_overrides, write_manifest
-    from dbooth.workspace import find_run
+    from dbooth.workspace.config import apply_overrides, write_manifest
+    from dbooth.workspace.folder import find_run
 
     settings = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2, "train.crop": "random",
                 "train.random_flip": True, "train.train_text_encoder": True, "prior.num_class_images": 2,
@@ -101,7 +101,7 @@ def test_bucketed_resume_matches_uninterrupted(make_workspace, monkeypatch, clas
 
     from dbooth.training import step
     from dbooth.training.history import HISTORY_FILE, read_history
-    from dbooth.workspace import find_run
+    from dbooth.workspace.folder import find_run
 
     apart, batches = [], []
     monkeypatch.setattr(step, "loss_from_rows", lambda *a: apart.append(1) or _loss_from_rows(*a))

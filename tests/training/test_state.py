@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dbooth import api, diskspace
-from dbooth.errors import DboothError
+from dbooth import api
+from dbooth.util import diskspace
+from dbooth.util.errors import DboothError
 from dbooth.training import state
-from dbooth.workspace import find_run
+from dbooth.workspace.folder import find_run
 
 SETTINGS = {"train.method": "lora", "train.max_steps": 6, "train.checkpoint_every": 2, "prior.enabled": False}
 

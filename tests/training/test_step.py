@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dbooth.models.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
-from dbooth.schema import TrainConfig
+from dbooth.families.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
+from dbooth.workspace.schema import TrainConfig
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.setup import prepare_models
 from dbooth.training.step import Batch, dreambooth_step_loss

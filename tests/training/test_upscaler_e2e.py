@@ -12,11 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dbooth import api
-from dbooth.cli import app
-from dbooth.config import apply_overrides, load_manifest, write_manifest
-from dbooth.errors import DboothError
-from dbooth.pngmeta import read_record
-from dbooth.workspace import find_run, open_workspace
+from dbooth.cli.app import app
+from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
+from dbooth.util.errors import DboothError
+from dbooth.util.pngmeta import read_record
+from dbooth.workspace.folder import find_run, open_workspace
 
 runner = CliRunner()
 

@@ -1,1 +1,0 @@
-"""Model components: loading base models, building tiny ones, tokenizers."""

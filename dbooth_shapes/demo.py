@@ -1,0 +1,333 @@
+"""``dbooth demo``: DreamBooth end to end on the built-in model, measured by the oracle.
+
+Builds a workspace from an example subject, generates the class prior, trains, samples the
+subject in contexts its photos never showed, and compares base and fine-tuned model on the
+same prompts and seeds. Writes ``report.json`` (the paper's four quantities) and
+``report.html`` (image grids).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dbooth.util.errors import DboothError
+from dbooth.util.fsutil import atomic_write_text
+from dbooth.util.reporting import Reporter
+
+BASE_MODEL = "builtin:shapes"
+# the example the built-in model binds best (BENCHMARKS.md has all four); the CLI's --subject help names it
+DEFAULT_SUBJECT = "striped_heart"
+# contexts none of the example photos show: prompt fidelity is measured on new scenes
+HELD_OUT_CONTEXTS = (
+    "in the jungle",
+    "floating on top of water",
+    "with a mountain in the background",
+    "with a city in the background",
+)
+MARKER = ".dbooth-demo"
+# example photos are written at the upscaler's output side: stage (a) shrinks them to its 64 px, and
+# stage (b) cuts its pairs from them (256 px targets from 64 px inputs for builtin:shapes-x4)
+EXAMPLE_PHOTO_SIZE = 256
+EXAMPLE_UPSCALER = "builtin:shapes-x4"
+DEMO_LEARNING_RATES = {"full": 1e-4, "lora": 1e-3}
+
+
+def example_settings(name: str) -> dict:
+    """Manifest values for a workspace made from a built-in example subject."""
+    from dbooth_shapes.examples import get_example
+
+    subject = get_example(name)
+    return {
+        "base_model": BASE_MODEL,
+        "class_noun": subject.class_noun,
+        "identifier": "sks",
+        # the world's captions read "a photo of a blue star": the identifier takes the adjective's place
+        "instance_prompt": "a photo of a {identifier} {class}",
+        # each example photo has a caption naming its scene, so "sks" learns the object, not the floor
+        "instance_captions": "files",
+        "class_prompt": "a photo of a {class}",
+        "prior.num_class_images": 50,
+        "prior.steps": 20,
+        "prior.guidance_scale": 5.0,
+        "prior.batch_size": 25,
+        "train.resolution": 64,
+        "train.max_steps": 600,
+        "train.batch_size": 2,
+        # a small model learns a new look fastest with its text encoder trained too
+        "train.train_text_encoder": True,
+        "train.checkpoint_every": 100,
+        "train.validation_every": 0,
+        "train.validation_prompts": ["a photo of a {identifier} {class} in the jungle"],
+        "sample.steps": 20,
+        "sample.guidance_scale": 5.0,
+        # stage (b): the built-in upscaler, at its own 256 px side (see "Stage (b): the upscaler" in README.md)
+        "upscaler.base": EXAMPLE_UPSCALER,
+        # measured on the CPU (BENCHMARKS.md, "Stage (b) on the built-in model"): 400 full steps at 5e-4 (the
+        # 1.47M-parameter upscaler was pretrained at 5e-4), without class pairs: builtin:shapes' class images are
+        # 64 px, so their pairs would be 16 -> 64 px, a scale the upscaler never sees in use, and they cost detail
+        "upscaler.max_steps": 400,
+        "upscaler.learning_rate": 5e-4,
+        "upscaler.prior": False,
+        "upscaler.validation_every": 0,
+    }
+
+
+@dataclass
+class DemoSettings:
+    subject: str = DEFAULT_SUBJECT
+    method: str = "full"
+    prior: bool = True
+    steps: int | None = None
+    learning_rate: float | None = None
+    num_class_images: int | None = None
+    samples_per_prompt: int = 6
+    class_samples: int = 12
+    seed: int = 0
+    evaluate_base: bool = True
+    class_images_from: Path | None = None  # reuse another demo workspace's class/ (same prompt and model)
+    captions: bool = True  # each photo's scene caption (instance_captions: files); False: one prompt for all
+    upscale: bool = False  # also stage (b): fine-tune the upscaler on the subject, measure and show it
+    upscaler_steps: int | None = None  # None: the example's upscaler.max_steps
+    upscaler_learning_rate: float | None = None  # None: dbooth_shapes.demo_upscale.UPSCALER_LEARNING_RATES[method]
+    upscale_scenes: int = 6  # rendered subject scenes and class objects stage (b) is measured on
+
+
+@dataclass
+class DemoResult:
+    workspace: Path
+    report_json: Path
+    report_html: Path
+    metrics: dict = field(default_factory=dict)
+
+
+def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter | None = None) -> DemoResult:
+    from dbooth import api
+    from dbooth_shapes.oracle import Oracle
+    from dbooth_shapes.examples import get_example
+    from dbooth.workspace.config import apply_overrides, write_manifest
+
+    s = settings or DemoSettings()
+    reporter = reporter or Reporter()
+    subject = get_example(s.subject)
+    oracle = Oracle.load()
+    name = f"{s.subject}-{s.method}" + ("" if s.prior else "-noprior")
+    ws_path = Path(out) / name
+    if ws_path.exists():
+        if not (ws_path / MARKER).is_file():
+            raise DboothError(f"demo: {ws_path} exists and was not made by dbooth demo; pass another --out")
+        shutil.rmtree(ws_path)
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    ws = api.init(ws_path, None, example=s.subject)
+    (ws.root / MARKER).write_text("made by dbooth demo; rerunning the demo replaces this folder\n")
+    # a 5M-parameter model pretrained at lr 4e-4 needs larger steps than Stable Diffusion's 5e-6 / 1e-4
+    learning_rate = s.learning_rate or DEMO_LEARNING_RATES[s.method]
+    overrides = {"train.method": s.method, "prior.enabled": s.prior, "train.max_steps": s.steps,
+                 "train.learning_rate": learning_rate, "prior.num_class_images": s.num_class_images,
+                 "instance_captions": "files" if s.captions else "prompt"}
+    write_manifest(ws.manifest_path, apply_overrides(ws.manifest(), overrides))
+    manifest = ws.manifest()
+    reporter.info(f"workspace {ws.root}: {subject.description} ({manifest.class_noun})")
+
+    if s.prior:
+        t = time.time()
+        if s.class_images_from is not None:
+            for p in Path(s.class_images_from).glob("*.png"):
+                shutil.copy2(p, ws.class_dir / p.name)
+        api.prior(ws, reporter=reporter)
+        timings["prior_seconds"] = round(time.time() - t, 1)
+    result = api.train(ws, reporter=reporter)
+    timings["train_seconds"] = round(result.seconds, 1)
+
+    t = time.time()
+    reporter.info("sampling base and fine-tuned model on held-out contexts")
+    grids = _evaluate(ws, result.run, manifest, s, oracle, reporter)
+    timings["eval_seconds"] = round(time.time() - t, 1)
+
+    metrics = dict(grids.pop("metrics"))
+    stage_a = grids.pop("images")
+    if s.upscale:
+        from dbooth_shapes.demo_upscale import run_stage_b
+
+        got = stage_a["finetuned"]  # every held-out context's samples, the first context's shown
+        context_prompt = {c: next(p for p in metrics["prompts"]["subject"] if p.endswith(c)) for c in HELD_OUT_CONTEXTS}
+        samples = {"subject": [im for c in HELD_OUT_CONTEXTS for im in got[c]], "class": got["class"]}
+        prompts = {"subject": [context_prompt[c] for c in HELD_OUT_CONTEXTS for _ in got[c]],
+                   "class": [metrics["prompts"]["class"]] * len(got["class"])}
+        metrics["stage_b"], stage_b_grids = run_stage_b(ws, manifest, s, samples, prompts, reporter,
+                                                        shown=len(got[HELD_OUT_CONTEXTS[0]]))
+        grids.update(stage_b_grids)
+    metrics.update(
+        subject=s.subject,
+        method=s.method,
+        prior_preservation=s.prior,
+        steps=result.steps,
+        run=result.run.id,
+        **timings,
+    )
+    report_json = ws.root / "report.json"
+    atomic_write_text(report_json, json.dumps(metrics, indent=2) + "\n")
+    report_html = ws.root / "report.html"
+    if s.evaluate_base:
+        atomic_write_text(report_html, _html(metrics, grids, subject.description))
+    return DemoResult(workspace=ws.root, report_json=report_json, report_html=report_html, metrics=metrics)
+
+
+def _evaluate(ws, run, manifest, s: DemoSettings, oracle, reporter) -> dict:
+    from dbooth.workspace.prompts import format_prompt
+    from dbooth.generate.sample import load_for_sampling, make_grid
+    from dbooth.generate.schedulers import set_scheduler
+
+    subject_prompts = {
+        ctx: format_prompt(f"a photo of a {{identifier}} {{class}} {ctx}", manifest.identifier, manifest.class_noun)
+        for ctx in HELD_OUT_CONTEXTS
+    }
+    class_text = format_prompt(manifest.class_prompt, manifest.identifier, manifest.class_noun)
+    images: dict[str, dict[str, list]] = {}
+    models = (("base", None), ("finetuned", run)) if s.evaluate_base else (("finetuned", run),)
+    for label, which in models:
+        pipe = load_for_sampling(manifest.base_model, which)
+        set_scheduler(pipe, manifest.sample.scheduler)
+        found = {}
+        for key, prompt, n in [(c, p, s.samples_per_prompt) for c, p in subject_prompts.items()] + [
+            ("class", class_text, s.class_samples)
+        ]:
+            found[key] = _sample(pipe, prompt, n, s.seed, manifest)
+        images[label] = found
+        del pipe
+    metrics = {}
+    for label in images:
+        got = images[label]
+        subject_images = [im for ctx in HELD_OUT_CONTEXTS for im in got[ctx]]
+        contexts = [ctx for ctx in HELD_OUT_CONTEXTS for _ in got[ctx]]
+        values = {
+            "subject_fidelity": oracle.subject_fidelity(subject_images, s.subject),
+            "prompt_fidelity": oracle.prompt_fidelity(subject_images, contexts),
+            "pres": oracle.pres(got["class"], s.subject),
+            "div": oracle.div({ctx: got[ctx] for ctx in HELD_OUT_CONTEXTS}),
+        }
+        values = {k: round(float(v), 4) for k, v in values.items()}
+        if label == "base":
+            metrics["base"] = values
+        else:
+            metrics.update(values)
+    metrics["prompts"] = {"subject": list(subject_prompts.values()), "class": class_text}
+    metrics["samples_per_prompt"] = s.samples_per_prompt
+    metrics["class_samples"] = s.class_samples
+
+    from PIL import Image
+
+    folder = ws.root / "report"
+    folder.mkdir(exist_ok=True)
+    grids = {}
+
+    def save(name: str, ims: list) -> str:
+        make_grid(ims, cols=min(len(ims), s.samples_per_prompt)).save(folder / f"{name}.png")
+        return f"report/{name}.png"
+
+    photos = sorted(ws.instance_dir.glob("*.png"))  # the example photos; their caption files sit beside them
+    grids["photos"] = save("training_photos", [Image.open(p).convert("RGB") for p in photos])
+    for label in images:
+        for ctx in HELD_OUT_CONTEXTS:
+            grids[f"{label}:{ctx}"] = save(f"{label}_{ctx.replace(' ', '_')}", images[label][ctx])
+        grids[f"{label}:class"] = save(f"{label}_class", images[label]["class"])
+    grids["metrics"] = metrics
+    grids["images"] = images
+    return grids
+
+
+def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
+    import torch
+
+    return pipe(  # diffusers pipelines run under no_grad themselves
+        [prompt] * n,
+        num_inference_steps=manifest.sample.steps,
+        guidance_scale=manifest.sample.guidance_scale,
+        height=manifest.train.resolution,
+        width=manifest.train.resolution,
+        generator=[torch.Generator("cpu").manual_seed(seed + k) for k in range(n)],
+    ).images
+
+
+def _html(metrics: dict, grids: dict, description: str) -> str:
+    e = html.escape
+    stage_b = ""
+    if "stage_b" in metrics:
+        from dbooth_shapes.demo_upscale import html_section
+
+        stage_b = html_section(metrics["stage_b"], grids)
+    base = metrics["base"]
+    rows = "".join(
+        f"<tr><td>{e(k)}</td><td>{base[k]:.3f}</td><td>{metrics[k]:.3f}</td></tr>"
+        for k in ("subject_fidelity", "prompt_fidelity", "pres", "div")
+    )
+    sections = []
+    for ctx in HELD_OUT_CONTEXTS:
+        prompt = next(p for p in metrics["prompts"]["subject"] if p.endswith(ctx))
+        sections.append(
+            f"<h3>{e(prompt)}</h3><p>base model</p><img src='{grids['base:' + ctx]}'>"
+            f"<p>fine-tuned (same seeds)</p><img src='{grids['finetuned:' + ctx]}'>"
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>dbooth demo: {e(metrics['subject'])}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{image-rendering:pixelated;width:100%;max-width:{96 * 6}px}}img.big{{max-width:{256 * 3}px}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}</style></head><body>
+<h1>dbooth demo: {e(description)}</h1>
+<p>Method: {e(metrics['method'])}, prior preservation: {e(str(metrics['prior_preservation']))}, {metrics['steps']} steps,
+training {metrics['train_seconds']} s. Metrics judged by the built-in oracle (PRES: lower is better).</p>
+<table><tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>{rows}</table>
+<h2>Training photos</h2><img src='{grids['photos']}'>
+<h2>Subject in new contexts</h2>{''.join(sections)}
+<h2>Class prompt: {e(metrics['prompts']['class'])}</h2>
+<p>before (base model)</p><img src='{grids['base:class']}'><p>after (fine-tuned, same seeds)</p><img src='{grids['finetuned:class']}'>
+{stage_b}</body></html>
+"""
+
+
+TABLE_CONFIGS = (
+    ("DreamBooth, no prior preservation", "full", False),
+    ("DreamBooth, prior preservation", "full", True),
+    ("LoRA, prior preservation", "lora", True),
+)
+
+
+def dreambench_table(out: Path, subjects: list[str] | None = None, reporter: Reporter | None = None,
+                     captions: bool = True, steps: int | None = None) -> dict:
+    """Every example subject under every configuration; the base model is measured once per subject."""
+    from dbooth_shapes.examples import list_examples
+
+    rows: dict[str, list[dict]] = {"Base model (before fine-tuning)": []}
+    for subject in subjects or list_examples():
+        class_dir = None
+        for label, method, prior in sorted(TABLE_CONFIGS, key=lambda c: not c[2]):
+            settings = DemoSettings(subject=subject, method=method, prior=prior, captions=captions, steps=steps,
+                                    evaluate_base=(method, prior) == ("full", True), class_images_from=class_dir)
+            result = run_demo(out, settings, reporter)
+            if prior and class_dir is None:
+                class_dir = result.workspace / "class"
+            metrics = result.metrics
+            rows.setdefault(label, []).append(metrics)
+            if "base" in metrics:
+                rows["Base model (before fine-tuning)"].append(dict(metrics["base"], train_seconds=0.0))
+    summary = {}
+    for label, found in rows.items():
+        summary[label] = {
+            key: round(sum(m[key] for m in found) / len(found), 3)
+            for key in ("subject_fidelity", "prompt_fidelity", "pres", "div", "train_seconds")
+        }
+        summary[label]["n"] = len(found)
+    return {"summary": summary, "runs": rows}
+
+
+def table_markdown(summary: dict) -> str:
+    lines = ["| configuration | subject fidelity | prompt fidelity | PRES (lower is better) | DIV | training time (s) |",
+             "|---|---|---|---|---|---|"]
+    for label, m in summary.items():
+        lines.append(f"| {label} | {m['subject_fidelity']:.3f} | {m['prompt_fidelity']:.3f} | {m['pres']:.3f} "
+                     f"| {m['div']:.3f} | {m['train_seconds']:.0f} |")
+    return "\n".join(lines)

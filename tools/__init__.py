@@ -1,0 +1,1 @@
+"""Repository tools (not installed): tools/shapes makes the built-in world's weights."""
