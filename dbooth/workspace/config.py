@@ -465,7 +465,7 @@ def apply_overrides(m: Manifest, overrides: dict[str, object]) -> Manifest:
 
 def template_path() -> Path:
     """The shipped template: inside the installed package (wheel), else the source checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the dbooth package
     for candidate in (here / "templates" / MANIFEST_NAME, here.parent / "templates" / MANIFEST_NAME):
         if candidate.is_file():
             return candidate
