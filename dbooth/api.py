@@ -41,10 +41,10 @@ def init(
     """
     data: dict = {}
     if example is not None:
-        from dbooth_shapes.demo import BASE_MODEL as example_base
-        from dbooth_shapes.demo import example_settings
+        from dbooth.plugins import examples
 
-        data.update(example_settings(example))
+        data.update(examples().settings(example))
+        example_base = data.get("base_model")
         if images is not None:
             raise DboothError("init: --example brings its own photos; drop --images or --example")
     if class_noun is not None:
@@ -77,10 +77,9 @@ def init(
         manifest = apply_overrides(manifest, {"identifier": chosen})
     ws = create_workspace(name, manifest, images=images)
     if example is not None:
-        from dbooth_shapes.examples import write_example_images
-        from dbooth_shapes.demo import EXAMPLE_PHOTO_SIZE
+        from dbooth.plugins import examples
 
-        write_example_images(example, ws.instance_dir, size=EXAMPLE_PHOTO_SIZE)
+        examples().write_images(example, ws.instance_dir)
     return ws
 
 
@@ -125,9 +124,9 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
     if (images is None) == (example is None):
         raise DboothError("init --add-subject: pass its photos with --images DIR or --example NAME (one of them)")
     if example is not None and class_noun is None:
-        from dbooth_shapes.examples import get_example
+        from dbooth.plugins import examples
 
-        class_noun = get_example(example).class_noun
+        class_noun = examples().class_noun(example)
     if class_noun is None:
         raise DboothError("init --add-subject: the class noun is missing; pass --class NOUN (e.g. --class dog)")
     if identifier is None:
@@ -149,10 +148,9 @@ def add_subject(ws: Workspace, name: str, class_noun: str | None, *, identifier:
     try:
         tmp.mkdir(parents=True)
         if example is not None:
-            from dbooth_shapes.examples import write_example_images
-            from dbooth_shapes.demo import EXAMPLE_PHOTO_SIZE
+            from dbooth.plugins import examples
 
-            write_example_images(example, tmp, size=EXAMPLE_PHOTO_SIZE)
+            examples().write_images(example, tmp)
         else:
             for p in found.paths:
                 for item in (p, caption_file(p), mask_file(p)):
@@ -381,24 +379,6 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
                       dtype=dtype, force=force)
 
 
-def batch(workspaces: list[str | Path], *, steps: int | None = None, evaluate: bool = False,
-          export: str | None = None, retries: int = 1, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
-          address: str | None = None, num_cpus: int | None = None, on_update=None):
-    """Prior, train (and eval, export) for every workspace as Ray tasks; returns each one's ``WorkspaceResult``.
-
-    Without ``address`` a local Ray instance with ``num_cpus`` CPUs runs them; a failed workspace is retried
-    ``retries`` times when a retry may help, and never stops the others.
-    """
-    from dbooth.batch.runner import run_batch
-    from dbooth.batch.task import BatchOptions
-
-    if retries < 0:
-        raise DboothError(f"batch --retries: {retries}; pass 0 or more")
-    options = BatchOptions(steps=steps, evaluate=evaluate, export=export, retries=retries, gpus_per_run=gpus_per_run,
-                           cpus_per_run=cpus_per_run)
-    return run_batch([str(w) for w in workspaces], options, address=address, num_cpus=num_cpus, on_update=on_update)
-
-
 def _stage(upscaler: bool) -> str:
     return "upscaler" if upscaler else "base"
 
@@ -431,4 +411,17 @@ def run_family(ws: Workspace, run_id: str | None = None, *, upscaler: bool = Fal
 
 
 __all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "evaluate", "merge_lora", "export",
-           "batch", "open_workspace"]
+           "open_workspace"]
+
+
+def __getattr__(name: str):
+    """Deprecated paths: ``api.batch`` moved to ``dbooth.batch.run_workspaces`` (batch is orchestration above
+    this module, as the demo is)."""
+    if name == "batch":
+        import warnings
+
+        from dbooth.batch.runner import run_workspaces
+
+        warnings.warn("dbooth.api.batch moved to dbooth.batch.run_workspaces", DeprecationWarning, stacklevel=2)
+        return run_workspaces
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

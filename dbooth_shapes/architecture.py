@@ -95,3 +95,12 @@ def build_train_scheduler() -> DDPMScheduler:
 def assemble_pipeline(unet, vae, text_encoder, tokenizer) -> StableDiffusionPipeline:
     scheduler = DPMSolverMultistepScheduler.from_config(build_train_scheduler().config)
     return compose_pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+
+
+def random_pipeline(seed: int = 0):
+    """The ``builtin:shapes`` architecture with random weights (for when its weights are not built)."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    return assemble_pipeline(build_unet(), build_vae(), build_text_encoder(tokenizer), tokenizer)

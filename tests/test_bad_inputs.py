@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_cli import run_dbooth, user_error
+from run_cli import run_dbooth, user_error
 
 from dbooth import api
 from dbooth.workspace.config import apply_overrides, write_manifest

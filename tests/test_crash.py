@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from test_cli import subprocess_env
+from run_cli import subprocess_env
 
 from dbooth import api
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest

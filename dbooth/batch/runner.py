@@ -10,12 +10,28 @@ from the tasks through a Ray queue, so the caller can show every workspace's ste
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 from dbooth.batch.task import BatchOptions, WorkspaceResult, process_workspace
 from dbooth.util.errors import DboothError
 
 POLL = 0.5  # seconds between looks at finished tasks and progress
+
+
+def run_workspaces(workspaces: list[str | Path], *, steps: int | None = None, evaluate: bool = False,
+          export: str | None = None, retries: int = 1, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
+          address: str | None = None, num_cpus: int | None = None, on_update=None):
+    """Prior, train (and eval, export) for every workspace as Ray tasks; returns each one's ``WorkspaceResult``.
+
+    Without ``address`` a local Ray instance with ``num_cpus`` CPUs runs them; a failed workspace is retried
+    ``retries`` times when a retry may help, and never stops the others.
+    """
+    if retries < 0:
+        raise DboothError(f"batch --retries: {retries}; pass 0 or more")
+    options = BatchOptions(steps=steps, evaluate=evaluate, export=export, retries=retries, gpus_per_run=gpus_per_run,
+                           cpus_per_run=cpus_per_run)
+    return run_batch([str(w) for w in workspaces], options, address=address, num_cpus=num_cpus, on_update=on_update)
 
 
 def run_batch(paths: Sequence[str], options: BatchOptions, *, address: str | None = None,

@@ -115,15 +115,6 @@ def sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     )
 
 
-def shapes_pipeline(seed: int = 0) -> StableDiffusionPipeline:
-    """The ``builtin:shapes`` architecture with random weights (for when its weights are not built)."""
-    from dbooth_shapes import architecture as c
-
-    torch.manual_seed(seed)
-    tokenizer = c.build_tokenizer()
-    return c.assemble_pipeline(c.build_unet(), c.build_vae(), c.build_text_encoder(tokenizer), tokenizer)
-
-
 def save_pipeline(pipe: StableDiffusionPipeline, path: str | Path) -> Path:
     """Save as a diffusers folder that ``base_model: <folder>`` loads; written once, reused after."""
     path = Path(path)

@@ -55,11 +55,16 @@ def base_model_for(model: str, cache: Path | None = None) -> str:
 
         return built("sdxl-random", sdxl_pipeline)
     if model == "shapes":
-        from dbooth_shapes import BUILTIN_MODELS
+        from dbooth.plugins import named_model
 
-        if (BUILTIN_MODELS["builtin:shapes"] / "model_index.json").is_file():
+        shapes = named_model("builtin:shapes")
+        if shapes is None:
+            raise DboothError("bench shapes: the built-in world (builtin:shapes) is not installed; reinstall dbooth")
+        try:
+            shapes.path()
             return "builtin:shapes"
-        return built("shapes-random", components.shapes_pipeline)
+        except DboothError:  # weights not built: its architecture with random weights
+            return built("shapes-random", shapes.random_pipeline)
     if model == "tiny":
         from dbooth.families.tiny import tiny_pipeline
 

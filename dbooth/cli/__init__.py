@@ -1,5 +1,5 @@
 """The ``dbooth`` command: parses, calls ``dbooth.api`` and prints. ``app`` holds the verbs, ``views`` the tables."""
 
-from dbooth.cli.app import app, main
+from dbooth.cli.app import main
 
-__all__ = ["app", "main"]
+__all__ = ["main"]

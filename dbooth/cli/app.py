@@ -389,51 +389,6 @@ def export(
 
 
 @app.command()
-def demo(
-    out: Path = typer.Option(Path("dbooth-demo"), "--out", help="Folder for the demo workspace and report."),
-    subject: Optional[str] = typer.Option(
-        None, "--subject", help="Built-in example subject (default: striped_heart, the one the model binds best)."
-    ),
-    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the full UNet."),
-    prior_preservation: bool = typer.Option(True, "--prior/--no-prior", help="Prior-preservation loss."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the example's)."),
-    captions: bool = typer.Option(
-        True, "--captions/--one-caption", help="Caption each photo with its scene, or all with one prompt (the paper)."
-    ),
-    table: Optional[Path] = typer.Option(
-        None, "--table", help="Run every example subject under every configuration; write the averages as JSON here."
-    ),
-    only: Optional[str] = typer.Option(None, "--subjects", help="With --table: comma-separated subset of subjects."),
-    upscale: bool = typer.Option(
-        False, "--upscale", help="Also stage (b): fine-tune the upscaler on the subject, compare it with the base one."
-    ),
-) -> None:
-    """DreamBooth end to end on the built-in model, offline: prior, train, sample, evaluate, report."""
-    from dbooth.cli import views
-    from dbooth_shapes.demo import DemoSettings, dreambench_table, run_demo, table_markdown
-
-    if table is not None:
-        import json
-
-        from dbooth.util.fsutil import atomic_write_text
-
-        subjects = [x for x in (only or "").split(",") if x] or None
-        results = dreambench_table(out, subjects, reporter=RichReporter(), captions=captions, steps=steps)
-        atomic_write_text(table, json.dumps(results, indent=2, default=str) + "\n")
-        typer.echo(table_markdown(results["summary"]))
-        console.print(f"[green]table:[/] {table}")
-        return
-
-    settings = DemoSettings(method="lora" if lora else "full", prior=prior_preservation, steps=steps, captions=captions,
-                            upscale=upscale)
-    if subject:
-        settings.subject = subject
-    result = run_demo(out, settings, reporter=RichReporter())
-    views.print_demo(result.metrics, settings.subject)
-    answer.print(f"[green]report:[/] {result.report_html}  metrics: {result.report_json}")
-
-
-@app.command()
 def batch(
     workspaces: list[Path] = typer.Argument(..., help="Workspace folders, on storage every Ray node sees."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (ray://HEAD:10001); "
@@ -451,15 +406,15 @@ def batch(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every workspace's result here."),
 ) -> None:
     """Prior, train (and eval, export) for many workspaces as Ray tasks, with a live table."""
-    from dbooth import api
+    from dbooth.batch import run_workspaces
     from dbooth.cli.batch_view import BatchView
 
     if export is not None and export not in FORMATS:
         raise DboothError(f"batch --export: {export!r} is not a format; use one of {', '.join(FORMATS)}")
     with BatchView(console) as view:
-        results = api.batch(workspaces, steps=steps, evaluate=evaluate, export=export, retries=retries,
-                            gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, address=address,
-                            num_cpus=num_cpus, on_update=view.update)
+        results = run_workspaces(workspaces, steps=steps, evaluate=evaluate, export=export, retries=retries,
+                                 gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, address=address,
+                                 num_cpus=num_cpus, on_update=view.update)
     if json_path is not None:
         import dataclasses
         import json
@@ -553,6 +508,17 @@ def bench(
     views.print_bench(report)
     if json_path is not None:
         console.print(f"[green]wrote[/] {json_path}")
+
+
+def _plugin_commands() -> None:
+    """Verbs that plugins bring (the built-in world's ``demo``), after the core's own."""
+    from dbooth.plugins import registry
+
+    for name, function in registry().commands:
+        app.command(name)(function)
+
+
+_plugin_commands()
 
 
 def main() -> None:

@@ -35,33 +35,6 @@ def print_eval(data: dict) -> None:
         answer.print(f"[green]best checkpoint:[/] {best or 'none passes the rule'} ({data['best']['rule']})")
 
 
-def print_demo(m: dict, subject: str) -> None:
-    """``dbooth demo``: the oracle's figures, base against fine-tuned, and stage (b)'s when it ran."""
-    from rich.table import Table
-
-    table = Table(title=f"{subject}: base model vs fine-tuned (oracle)")
-    table.add_column("metric")
-    table.add_column("base", justify="right")
-    table.add_column("fine-tuned", justify="right")
-    for key, note in (("subject_fidelity", "higher is better"), ("prompt_fidelity", "higher is better"),
-                      ("pres", "lower is better"), ("div", "higher is more diverse")):
-        table.add_row(f"{key} ({note})", f"{m['base'][key]:.3f}", f"{m[key]:.3f}")
-    answer.print(table)
-    if "stage_b" in m:
-        b = m["stage_b"]
-        up = Table(title=f"stage (b): {b['upscaler_base']} before and after fine-tuning ({b['steps']} steps)")
-        for column in ("measure", "bicubic", "base upscaler", "fine-tuned"):
-            up.add_column(column, justify="left" if column == "measure" else "right")
-        for key, note in (("detail", "subject detail recovery, higher is better"), ("psnr", "subject PSNR, dB"),
-                          ("class_detail_error", "class drift, lower is better"), ("class_psnr", "class PSNR, dB")):
-            up.add_row(f"{key} ({note})", *(f"{b[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
-        o = b["oracle"]
-        for key, note in (("subject_fidelity", "oracle, enlarged stage-(a) samples"), ("pres", "oracle, lower is better")):
-            up.add_row(f"{key} ({note}; stage a: {o['stage_a'][key]:.3f})",
-                       *(f"{o[label][key]:.3f}" for label in ("bicubic", "base", "finetuned")))
-        answer.print(up)
-
-
 def print_status(st) -> None:
     """``dbooth status``: the workspace, its subjects and every run, on stdout."""
     answer.print(f"[bold]{st.root}[/]: [bold]{st.identifier} {st.class_noun}[/] on {st.base_model} "

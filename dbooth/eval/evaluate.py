@@ -41,7 +41,8 @@ class EvalResult:
 def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False, prompts: str | None = None,
                  reporter: Reporter | None = None) -> EvalResult:
     """Score the base model, ``run``'s final weights and (``checkpoints``) every saved checkpoint."""
-    from dbooth.eval.judges import EncoderJudge, builtin_oracle
+    from dbooth.eval.judges import EncoderJudge
+    from dbooth.plugins import judge_for
     from dbooth.util.images import scan_folder
 
     reporter = reporter or Reporter()
@@ -57,7 +58,7 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
 
     photos = [Image.open(p).convert("RGB") for p in photo_paths]
     judge = EncoderJudge.load(e, photos, subject_prompts)  # before any pipeline: a missing one fails at once
-    oracle = builtin_oracle(manifest.base_model, photos)
+    oracle = judge_for(manifest.base_model, photos)
 
     models: list[tuple[str, Path | None]] = [("base", None)]
     if checkpoints:

@@ -1,9 +1,10 @@
-"""The judges that score samples: DINO/CLIP (DreamBench's metrics) and, on the built-in model, its oracle.
+"""The judges that score samples: DINO/CLIP (DreamBench's metrics), and a base model's own exact judge when a
+plugin registers one (``dbooth.plugins.judge_for``; the built-in world's oracle).
 
 Each judge scores ``{prompt: [images]}`` plus plain class-prompt samples and names the three figures the
 checkpoint rule (``dbooth.eval.pick``) weighs in ``keys``: subject fidelity, prompt fidelity, class drift.
 ``dbooth eval`` and ``train.stop_when`` (``dbooth.training.early_stop``) use the same judges. Importing
-this module loads no model library (the training input checks use ``scene_of``).
+this module loads no model library.
 """
 
 from __future__ import annotations
@@ -50,56 +51,6 @@ class EncoderJudge:
             "div_dino": metrics.div_score(per_prompt, metrics.cosine_distance),
         }
         return rounded(values)
-
-
-@dataclass
-class OracleJudge:
-    """The built-in world's exact judge (see dbooth_shapes.oracle).
-
-    Prompt fidelity is the share of samples showing the scene their prompt names; prompts naming none of
-    the world's scenes do not count towards it (null when none names one).
-    """
-
-    oracle: object
-    subject: str
-
-    keys = ("subject_fidelity", "prompt_fidelity", "pres")
-    # Prompt fidelity is a share of a few samples (one miss in 12 is 0.08), not a cosine: CLIP-T's 0.02
-    # would refuse every checkpoint with a single miss. 0.25 is the margin BENCHMARKS' picking table used.
-    default_prompt_margin = 0.25
-
-    def score(self, images: dict[str, list], class_images: list) -> dict[str, float]:
-        flat = [im for ims in images.values() for im in ims]
-        scened = [(im, scene) for prompt, ims in images.items() if (scene := scene_of(prompt)) for im in ims]
-        values = {
-            "subject_fidelity": self.oracle.subject_fidelity(flat, self.subject),
-            "prompt_fidelity": (self.oracle.prompt_fidelity([im for im, _ in scened], [s for _, s in scened])
-                                if scened else float("nan")),
-            "pres": self.oracle.pres(class_images, self.subject),
-            "div": self.oracle.div(images),
-        }
-        return rounded(values)
-
-
-def scene_of(prompt: str) -> str | None:
-    """The built-in world's scene a prompt names ("... in the jungle" -> "in the jungle"), or None."""
-    from dbooth_shapes.world import CONTEXTS
-
-    found = [c for c in CONTEXTS if c in prompt]
-    return max(found, key=len) if found else None
-
-
-def builtin_oracle(base_model: str, photos: list) -> OracleJudge | None:
-    """On the built-in model, the oracle judges too: the subject is what it sees in most of the photos."""
-    if not base_model.startswith("builtin:"):
-        return None
-    from collections import Counter
-
-    from dbooth_shapes.oracle import Oracle
-
-    oracle = Oracle.load()
-    subject, _ = Counter(p["subject"] for p in oracle.predict(photos)).most_common(1)[0]
-    return None if subject == "none" else OracleJudge(oracle, subject)
 
 
 def rounded(values: dict) -> dict:

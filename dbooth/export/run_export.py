@@ -14,7 +14,7 @@ from dbooth.util.errors import DboothError
 from dbooth.export.card import card_metadata, model_card
 from dbooth.export.clients import FOLDER_FORMATS, FORMATS, LORA_FORMATS, clients_of
 from dbooth.export.dtypes import parse_dtype
-from dbooth.export.folder import save_pipeline_folder
+from dbooth.export.pipeline_folder import save_pipeline_folder
 from dbooth.export.kohya import kohya_metadata, save_kohya_lora
 from dbooth.export.lora_file import read_lora_file, save_lora_file
 from dbooth.export.merge import merge_lora_into_pipeline
@@ -172,10 +172,12 @@ def _base_unet_config(run: RunInfo, base_pipeline_loader: PipelineLoader | None)
     import json
 
     config = Path(run.base_model) / "unet" / "config.json"
-    if not config.is_file() and run.base_model.startswith("builtin:"):
-        from dbooth_shapes import builtin_model_path
+    if not config.is_file():
+        from dbooth.plugins import named_model
 
-        config = builtin_model_path(run.base_model) / "unet" / "config.json"
+        named = named_model(run.base_model)  # a model registered by name (builtin:shapes) has a folder too
+        if named is not None:
+            config = named.path() / "unet" / "config.json"
     if config.is_file():
         return json.loads(config.read_text())
     return dict((base_pipeline_loader or _local_base_loader)(run.base_model).unet.config)

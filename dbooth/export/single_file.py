@@ -26,45 +26,21 @@ from dbooth.export.dtypes import cast_floats
 from dbooth.families.ldm_layout import unet_to_original, vae_to_original
 from dbooth.export.modelspec import check_prediction_type, modelspec_metadata, prediction_markers
 from dbooth.families import family_of, resolution_from_configs
+from dbooth.families.layouts import (
+    LAYOUTS,
+    OPENCLIP_PREFIX,
+    SDXL_TEXT_2_PREFIX,
+    SDXL_TEXT_PREFIX,
+    TEXT_PREFIX,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    detect_single_file_layout,
+)
 from dbooth.util.fsutil import atomic_path
-
-LAYOUTS = ("sd1", "sd2", "sdxl")
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-TEXT_PREFIX = "cond_stage_model.transformer."  # sd1
-OPENCLIP_PREFIX = "cond_stage_model.model."  # sd2
-SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
-SDXL_TEXT_2_PREFIX = "conditioner.embedders.1.model."
-
 
 def pipeline_layout(pipe: DiffusionPipeline) -> str:
     """The single-file layout of the pipeline's model family (see ``dbooth.families.family_of``)."""
     return family_of(pipe).single_file_layout
-
-
-def detect_single_file_layout(keys: Iterable[str]) -> str:
-    """The family of a checkpoint in the original layout, from its key names alone."""
-    keys = set(keys)
-
-    def has(prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in keys)
-
-    if has("conditioner.embedders.1."):
-        return "sdxl"
-    if has(SDXL_TEXT_PREFIX):
-        return "sdxl"  # a first SDXL encoder without the second is still the SDXL layout
-    if has("conditioner.embedders.0.model.") or has(OPENCLIP_PREFIX):
-        if has(UNET_PREFIX + "label_emb."):  # the SDXL refiner: OpenCLIP only, plus size conditioning
-            raise DboothError("this checkpoint looks like the SDXL refiner, which dbooth does not train")
-        return "sd2"  # conditioner.embedders.0.model: SD 2.x saved by Stability's sgm code
-    if has(TEXT_PREFIX):
-        return "sd1"
-    if has(UNET_PREFIX + "label_emb."):
-        return "sdxl"
-    raise DboothError(
-        "cannot tell this checkpoint's model family: it has no text encoder weights "
-        "(cond_stage_model.* or conditioner.embedders.*) and no SDXL size conditioning"
-    )
 
 
 def pipeline_to_original_state_dict(

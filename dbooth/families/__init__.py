@@ -45,7 +45,7 @@ def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> 
 
 def family_from_keys(keys) -> Family:
     """The family of an original-layout single-file checkpoint, from its tensor names."""
-    from dbooth.export.single_file import detect_single_file_layout
+    from dbooth.families.layouts import detect_single_file_layout
 
     layout = detect_single_file_layout(keys)
     return next(f for f in FAMILIES.values() if f.single_file_layout and f.single_file_layout == layout)

@@ -69,8 +69,6 @@ class Family:
 
         Without ``allow_pickle`` a folder's parts are read from safetensors only, never from ``.bin`` pickles.
         """
-        from dbooth.families.loading import dtype_kwarg
-
         cls = self.pipeline_class()
         extra = {**self.pipeline_extras(), **dtype_kwarg(dtype)}
         if source.kind == "single_file":
@@ -153,3 +151,10 @@ class Family:
             kwargs[f"{name}_lora_layers"] = layers(encoder, text_encoder=True)
             kwargs[f"{name}_lora_adapter_metadata"] = encoder.peft_config["default"].to_dict()
         self.pipeline_class().save_lora_weights(save_directory=str(path), safe_serialization=True, **kwargs)
+
+
+def dtype_kwarg(dtype: "torch.dtype") -> dict:
+    """diffusers renamed ``torch_dtype`` to ``dtype`` (and warns on the old name); use whichever it knows."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}

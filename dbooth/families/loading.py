@@ -28,13 +28,6 @@ def _honour_progress_env() -> None:
 _honour_progress_env()
 
 
-def dtype_kwarg(dtype: torch.dtype) -> dict:
-    """diffusers renamed ``torch_dtype`` to ``dtype`` (and warns on the old name); use whichever it knows."""
-    from diffusers.utils import deprecation_utils
-
-    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
-
-
 def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, allow_pickle: bool = False):
     """Load a base model (any family: see dbooth.families) with its family's diffusers pipeline class.
 

@@ -1,4 +1,5 @@
-"""Where a base model lives: a hub id, a local diffusers folder, a single checkpoint file, or ``builtin:NAME``.
+"""Where a base model lives: a hub id, a local diffusers folder, a single checkpoint file, or a name a plugin
+registered (``builtin:shapes``, see ``dbooth.plugins``).
 
 Model-free (no torch, no diffusers), so a wrong path is reported at once.
 """
@@ -27,10 +28,11 @@ def resolve_model(spec: str, *, allow_pickle: bool = False) -> ModelSource:
     spec = spec.strip()
     if not spec:
         raise DboothError("base model: empty; set base_model in dbooth.yaml or pass --base")
-    if spec.startswith("builtin:"):
-        from dbooth_shapes import builtin_model_path
+    from dbooth.plugins import named_model
 
-        return ModelSource("builtin", str(builtin_model_path(spec.split(":", 1)[1])), spec)
+    named = named_model(spec)
+    if named is not None:  # registered by a plugin, e.g. builtin:shapes
+        return ModelSource("builtin", str(named.path()), spec)
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
         if not (path / "model_index.json").is_file():

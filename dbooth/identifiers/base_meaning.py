@@ -5,8 +5,8 @@ it learns the subject. Here each identifier is sampled a few times at fixed seed
 captions without the class ("a photo of a {identifier} {class}" -> "a photo of a sks"; the paper's "a photo of [V]"
 for the default caption), and a judge says what each sample looks like, if anything, with confidence:
 
-- ``builtin:shapes``: the oracle (dbooth_shapes.oracle), which knows the world exactly, names the shape; a sample
-  looks like that shape when the oracle gives it at least ``ORACLE_CONFIDENT``.
+- a model a plugin registers with a labeller (``builtin:shapes``: its oracle, which knows the world exactly, names
+  the shape it is sure of; see ``dbooth_shapes.judge``).
 - any other model: CLIP (the manifest's ``eval.clip``, from a folder or the Hugging Face cache) classifies each
   sample zero-shot among "a photo of a CLASS" for DreamBench's classes and the workspace's own; a sample looks like
   a class when CLIP's softmax gives it at least ``CLIP_CONFIDENT``. The list also holds ``EVERYDAY_THINGS``, what
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 PROMPT = "a photo of a {identifier}"  # without a workspace; the builtin model's captions always have the article
-ORACLE_CONFIDENT = 0.9  # of six shapes; a guess would give each about 0.17
 CLIP_CONFIDENT = 0.5  # over 15+ classes, a uniform guess gives each under 0.07
 # DreamBench's subject classes (github.com/google/dreambooth, dataset/prompts_and_classes.txt)
 DREAMBENCH_CLASSES = ("backpack", "stuffed animal", "bowl", "can", "candle", "cat", "clock", "sneaker", "dog", "toy",
@@ -62,20 +61,6 @@ class IdentifierPrior:
                 "looks_like": self.looks_like, "share": round(self.share, 4), "labels": dict(self.labels)}
 
 
-class OracleJudge:
-    """The built-in world's oracle: which of its six shapes a sample shows."""
-
-    name = "oracle"
-
-    def __init__(self, oracle=None):
-        from dbooth_shapes.oracle import Oracle
-
-        self.oracle = oracle or Oracle.load()
-
-    def labels(self, images: Sequence) -> list[str | None]:
-        return [p["shape"] if p["shape_prob"] >= ORACLE_CONFIDENT else None for p in self.oracle.predict(images)]
-
-
 class ClipJudge:
     """CLIP zero-shot: each sample against "a photo of a CLASS", softmax at CLIP's own logit scale."""
 
@@ -99,9 +84,12 @@ class ClipJudge:
 
 
 def judge_for(base_model: str, clip_name: str, class_nouns: Sequence[str]):
-    """The oracle on the built-in model; else CLIP, whose loader names the download when it is missing."""
-    if base_model.startswith("builtin:"):
-        return OracleJudge()
+    """The registered model's own labeller (the built-in world's oracle); else CLIP, whose loader names the download when it is missing."""
+    from dbooth.plugins import named_model
+
+    named = named_model(base_model)
+    if named is not None and named.labeller is not None:
+        return named.labeller()
     from dbooth.eval.encoders import load_clip
 
     return ClipJudge(load_clip(clip_name), [*DREAMBENCH_CLASSES, *EVERYDAY_THINGS, *class_nouns])

@@ -116,9 +116,10 @@ def load_vocabulary(base_model: str, *, allow_pickle: bool = False) -> Vocabular
     ids, split = _read_tokenizer(folder, base_model)
     captions = None
     if source.kind == "builtin":
-        from dbooth_shapes.world import world_words
+        from dbooth.plugins import named_model
 
-        captions = frozenset(world_words())
+        vocabulary = named_model(base_model).vocabulary
+        captions = vocabulary() if vocabulary is not None else None
     return Vocabulary(base_model, ids, split, captions)
 
 

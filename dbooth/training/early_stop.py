@@ -73,7 +73,9 @@ def judge_kind(manifest) -> str:
     """"oracle" or "encoders": what ``judge: auto`` means for this base model."""
     kind = manifest.train.stop_when.judge
     if kind == "auto":
-        return "oracle" if manifest.base_model.startswith("builtin:") else "encoders"
+        from dbooth.plugins import has_judge
+
+        return "oracle" if has_judge(manifest.base_model) else "encoders"
     return kind
 
 
@@ -101,7 +103,9 @@ def check_stop_when(manifest) -> None:
                           f"max_steps {cfg.max_steps}, so none is saved before the end; set checkpoint_every "
                           "below max_steps (e.g. a fifth of it) or turn stop_when off")
     kind = judge_kind(manifest)
-    if kind == "oracle" and not manifest.base_model.startswith("builtin:"):
+    from dbooth.plugins import has_judge, named_model
+
+    if kind == "oracle" and not has_judge(manifest.base_model):
         raise DboothError(f"{WHERE}.judge: the oracle judges only the built-in world, and the base model is "
                           f"{manifest.base_model}; use judge: auto or encoders")
     prompts = stop_prompts(manifest)
@@ -109,12 +113,10 @@ def check_stop_when(manifest) -> None:
         raise DboothError(f"{WHERE}: prompts is validation and train.validation_prompts is empty; add prompts "
                           "there or set prompts: dreambench")
     if kind == "oracle":
-        from dbooth_shapes.world import CONTEXTS
-        from dbooth.eval.judges import scene_of
-
-        if not any(scene_of(p) for p in prompts):
+        model = named_model(manifest.base_model)
+        if model.scene_of is not None and not any(model.scene_of(p) for p in prompts):
             raise DboothError(f"{WHERE}: the oracle measures prompt fidelity by the scene a prompt names, and none "
-                              f"of {prompts} names one; add e.g. '{{identifier}} {{class}} {CONTEXTS[-1]}' to "
+                              f"of {prompts} names one; add e.g. '{{identifier}} {{class}} {model.scene_hint}' to "
                               "train.validation_prompts")
     else:
         _require_local(manifest.eval.dino, "DINO model", "eval.dino")
@@ -175,7 +177,8 @@ class EarlyStop:
             return None
         from PIL import Image
 
-        from dbooth.eval.judges import EncoderJudge, builtin_oracle
+        from dbooth.eval.judges import EncoderJudge
+        from dbooth.plugins import judge_for
         from dbooth.util.images import scan_folder
         from dbooth.workspace.prompts import format_prompt
 
@@ -183,7 +186,7 @@ class EarlyStop:
         paths = scan_folder(ws.instance_dir, what="instance images", min_side=0).paths
         photos = [Image.open(p).convert("RGB") for p in paths]
         if judge_kind(manifest) == "oracle":
-            judge = builtin_oracle(manifest.base_model, photos)
+            judge = judge_for(manifest.base_model, photos)
             if judge is None:
                 raise DboothError(f"{WHERE}: the oracle does not see one of the built-in example subjects in "
                                   f"{ws.instance_dir}, so it cannot judge them; set {WHERE}.judge: encoders")

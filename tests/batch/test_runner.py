@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from dbooth import api
+from dbooth.batch import run_workspaces
 from dbooth.workspace.folder import find_run, list_runs
 
 SETTINGS = {"train.method": "lora", "train.max_steps": 3, "prior.num_class_images": 2, "prior.batch_size": 2}
@@ -42,7 +43,7 @@ def batch(tmp_path_factory, tiny_base):
     twin = workspace("corgi-twin")  # trained directly, to compare with the batch's corgi
     updates = []
     order = [good[0].root, broken.root, good[1].root, flaky.root]
-    results = api.batch(order, retries=1, num_cpus=2, on_update=lambda r: updates.append(
+    results = run_workspaces(order, retries=1, num_cpus=2, on_update=lambda r: updates.append(
         (r.workspace, r.status, r.stage, dict(r.progress))))
     return {"good": good, "broken": broken, "flaky": flaky, "twin": twin, "results": results, "updates": updates}
 

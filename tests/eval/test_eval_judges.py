@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from dbooth import api
-from dbooth.eval.judges import builtin_oracle, scene_of
+from dbooth.plugins import judge_for
+from dbooth_shapes.judge import scene_of
 from dbooth.workspace.prompts import caption_file
 
 
@@ -18,7 +19,7 @@ def test_prompt_fidelity_counts_the_samples_in_their_prompts_scene(tmp_path):
     ws = api.init(tmp_path / "heart", None, example="striped_heart")
     paths = sorted(ws.instance_dir.glob("*.png"))
     photos = {p: Image.open(p).convert("RGB") for p in paths}
-    judge = builtin_oracle(ws.manifest().base_model, list(photos.values()))
+    judge = judge_for(ws.manifest().base_model, list(photos.values()))
     by_caption = {caption_file(p).read_text().strip(): [im] for p, im in photos.items()}  # each names its scene
     right = judge.score(by_caption, [])
     truth = judge.oracle.prompt_fidelity(list(photos.values()), [scene_of(c) for c in by_caption])

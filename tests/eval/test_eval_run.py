@@ -119,7 +119,7 @@ def test_eval_without_the_encoders_says_what_to_download(make_workspace, monkeyp
 
 
 def test_on_the_builtin_model_the_oracle_recognises_the_subject_and_judges_too(tmp_path):
-    from dbooth.eval.judges import builtin_oracle as _builtin_oracle
+    from dbooth.plugins import judge_for as _builtin_oracle
 
     ws = api.init(tmp_path / "heart", None, example="striped_heart")
     photos = [Image.open(p).convert("RGB") for p in sorted(ws.instance_dir.glob("*.png"))]

@@ -20,7 +20,7 @@ from dbooth.util.reporting import Reporter
 from dbooth.training import checkpointing, loop
 from dbooth.training.checkpointing import disk_plan
 from dbooth.workspace.folder import find_run, has_resume_state
-from test_resume import InterruptAt
+from interrupt import InterruptAt
 
 FULL = {"train.method": "full", "prior.enabled": False, "train.checkpoint_every": 2, "train.keep_checkpoints": 2}
 

@@ -165,7 +165,7 @@ def test_a_run_that_keeps_improving_trains_to_the_end_and_its_final_weights_are_
 
 
 def test_a_resumed_run_keeps_its_scores_and_scores_the_base_model_once(make_workspace, tmp_path, monkeypatch):
-    from test_resume import InterruptAt
+    from interrupt import InterruptAt
 
     from dbooth.eval.judges import EncoderJudge
 
@@ -214,7 +214,8 @@ def test_a_checkpoint_saved_but_not_scored_before_an_interrupt_is_scored_on_resu
 
 
 def test_the_margin_follows_the_judges_units_unless_set():
-    from dbooth.eval.judges import EncoderJudge, OracleJudge
+    from dbooth.eval.judges import EncoderJudge
+    from dbooth_shapes.judge import OracleJudge
     from dbooth.training.early_stop import prompt_margin
 
     oracle = OracleJudge(oracle=None, subject="striped_heart")

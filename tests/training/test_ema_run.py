@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_resume import InterruptAt  # tests/training is on sys.path, as tests/ is for test_cli
+from interrupt import InterruptAt
 
 from dbooth import api
 

@@ -90,7 +90,7 @@ def _unet(run):
 
 def test_a_run_with_fused_backward_ends_where_the_ordinary_run_ends(make_workspace):
     """Without clipping (a norm no gradient reaches) the two are the same optimisation."""
-    from test_resume import InterruptAt
+    from interrupt import InterruptAt
 
     from dbooth.workspace.folder import find_run
 

@@ -6,20 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from interrupt import InterruptAt
 from dbooth import api
 from dbooth.training.losses import loss_from_rows as _loss_from_rows
 from dbooth.util.reporting import Reporter
-
-
-class InterruptAt(Reporter):
-    """Behaves like Ctrl-C arriving during the given step."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def advance(self, completed: int, **fields) -> None:
-        if completed == self.step:
-            raise KeyboardInterrupt
 
 
 def _final_tensors(run, method):

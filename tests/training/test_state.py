@@ -62,7 +62,7 @@ def test_resume_state_is_loaded_without_running_pickles(make_workspace, tmp_path
     import pickle
     import shutil
 
-    from test_resume import InterruptAt
+    from interrupt import InterruptAt
 
     class Planted:  # unpickling it would create ``marker``
         def __reduce__(self):

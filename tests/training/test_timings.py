@@ -42,7 +42,7 @@ def test_nested_phases_count_once_and_add_up_to_the_total():
 
 
 def test_a_run_records_its_split_and_status_shows_it(make_workspace):
-    from test_cli import subprocess_env
+    from run_cli import subprocess_env
 
     from dbooth.workspace.status import run_status
 

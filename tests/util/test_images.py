@@ -15,7 +15,7 @@ from PIL import Image
 from dbooth.util.errors import DboothError
 from dbooth.util.images import IMAGE_SUFFIXES, ImageFolder, load_rgb, prepare, resize_and_crop, scan_folder, to_tensor
 
-DREAMBENCH = Path(__file__).resolve().parents[2] / "shared" / "dreambench" / "images"
+DREAMBENCH = Path(__file__).resolve().parents[3] / "shared" / "dreambench" / "images"
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from recorder import Recorder
-from test_cli import run_dbooth, subprocess_env, user_error
+from run_cli import run_dbooth, subprocess_env, user_error
 
 from dbooth import api
 from dbooth.util.errors import DboothError

@@ -18,26 +18,13 @@ from PIL import Image
 
 import dbooth
 from dbooth import api
+from run_cli import run_dbooth, subprocess_env, user_error  # noqa: F401 (other tests import them from here too)
 from dbooth.workspace.config import apply_overrides, write_manifest
 from dbooth.workspace.folder import MANIFEST_NAME
 
 HUB_ID = "some-org/some-model"
 FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "train.checkpoint_every": 0,
         "train.validation_every": 0}
-
-
-def subprocess_env() -> dict[str, str]:
-    """The test's environment, with the dbooth these tests import first on the path (not another checkout's)."""
-    paths = [str(Path(dbooth.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", COLUMNS="200", NO_COLOR="1",
-                OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(p for p in paths if p))
-
-
-def run_dbooth(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dbooth", *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True,
-        timeout=300,
-    )
 
 
 def edit_manifest(path: Path, old: str, new: str) -> int:
@@ -95,17 +82,6 @@ def cli(tmp_path_factory, tiny_base):
         futures = {case: pool.submit(run_dbooth, args, root) for case, args in commands.items()}
         results = {case: f.result() for case, f in futures.items()}
     return root, results, details
-
-
-def user_error(result: subprocess.CompletedProcess) -> str:
-    """Check the shape of a user-facing failure and return its message."""
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output
-    assert "Traceback" not in output, output
-    lines = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
-    return lines[0][len("error: ") :]
 
 
 def test_help_lists_the_verbs(cli):

@@ -12,7 +12,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import DistributedType
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "accelerate"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "accelerate"
 
 
 def _launch_args(config: Path, processes: int = 2):

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from dbooth.util.errors import DboothError
+from dbooth_shapes.judge import ORACLE_CONFIDENT, OracleJudge
 from dbooth.identifiers.base_meaning import (
     CLIP_CONFIDENT,
-    ORACLE_CONFIDENT,
     ClipJudge,
     IdentifierPrior,
-    OracleJudge,
     identifier_priors,
     measure_priors,
     prior_prompt,
@@ -40,7 +39,7 @@ def shapes_pipe():
 
 
 def test_oracle_priors_count_what_the_oracle_says_of_each_sample(shapes_pipe):
-    judge = OracleJudge()
+    judge = OracleJudge.load()
     [circle, sks] = measure_priors(shapes_pipe, ["circle", "sks"], judge, samples=3, seed=5, steps=8,
                                    guidance_scale=5.0, resolution=64)
     for result, word in ((circle, "circle"), (sks, "sks")):
@@ -106,7 +105,7 @@ def test_the_clip_judge_can_name_what_rare_tokens_draw_on_sd1(tmp_path, monkeypa
     """The paper's example: "sks" draws rifles on SD 1.x, so the label list must be able to say so."""
     from dbooth.eval import encoders
     from tiny_encoders import save_tiny_clip
-    from dbooth.identifiers import prior as P
+    from dbooth.identifiers import base_meaning as P
 
     clip = encoders.load_clip(str(save_tiny_clip(tmp_path / "clip")))
     monkeypatch.setattr(encoders, "load_clip", lambda name: clip)
