@@ -14,6 +14,36 @@ from typing import Iterator
 _TEMP_OWNER = re.compile(r"\.(\d+)\.[^.]+\.tmp$")
 
 
+def _plain_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: 0666 less the umask (usually 0644).
+
+    ``mkstemp`` makes its files 0600, which a plain write would not: a ComfyUI service or a colleague could not
+    read an export. Read once: asking for the umask sets it, which is not safe beside threads writing files.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _plain_file_mode()
+_FOLDER_MODE = _FILE_MODE | ((_FILE_MODE & 0o444) >> 2)  # the same, with search (x) wherever read (r) is allowed
+
+
+def _plain_modes(target: Path) -> None:
+    """Give ``target`` (a file, or a folder and everything in it) the modes a plain write would: safetensors
+    (and mkstemp) make their files 0600 whatever the umask."""
+    if target.is_dir() and not target.is_symlink():
+        os.chmod(target, _FOLDER_MODE)
+        for root, dirs, files in os.walk(target):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), _FOLDER_MODE)
+            for name in files:
+                if not os.path.islink(os.path.join(root, name)):
+                    os.chmod(os.path.join(root, name), _FILE_MODE)
+    elif target.is_file() and not target.is_symlink():
+        os.chmod(target, _FILE_MODE)
+
+
 def _temp_prefix(path: Path) -> str:
     """Temporary names carry the writer's pid, so a leftover can be told from a write in progress."""
     return f".{path.name}.{os.getpid()}."
@@ -44,6 +74,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -72,6 +103,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = tmp / path.name
     try:
         yield target
+        _plain_modes(target)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
