@@ -9,8 +9,9 @@ full fine-tune AdamW's two moments are twice the weights, so a run's checkpoints
 
 accelerate's ``save_state`` writes while training waits. Here the state is copied to CPU memory at the
 step (the RNG states of that moment too: that is why these files are written here and not by accelerate)
-and a worker thread writes it into a temporary folder that is renamed into place, while the next steps run.
-One write is in flight at a time; the next checkpoint, the final save, a crash or Ctrl-C wait for it.
+and the background writer (``dbooth.util.background``) writes it into a temporary folder that is renamed into
+place, while the next steps run. One write is in flight at a time; the next checkpoint, the final save, a crash
+or Ctrl-C wait for it.
 With several processes every one of them takes part in accelerate's ``save_state`` (DeepSpeed needs all
 ranks), so there the write is synchronous (``state.save_checkpoint``); the thinning-out is the same.
 """
@@ -18,10 +19,9 @@ ranks), so there the write is synchronous (``state.save_checkpoint``); the thinn
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import shutil
-import threading
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dbooth.util.background import BackgroundWriter
 from dbooth.util.diskspace import human, require_free, writing
 from dbooth.util.fsutil import atomic_path
 from dbooth.training.state import checkpoint_name, checkpoint_step, save_checkpoint, write_weights
@@ -163,17 +164,15 @@ def drop_resume_state(folder: Path) -> None:
         rng.unlink(missing_ok=True)
 
 
-class CheckpointWriter:
-    """Saves a run's checkpoints: a snapshot at the step, the files from a worker thread."""
+class CheckpointWriter(BackgroundWriter):
+    """Saves a run's checkpoints: a snapshot at the step, the files from the background writer, one at a time."""
 
     def __init__(self, accelerator, models: list, ema, optimizer, lr_scheduler, checkpoints_dir: Path, keep: int,
                  *, needed: int = 0):
+        super().__init__(depth=1, name="dbooth-checkpoint-writer")
         self.accelerator, self.models, self.ema = accelerator, models, ema
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.checkpoints_dir, self.keep, self.needed = checkpoints_dir, keep, needed
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self.write_seconds = 0.0  # time the worker spent writing, beside the steps
 
     def save(self, step: int, protect: Collection[str] = ()) -> Path:
         """Checkpoint step ``step``; returns at once (after the previous write, if still in flight, is done)."""
@@ -186,32 +185,6 @@ class CheckpointWriter:
         target = self.checkpoints_dir / checkpoint_name(step)
         require_free(self.checkpoints_dir, self.needed, f"checkpoint {target.name}")
         snapshot = take_snapshot(self.accelerator, self.models, self.ema, self.optimizer, self.lr_scheduler, step)
-        # a daemon: a second Ctrl-C abandons the write, and its temporary folder is cleared on the next start
-        self._thread = threading.Thread(target=self._write, args=(snapshot, set(protect)), name=f"dbooth-{target.name}",
-                                        daemon=True)
-        self._thread.start()
+        # a crash mid-write leaves a temporary folder, cleared on the next start
+        self.submit(functools.partial(write_checkpoint, snapshot, self.checkpoints_dir, self.keep, set(protect)))
         return target
-
-    def _write(self, snapshot: Snapshot, protect: Collection[str]) -> None:
-        began = time.perf_counter()
-        try:
-            write_checkpoint(snapshot, self.checkpoints_dir, self.keep, protect)
-        except BaseException as exc:  # re-raised in the training thread by wait()
-            self._error = exc
-        finally:
-            self.write_seconds += time.perf_counter() - began
-
-    def wait(self, *, quiet: bool = False) -> None:
-        """Block until the write in flight is done; re-raise its error unless ``quiet`` (a run already failing)."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if quiet:
-            self._error = None
-        else:
-            self._raise()
-
-    def _raise(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error

@@ -95,7 +95,7 @@ def test_the_write_runs_beside_the_next_steps_and_lands_before_the_final_save(ma
     def save_final(accelerator, manifest, run, models):
         done = run.checkpoints()
         seen["at_final"] = [p.name for p in done if has_resume_state(p)]
-        seen["writers"] = [t.name for t in threading.enumerate() if t.name.startswith("dbooth-step")]
+        seen["writers"] = [t.name for t in threading.enumerate() if t.name.startswith("dbooth-checkpoint")]
         return real_save(accelerator, manifest, run, models)
 
     class Steps(Reporter):

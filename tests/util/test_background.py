@@ -1,4 +1,4 @@
-"""The background PNG writer: order kept, the first failure stops the rest and reaches the caller, bounded queue."""
+"""The background writer: order kept, the first failure stops the rest and reaches the caller, bounded queue."""
 
 from __future__ import annotations
 
@@ -86,3 +86,25 @@ def test_a_full_queue_holds_the_caller_back(tmp_path):
     assert not third.is_alive()
     writer.close()
     assert writer.written == 3 and writer.wait_seconds > 0
+
+
+def test_wait_drains_the_queue_and_the_writer_takes_more_after(tmp_path):
+    """The checkpoint writer waits before each save: the worker ends, and the next submit starts another."""
+    order = []
+    writer = BackgroundWriter(depth=1, name="dbooth-test-writer")
+    writer.submit(lambda: order.append(0))
+    writer.wait()
+    assert order == [0] and not any(t.name == "dbooth-test-writer" for t in threading.enumerate())
+    writer.submit(lambda: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        writer.wait()
+    writer.submit(lambda: order.append(1))  # a failure stops only the writes queued with it
+    writer.wait()
+    assert order == [0, 1] and writer.written == 2
+
+
+def test_a_quiet_wait_drops_the_error():
+    writer = BackgroundWriter(depth=1)
+    writer.submit(lambda: (_ for _ in ()).throw(OSError("late failure")))
+    writer.wait(quiet=True)
+    writer.close()  # nothing left to raise
