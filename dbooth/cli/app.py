@@ -20,6 +20,7 @@ EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="DreamBooth fine-tuning: one workspace folder per subject, driven by its dbooth.yaml.",
 )
 
@@ -44,6 +45,15 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        from dbooth.util.errors import closest_key
+
+        hint = closest_key(value, choices)
+        raise DboothError(f"{what} {value}: not one of {', '.join(choices)}"
+                          + (f"; did you mean {hint}?" if hint else ""))
 
 
 def _version(value: bool) -> None:
@@ -197,17 +207,23 @@ def prior(
 def train(
     workspace: Path = WorkspaceOpt,
     lora: Optional[bool] = typer.Option(None, "--lora/--full", help="LoRA adapters or full fine-tuning."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="UNet learning rate."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Subject images per step."),
-    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: train.max_steps)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="UNet learning rate (default: train.learning_rate)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Subject images per step "
+                                             "(default: train.batch_size)."),
+    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank (default: train.lora.rank)."),
     dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA: LoRA plus a learned magnitude per channel."),
     prior_preservation: Optional[bool] = typer.Option(None, "--prior/--no-prior", help="Prior-preservation loss."),
-    train_text_encoder: Optional[bool] = typer.Option(None, "--train-text-encoder/--freeze-text-encoder"),
+    train_text_encoder: Optional[bool] = typer.Option(
+        None, "--train-text-encoder/--freeze-text-encoder",
+        help="Train the text encoder too: better fidelity, more memory (default: train.train_text_encoder)."),
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no, fp16 or bf16.",
                                                   autocompletion=_choices(*MIXED_PRECISIONS)),
-    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    gradient_checkpointing: Optional[bool] = typer.Option(
+        None, "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations in the backward pass: less memory, slower steps "
+             "(default: train.gradient_checkpointing)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: train.seed)."),
     snr_gamma: Optional[float] = typer.Option(None, "--snr-gamma", help="Min-SNR loss weighting gamma (5 is usual)."),
     noise_offset: Optional[float] = typer.Option(None, "--noise-offset", help="Offset noise strength (0.05-0.1)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, adamw8bit, adafactor or prodigy.",
@@ -283,9 +299,11 @@ def sample(
     prompt: str = typer.Argument(..., help='Prompt, e.g. "a sks dog on the beach" ({identifier}/{class} allowed).'),
     workspace: Path = WorkspaceOpt,
     num: Optional[int] = typer.Option(None, "-n", "--num", help="Number of images."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    steps: Optional[int] = typer.Option(None, "--steps"),
-    guidance: Optional[float] = typer.Option(None, "--guidance"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="First image's seed; the next ones count up "
+                                       "(default: sample.seed)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (default: sample.steps)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale "
+                                             "(default: sample.guidance_scale)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm++, ddim, euler, euler_a, pndm, ddpm.",
                                             autocompletion=_choices(*SAMPLERS)),
     negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt."),
@@ -378,6 +396,8 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     upscaler: bool = typer.Option(False, "--upscaler", help="Export the latest upscaler run (default: stage a's)."),
 ) -> None:
+    _check_choice("export --format", fmt, FORMATS)  # before the libraries load: a typo is refused at once
+    _check_choice("export --dtype", dtype, EXPORT_DTYPES)
     from dbooth import api
 
     ws = _ws(workspace)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from rich.console import Console
@@ -19,8 +20,18 @@ from rich.text import Text
 
 from dbooth.util.reporting import Reporter
 
-console = Console(stderr=True, highlight=False)  # progress, warnings and errors
-answer = Console(highlight=False)  # a command's result (tables, paths): stdout, so it can be piped or saved
+
+
+def _console(stderr: bool) -> Console:
+    """On a terminal rich wraps at its width; piped or saved, a line stays whole, so a path or a command in it can be
+    copied (rich would hard-wrap at 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    return Console(stderr=stderr, highlight=False, soft_wrap=piped)
+
+
+console = _console(stderr=True)  # progress, warnings and errors
+answer = _console(stderr=False)  # a command's result (tables, paths): stdout, so it can be piped or saved
 
 
 class _Rate(ProgressColumn):
