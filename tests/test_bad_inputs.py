@@ -121,7 +121,7 @@ def build(c: Cases) -> dict[str, tuple[list[str], tuple[str, ...]]]:
 
     cases = {
         # manifests
-        "yaml": (c.manifest_text("yaml", "class_noun: dog\ntrain: [unclosed\n"), (f"{MANIFEST_NAME}:3", "invalid YAML")),
+        "yaml": (c.manifest_text("yaml", "class_noun: dog\ntrain: [unclosed\n"), (f"{MANIFEST_NAME}:2", "'[' opened on this line is not closed")),
         "type": (c.edit("type", "max_steps:", "  max_steps: many"), ("train.max_steps", "many")),
         "range": (c.edit("range", "max_steps:", "  max_steps: -1"), ("train.max_steps", "-1")),
         "range-float": (c.edit("range-float", "loss_weight:", "  loss_weight: -2.0", "prior"), ("prior.loss_weight",)),

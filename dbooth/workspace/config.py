@@ -394,6 +394,12 @@ def _parse_yaml(text: str, ctx: _Context) -> Any:
         ctx.lines[()] = node.start_mark.line + 1
         return _node_to_python(node, (), ctx, loader)
     except yaml.MarkedYAMLError as e:
+        if e.context_mark is not None and (e.context or "").startswith("while parsing a flow"):
+            # an unclosed [ or {: YAML notices lines later, where the next key is; point at the opening line
+            bracket = "[" if "sequence" in e.context else "{"
+            found = f" ({e.problem} on line {e.problem_mark.line + 1})" if e.problem_mark else ""
+            raise DboothError(f"{ctx.source}:{e.context_mark.line + 1}: invalid YAML: the '{bracket}' opened on "
+                              f"this line is not closed{found}") from None
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         problem = e.problem or e.context

@@ -282,6 +282,15 @@ def test_yaml_syntax_error_has_line(tmp_path):
     assert msg.startswith("FILE:3: invalid YAML: ")
 
 
+def test_an_unclosed_bracket_is_reported_where_it_opens(tmp_path):
+    """YAML notices an unclosed [ only at the next key, lines later: the message points at the [ itself."""
+    msg = load_error(tmp_path, "class_noun: dog\ntrain:\n  validation_prompts: [a photo of {identifier}\n"
+                               "  max_steps: 10\n  batch_size: 1\nsample:\n  steps: 5\n")
+    assert msg.startswith("FILE:3: invalid YAML: the '[' opened on this line is not closed"), msg
+    msg = load_error(tmp_path, "class_noun: dog\nprior: {num_class_images: 4\n\ntrain:\n  max_steps: 10\n")
+    assert msg.startswith("FILE:2: invalid YAML: the '{' opened on this line is not closed"), msg
+
+
 @pytest.mark.parametrize(
     "text,expected",
     [
