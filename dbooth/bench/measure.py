@@ -288,25 +288,9 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
     """Measure a configuration (and, with ``ablate``, each speed setting flipped); returns the JSON report."""
     import torch
 
-    from dbooth.bench.flops import peak_tflops, static_memory, step_flops
-    from dbooth.workspace.folder import open_workspace
-
     reporter = reporter or Reporter()
-    if (request.config is None) == (request.workspace is None):
-        raise DboothError("bench: pass either --config NAME or -w WORKSPACE")
-    if request.repeats < 1:
-        raise DboothError("bench: --repeats must be at least 1")
+    config, base_model, source = _bench_target(request, reporter)
     cuda = torch.cuda.is_available()
-    source = None
-    if request.config is not None:
-        config = get_config(request.config)
-        reporter.info(f"preparing {config.name}: {config.description}")
-        base_model = base_model_for(config.model)
-    else:
-        source = open_workspace(request.workspace)
-        config = BenchConfig(name=str(request.workspace), model="workspace", description="a workspace's own settings")
-        base_model = source.manifest().base_model
-
     tmp = Path(tempfile.mkdtemp(prefix="dbooth-bench-ws-"))
     try:
         ws = make_workspace(tmp, base_model, {**config.overrides, **request.overrides},
@@ -315,77 +299,10 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
         manifest, train = _resolved(ws, {})
         if request.e2e:
             return _end_to_end_report(ws, config, request, manifest, reporter)
-        kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s, threads=request.threads)
-
-        def dbooth_row(v: Variant) -> dict:
-            row = {"label": v.label, "overrides": v.overrides, "patches": v.patches, "runs": [],
-                   "run": lambda: measure_training(ws, v.overrides, patches=v.patches, **kw)}
-            if v.cuda_only and not cuda:
-                row["skipped"] = "needs CUDA"
-            return row
-
-        variants = ablation(train, cuda=cuda) if request.ablate else [Variant("base")]
-        if request.only:
-            variants = [v for i, v in enumerate(variants) if i == 0 or v.label.startswith(tuple(request.only))]
-        rows = [dbooth_row(v) for v in variants]
-        side_by_side = None
-        if request.reference is not None and not request.ablate:
-            # the side-by-side's own dbooth row is the base measurement: no extra, unalternated runs
-            side_by_side = _reference(ws, request, manifest, reporter)
-            rows[0]["runs"] = side_by_side["rows"][0]["runs"]
-            rows[0].pop("run")
-        else:
-            _round_robin(rows, request.repeats, reporter, "training")
-        base = rows[0]
-        _summarise(base)
-        if "steps_per_s" not in base:
-            raise DboothError(f"bench: the base configuration failed: {base.get('error')}")
-        device = {k: base["runs"][0][k] for k in ("device", "device_type", "device_name", "torch")}
-
-        flops_cache: dict = {}
-        for v, row in zip(variants, rows):
-            _summarise(row)
-            if "steps_per_s" not in row:
-                continue
-            row["observed"] = next(x for x in row["runs"] if "error" not in x)["observed"]
-            vm, vt = _resolved(ws, v.overrides)
-            key = (vt["method"], vt["train_text_encoder"], vt["cache_latents"], vt["cache_text_embeddings"],
-                   vt["attention"])
-            if key not in flops_cache:
-                flops_cache[key] = step_flops(vm["base_model"], vt, vm["prior"]["enabled"])
-            row["flops_per_step"] = flops_cache[key]["total"]
-            row["achieved_tflops"] = row["flops_per_step"] * row["steps_per_s"] / 1e12
-            peak = peak_tflops(device["device_name"], vt["mixed_precision"], vt["allow_tf32"]) if cuda else None
-            row["peak_tflops"] = peak
-            row["utilization"] = row["achieved_tflops"] / peak if peak else None
-            row["speedup"] = row["steps_per_s"] / base["steps_per_s"]
-            row["memory_ratio"] = row["peak_memory_mb"] / base["peak_memory_mb"]
-
-        report = {
-            "config": config.name,
-            "description": config.description,
-            "device": device["device"],
-            "device_type": device["device_type"],
-            "torch": device["torch"],
-            "threads": request.threads,
-            "settings": _settings_report(manifest),
-            "warmup": request.warmup,
-            "steps": request.steps,
-            "repeats": request.repeats,
-            "steps_per_s": base["steps_per_s"],
-            "steps_per_s_runs": base["steps_per_s_runs"],
-            "step_seconds_median": _median([s for x in base["runs"] for s in x.get("step_seconds", [])]),
-            "peak_memory_mb": base["peak_memory_mb"],
-            "peak_memory_kind": base["runs"][0]["peak_memory_kind"],
-            "flops_per_step": base["flops_per_step"],
-            "achieved_tflops": base["achieved_tflops"],
-            "peak_tflops": base["peak_tflops"],
-            "utilization": base["utilization"],
-            "observed": base["observed"],
-            "static_memory_estimate": static_memory(manifest["base_model"], train, device["device_type"]),
-            "ablation": rows if request.ablate else [],
-            "runs": base["runs"],
-        }
+        variants, rows, side_by_side = _measure_rows(ws, request, manifest, train, cuda, reporter)
+        device = {k: rows[0]["runs"][0][k] for k in ("device", "device_type", "device_name", "torch")}
+        _add_derived_figures(ws, variants, rows, device["device_name"], cuda)
+        report = _bench_report(config, request, manifest, train, device, rows)
         if request.reference is not None:
             report["reference"] = side_by_side or _reference(ws, request, manifest, reporter)
         if request.generation:
@@ -395,6 +312,121 @@ def run_bench(request: BenchRequest, reporter: Reporter | None = None) -> dict:
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench_target(request: BenchRequest, reporter: Reporter) -> tuple[BenchConfig, str, object]:
+    """The request checked, and what it names: a bench configuration and its base model, or a workspace
+    (returned as the source to copy) standing in as a configuration of its own settings."""
+    from dbooth.workspace.folder import open_workspace
+
+    if (request.config is None) == (request.workspace is None):
+        raise DboothError("bench: pass either --config NAME or -w WORKSPACE")
+    if request.repeats < 1:
+        raise DboothError("bench: --repeats must be at least 1")
+    if request.config is not None:
+        config = get_config(request.config)
+        reporter.info(f"preparing {config.name}: {config.description}")
+        return config, base_model_for(config.model), None
+    source = open_workspace(request.workspace)
+    config = BenchConfig(name=str(request.workspace), model="workspace", description="a workspace's own settings")
+    return config, source.manifest().base_model, source
+
+
+def _measure_rows(ws, request: BenchRequest, manifest: dict, train: dict, cuda: bool,
+                  reporter: Reporter) -> tuple[list[Variant], list[dict], dict | None]:
+    """Time the base configuration and each ablation row (with ``reference``, inside the side-by-side, whose
+    dbooth row is the base); returns the variants, their rows and the side-by-side. A failed base stops here."""
+    kw = dict(warmup=request.warmup, steps=request.steps, timeout_s=request.timeout_s, threads=request.threads)
+
+    def dbooth_row(v: Variant) -> dict:
+        row = {"label": v.label, "overrides": v.overrides, "patches": v.patches, "runs": [],
+               "run": lambda: measure_training(ws, v.overrides, patches=v.patches, **kw)}
+        if v.cuda_only and not cuda:
+            row["skipped"] = "needs CUDA"
+        return row
+
+    variants = ablation(train, cuda=cuda) if request.ablate else [Variant("base")]
+    if request.only:
+        variants = [v for i, v in enumerate(variants) if i == 0 or v.label.startswith(tuple(request.only))]
+    rows = [dbooth_row(v) for v in variants]
+    side_by_side = None
+    if request.reference is not None and not request.ablate:
+        # the side-by-side's own dbooth row is the base measurement: no extra, unalternated runs
+        side_by_side = _reference(ws, request, manifest, reporter)
+        rows[0]["runs"] = side_by_side["rows"][0]["runs"]
+        rows[0].pop("run")
+    else:
+        _round_robin(rows, request.repeats, reporter, "training")
+    base = rows[0]
+    _summarise(base)
+    if "steps_per_s" not in base:
+        raise DboothError(f"bench: the base configuration failed: {base.get('error')}")
+    return variants, rows, side_by_side
+
+
+def _add_derived_figures(ws, variants: list[Variant], rows: list[dict], device_name: str, cuda: bool) -> None:
+    """Each measured row's medians, what the trainer was seen doing, and ``derived_figures`` from its step
+    FLOPs (estimated once per distinct setting) and the device's peak (known on CUDA only)."""
+    from dbooth.bench.flops import peak_tflops, step_flops
+
+    base = rows[0]
+    flops_cache: dict = {}
+    for v, row in zip(variants, rows):
+        _summarise(row)
+        if "steps_per_s" not in row:
+            continue
+        row["observed"] = next(x for x in row["runs"] if "error" not in x)["observed"]
+        vm, vt = _resolved(ws, v.overrides)
+        key = (vt["method"], vt["train_text_encoder"], vt["cache_latents"], vt["cache_text_embeddings"],
+               vt["attention"])
+        if key not in flops_cache:
+            flops_cache[key] = step_flops(vm["base_model"], vt, vm["prior"]["enabled"])
+        peak = peak_tflops(device_name, vt["mixed_precision"], vt["allow_tf32"]) if cuda else None
+        row.update(derived_figures(row["steps_per_s"], row["peak_memory_mb"], flops_cache[key]["total"], peak,
+                                   base["steps_per_s"], base["peak_memory_mb"]))
+
+
+def derived_figures(steps_per_s: float, peak_memory_mb: float, flops_per_step: float, peak_tflops: float | None,
+                    base_steps_per_s: float, base_peak_memory_mb: float) -> dict:
+    """A row's figures worked out from its measured numbers and the base row's: throughput in TFLOP/s, the
+    share of the device's peak (None without one), speed and memory relative to the base. Pure arithmetic."""
+    achieved = flops_per_step * steps_per_s / 1e12
+    return {"flops_per_step": flops_per_step, "achieved_tflops": achieved, "peak_tflops": peak_tflops,
+            "utilization": achieved / peak_tflops if peak_tflops else None,
+            "speedup": steps_per_s / base_steps_per_s, "memory_ratio": peak_memory_mb / base_peak_memory_mb}
+
+
+def _bench_report(config: BenchConfig, request: BenchRequest, manifest: dict, train: dict, device: dict,
+                  rows: list[dict]) -> dict:
+    """The JSON report of the training measurement: the base row's figures at the top, the ablation below."""
+    from dbooth.bench.flops import static_memory
+
+    base = rows[0]
+    return {
+        "config": config.name,
+        "description": config.description,
+        "device": device["device"],
+        "device_type": device["device_type"],
+        "torch": device["torch"],
+        "threads": request.threads,
+        "settings": _settings_report(manifest),
+        "warmup": request.warmup,
+        "steps": request.steps,
+        "repeats": request.repeats,
+        "steps_per_s": base["steps_per_s"],
+        "steps_per_s_runs": base["steps_per_s_runs"],
+        "step_seconds_median": _median([s for x in base["runs"] for s in x.get("step_seconds", [])]),
+        "peak_memory_mb": base["peak_memory_mb"],
+        "peak_memory_kind": base["runs"][0]["peak_memory_kind"],
+        "flops_per_step": base["flops_per_step"],
+        "achieved_tflops": base["achieved_tflops"],
+        "peak_tflops": base["peak_tflops"],
+        "utilization": base["utilization"],
+        "observed": base["observed"],
+        "static_memory_estimate": static_memory(manifest["base_model"], train, device["device_type"]),
+        "ablation": rows if request.ablate else [],
+        "runs": base["runs"],
+    }
 
 
 def _reference(ws, request: BenchRequest, manifest: dict, reporter: Reporter) -> dict:

@@ -98,6 +98,17 @@ def test_bench_needs_exactly_one_target():
         measure.run_bench(measure.BenchRequest())
 
 
+def test_derived_figures_from_measured_numbers():
+    """Worked by hand: 2e12 FLOP a step at 3 steps/s is 6 TFLOP/s, 40% of a 15 TFLOP/s peak; the row runs 1.5x
+    the base's 2 steps/s in 0.75x its 800 MB. Without a known peak there is no utilisation."""
+    got = measure.derived_figures(steps_per_s=3.0, peak_memory_mb=600.0, flops_per_step=2e12, peak_tflops=15.0,
+                                  base_steps_per_s=2.0, base_peak_memory_mb=800.0)
+    assert got == pytest.approx({"flops_per_step": 2e12, "achieved_tflops": 6.0, "peak_tflops": 15.0,
+                                 "utilization": 0.4, "speedup": 1.5, "memory_ratio": 0.75})
+    off = measure.derived_figures(3.0, 600.0, 2e12, None, 2.0, 800.0)
+    assert off["utilization"] is None and off["peak_tflops"] is None and off["achieved_tflops"] == pytest.approx(6.0)
+
+
 def test_reference_runner_times_optimizer_steps(tmp_path, bench_ws):
     """The side-by-side runner counts optimizer steps of any script and stops after the last one."""
     from dbooth.bench.reference import measure_reference
