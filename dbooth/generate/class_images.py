@@ -216,44 +216,65 @@ def generate_class_images(
     reporter = reporter or Reporter()
     todo = plan(class_dir, manifest, sizes)
     if todo.stale:
-        if not replace_stale:
-            names = ", ".join(p.name for p in todo.stale[:3]) + (" ..." if len(todo.stale) > 3 else "")
-            why = "another class prompt, base model or settings"
-            if todo.off_size == len(todo.stale):
-                why = "sizes the photos' aspect buckets do not use (train.buckets switched, or the photos changed)"
-            elif todo.off_size:
-                why += f" ({todo.off_size} at sizes the photos' aspect buckets do not use)"
-            raise DboothError(
-                f"{class_dir}: {len(todo.stale)} class images were generated with {why} ({names}); "
-                "rerun with --replace to regenerate them"
-            )
-        for p in todo.stale:
-            p.unlink()
+        _remove_stale(class_dir, todo, replace_stale)
         todo = plan(class_dir, manifest, sizes)
     if not todo.missing:
         reporter.info(f"{todo.present} class images present ({todo.wanted} wanted); nothing to generate")
         return todo
     times = PriorTimes()
     if pipe is None:
-        from dbooth.families.loading import inference_device, inference_dtype, load_pipeline
-
-        reporter.info(f"loading base model {manifest.base_model}")
-        began = time.perf_counter()
-        pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
-        pipe.to(inference_device())
-        times.load = time.perf_counter() - began
-    import torch
-
-    from dbooth.util.background import BackgroundWriter
+        pipe, times.load = _load_base_model(manifest, reporter)
     from dbooth.generate.schedulers import set_scheduler
 
     require_free(class_dir, sum(image_bytes(*todo.size_of[i]) for i in todo.missing),
                  f"{len(todo.missing)} class images")
     set_scheduler(pipe, "dpm++")
-    want = recipe(manifest)
-    batch = manifest.prior.batch_size
     if len(todo.shapes) > 1:
         reporter.info("class images by aspect bucket: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in todo.shapes))
+    _generate_missing(class_dir, manifest, pipe, todo, times, reporter)
+    todo.missing = []
+    todo.times = times
+    return todo
+
+
+def _remove_stale(class_dir: Path, todo: PriorPlan, replace_stale: bool) -> None:
+    """Images made with other settings are never mixed in silently: refused, saying why, unless ``replace_stale``
+    asks for them to be deleted (and made again)."""
+    if not replace_stale:
+        names = ", ".join(p.name for p in todo.stale[:3]) + (" ..." if len(todo.stale) > 3 else "")
+        why = "another class prompt, base model or settings"
+        if todo.off_size == len(todo.stale):
+            why = "sizes the photos' aspect buckets do not use (train.buckets switched, or the photos changed)"
+        elif todo.off_size:
+            why += f" ({todo.off_size} at sizes the photos' aspect buckets do not use)"
+        raise DboothError(
+            f"{class_dir}: {len(todo.stale)} class images were generated with {why} ({names}); "
+            "rerun with --replace to regenerate them"
+        )
+    for p in todo.stale:
+        p.unlink()
+
+
+def _load_base_model(manifest, reporter: Reporter):
+    """The frozen base model on the inference device, when no loaded pipeline was passed in; returns it and
+    the seconds the load took (``PriorTimes.load``)."""
+    from dbooth.families.loading import inference_device, inference_dtype, load_pipeline
+
+    reporter.info(f"loading base model {manifest.base_model}")
+    began = time.perf_counter()
+    pipe = load_pipeline(manifest.base_model, dtype=inference_dtype(), allow_pickle=manifest.allow_pickle)
+    pipe.to(inference_device())
+    return pipe, time.perf_counter() - began
+
+
+def _generate_missing(class_dir: Path, manifest, pipe, todo: PriorPlan, times: PriorTimes,
+                      reporter: Reporter) -> None:
+    """Sample the missing images batch by batch while a worker thread encodes and writes the previous batch's
+    PNGs, each with the record that tells later runs how it was made; ``times`` gets where the time went."""
+    from dbooth.util.background import BackgroundWriter
+
+    want = recipe(manifest)
+    batch = manifest.prior.batch_size
     reporter.start("class images", total=todo.wanted, completed=todo.present)
     done, present = todo.present, todo.present
     began = time.perf_counter()
@@ -261,20 +282,7 @@ def generate_class_images(
     with BackgroundWriter(depth=2 * batch) as writer:
         for indices in _batches(todo, batch):
             width, height = todo.size_of[indices[0]]
-            generators = [torch.Generator("cpu").manual_seed(manifest.prior.seed + i) for i in indices]
-            denoised = DenoiseClock(torch.cuda.is_available())
-            start = time.perf_counter()
-            images = pipe(
-                [want["prompt"]] * len(indices),
-                num_inference_steps=manifest.prior.steps,
-                guidance_scale=manifest.prior.guidance_scale,
-                height=height,
-                width=width,
-                generator=generators,
-                callback_on_step_end=denoised,
-            ).images
-            end = time.perf_counter()
-            times.add_batch(start, denoised.at, end)
+            images = _sample_batch(pipe, manifest, want["prompt"], indices, width, height, times)
             for i, image in zip(indices, images):
                 record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++", size=[width, height])
                 path = class_dir / f"{GENERATED_PREFIX}{i:05d}.png"
@@ -284,9 +292,28 @@ def generate_class_images(
     times.write, times.waited = writer.write_seconds, writer.wait_seconds
     times.images, times.seconds = done - present, time.perf_counter() - began
     reporter.stop()
-    todo.missing = []
-    todo.times = times
-    return todo
+
+
+def _sample_batch(pipe, manifest, prompt: str, indices: list[int], width: int, height: int, times: PriorTimes):
+    """One pipeline call for a batch of one size; image ``i`` is seeded ``prior.seed + i`` whatever batch it falls
+    in, so a resumed run makes the same images. Its denoise and decode times go into ``times``."""
+    import torch
+
+    generators = [torch.Generator("cpu").manual_seed(manifest.prior.seed + i) for i in indices]
+    denoised = DenoiseClock(torch.cuda.is_available())
+    start = time.perf_counter()
+    images = pipe(
+        [prompt] * len(indices),
+        num_inference_steps=manifest.prior.steps,
+        guidance_scale=manifest.prior.guidance_scale,
+        height=height,
+        width=width,
+        generator=generators,
+        callback_on_step_end=denoised,
+    ).images
+    end = time.perf_counter()
+    times.add_batch(start, denoised.at, end)
+    return images
 
 
 def _png_write(path: Path, image, record: dict, todo: PriorPlan):
