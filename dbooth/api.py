@@ -254,29 +254,15 @@ def sample(
 ):
     """Sample the latest stage-(a) run (or ``run_id``, or the base model); with ``upscale`` (or an
     ``upscaler_run``) enlarge each image with the latest upscaler run (or the base upscaler): stage (b)."""
-    from dbooth.workspace.paths import require_inside
     from dbooth.workspace.prompts import format_prompt
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
-    run, checkpoint = (None, None) if base_only else find_run_at(ws, run_id)
-    if run is not None:
-        if run.stage != "base":
-            raise DboothError(f"run {run.id} is an upscaler run (stage b): pass it as --upscaler-run with --upscale, "
-                              "and a stage-(a) run (or none, for the latest) as --run")
-        require_inside([checkpoint or run.final_dir], run.dir, "run outputs")
     upscale = upscale or upscaler_run is not None
-    up = _upscaler_run(ws, upscaler_run, reporter) if upscale else None
-    if up is not None:
-        require_inside([up.final_dir], up.dir, "run outputs")
+    run, checkpoint, up = _runs_to_sample(ws, run_id, base_only, upscale, upscaler_run, reporter)
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
-    from dbooth.generate.sample import generate, load_for_sampling, sample_folder, upscale as enlarge  # torch: after the checks
+    from dbooth.generate.sample import generate, sample_folder  # torch: after the checks
 
-    if checkpoint is not None:
-        from dbooth.training.restore import checkpoint_pipeline
-
-        pipe = checkpoint_pipeline(run, checkpoint, allow_pickle=manifest.allow_pickle)
-    else:
-        pipe = load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
+    pipe = _stage_a_pipeline(manifest, run, checkpoint)
     s = manifest.sample
     label = "base" if run is None else run.id + (f"@{checkpoint.name}" if checkpoint is not None else "")
     up_label = None
@@ -302,19 +288,57 @@ def sample(
     if up_label is None:
         return result
     del pipe
+    return _enlarge_samples(manifest, up, result.paths, text, folder, model_label, reporter)
+
+
+def _runs_to_sample(ws: Workspace, run_id: str | None, base_only: bool, upscale: bool, upscaler_run: str | None,
+                    reporter: Reporter | None):
+    """The stage-(a) run and checkpoint to sample and the upscaler run (None: the base models), each checked
+    before torch is loaded: a wrong stage or outputs outside the run's folder fail fast."""
+    from dbooth.workspace.paths import require_inside
+
+    run, checkpoint = (None, None) if base_only else find_run_at(ws, run_id)
+    if run is not None:
+        if run.stage != "base":
+            raise DboothError(f"run {run.id} is an upscaler run (stage b): pass it as --upscaler-run with --upscale, "
+                              "and a stage-(a) run (or none, for the latest) as --run")
+        require_inside([checkpoint or run.final_dir], run.dir, "run outputs")
+    up = _upscaler_run(ws, upscaler_run, reporter) if upscale else None
+    if up is not None:
+        require_inside([up.final_dir], up.dir, "run outputs")
+    return run, checkpoint, up
+
+
+def _stage_a_pipeline(manifest: Manifest, run, checkpoint):
+    """The pipeline to sample: a checkpoint's weights, or the run's final ones (or the base model's)."""
+    from dbooth.generate.sample import load_for_sampling
+
+    if checkpoint is not None:
+        from dbooth.training.restore import checkpoint_pipeline
+
+        return checkpoint_pipeline(run, checkpoint, allow_pickle=manifest.allow_pickle)
+    return load_for_sampling(manifest.base_model, run, allow_pickle=manifest.allow_pickle)
+
+
+def _enlarge_samples(manifest: Manifest, up, paths: list[Path], text: str, folder: Path, model_label: str,
+                     reporter: Reporter | None):
+    """Stage (b): each stage-(a) image enlarged into ``folder`` by the upscaler run ``up`` (None: the base
+    upscaler), seeded as the image was, once the stage-(a) pipeline has been let go."""
     from dbooth.families import family_of
+    from dbooth.generate.sample import load_for_sampling, upscale as enlarge
     from dbooth.workspace.stages import check_stage
 
+    s = manifest.sample
     upscaler_base = up.info().get("base_model", manifest.upscaler.base) if up is not None else manifest.upscaler.base
     up_pipe = load_for_sampling(upscaler_base, up, allow_pickle=manifest.allow_pickle)
     check_stage(family_of(up_pipe), "upscaler", upscaler_base)
     noise_level = up.info().get("noise_level", manifest.upscaler.noise_level) if up else manifest.upscaler.noise_level
     return enlarge(
         up_pipe,
-        result.paths,
+        paths,
         text,
         out_dir=folder,
-        seeds=[s.seed + k for k in range(len(result.paths))],
+        seeds=[s.seed + k for k in range(len(paths))],
         noise_level=noise_level,
         steps=s.steps,
         guidance_scale=s.guidance_scale,
