@@ -25,9 +25,12 @@ def print_eval(data: dict) -> None:
     for name in data["metrics"]:
         table.add_column(name + (" (best)" if name == best else ""), justify="right")
     notes = {"dino": "subject, higher", "clip_i": "subject, higher", "clip_t": "prompt, higher",
-             "pres": "prior drift, lower", "div_dino": "diversity, higher"}
-    for key, note in notes.items():
-        table.add_row(f"{key} ({note})", *(figure(m[key]) for m in data["metrics"].values()))
+             "pres": "prior drift, lower", "div_dino": "diversity, higher", "subject_fidelity": "higher",
+             "prompt_fidelity": "higher", "div": "diversity, higher"}
+    keys = list(dict.fromkeys(key for m in data["metrics"].values() for key in m))  # the judge's, in its order
+    for key in keys:
+        label = f"{key} ({notes[key]})" if key in notes else key
+        table.add_row(label, *(figure(m.get(key)) for m in data["metrics"].values()))
     for key in (data.get("oracle") or {}).get("metrics", {}).get("base", {}):
         table.add_row(f"oracle {key}", *(figure(m[key]) for m in data["oracle"]["metrics"].values()))
     answer.print(table)

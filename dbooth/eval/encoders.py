@@ -8,7 +8,6 @@ input size and normalised with the statistics each model was trained with.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -91,11 +90,14 @@ def _load(loader, name: str, what: str, setting: str):
             reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
             raise DboothError(f"{what} {folder}: cannot be loaded ({reason}); point {setting} at a "
                               "transformers model folder (config.json and weights)") from None
-    try:
-        return loader.from_pretrained(name, local_files_only=True)
-    except Exception:  # not cached (or not completely): try the hub unless told to stay offline
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
+    if at_hand(name):  # asked of the cache alone: transformers looks for extra files online even when told not to
+        try:
+            return loader.from_pretrained(name, local_files_only=True)
+        except Exception:  # not completely cached: try the hub unless it cannot be reached
+            pass
+    from dbooth.util.hub import hub_reachable
+
+    if hub_reachable():  # else huggingface_hub would retry for over a minute before failing
         try:
             return loader.from_pretrained(name)
         except Exception:
@@ -103,6 +105,16 @@ def _load(loader, name: str, what: str, setting: str):
     raise DboothError(f"{what} {name} is not in the local Hugging Face cache and the hub cannot be reached; "
                       f"download it once while online (huggingface-cli download {name}) or set {setting} "
                       "to a local folder")
+
+
+def at_hand(name: str) -> bool:
+    """Whether a judge loads without a download: a model folder, or its config in the Hugging Face cache."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return (folder / "config.json").is_file()
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
 
 
 def load_dino(name: str) -> Dino:

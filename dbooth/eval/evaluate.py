@@ -41,8 +41,6 @@ class EvalResult:
 def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False, prompts: str | None = None,
                  reporter: Reporter | None = None) -> EvalResult:
     """Score the base model, ``run``'s final weights and (``checkpoints``) every saved checkpoint."""
-    from dbooth.eval.judges import EncoderJudge
-    from dbooth.plugins import judge_for
     from dbooth.util.images import scan_folder
 
     reporter = reporter or Reporter()
@@ -53,12 +51,10 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
     class_text = format_prompt(manifest.class_prompt, manifest.identifier, manifest.class_noun)
     photo_paths = scan_folder(ws.instance_dir, what="instance images", min_side=0).paths
     e = manifest.eval
-    reporter.info(f"loading judges {e.dino} and {e.clip}")
     from PIL import Image
 
     photos = [Image.open(p).convert("RGB") for p in photo_paths]
-    judge = EncoderJudge.load(e, photos, subject_prompts)  # before any pipeline: a missing one fails at once
-    oracle = judge_for(manifest.base_model, photos)
+    judge, oracle = _judges(manifest, photos, subject_prompts, reporter)  # before any pipeline: fails at once
 
     models: list[tuple[str, Path | None]] = [("base", None)]
     if checkpoints:
@@ -73,7 +69,7 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
         del pipe
         grids[name] = report.save_grids(run.dir, name, images, class_images)
         scores[name] = judge.score(images, class_images)
-        if oracle is not None:
+        if oracle is not None and oracle is not judge:
             oracle_scores[name] = oracle.score(images, class_images)
         reporter.info(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores[name].items() if v is not None))
 
@@ -88,16 +84,18 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
         "seed": e.seed,
         "sampling": {"scheduler": manifest.sample.scheduler, "steps": manifest.sample.steps,
                      "guidance_scale": manifest.sample.guidance_scale, "resolution": manifest.train.resolution},
-        "encoders": {"dino": e.dino, "clip": e.clip},
+        "encoders": {"dino": e.dino, "clip": e.clip} if oracle is not judge else None,
+        "judge": "oracle" if oracle is judge else "encoders",
         "div": DIV_MEANING,
         "metrics": scores,
     }
-    if oracle is not None:
+    if oracle is not None and oracle is not judge:
         data["oracle"] = {"subject": oracle.subject, "metrics": oracle_scores}
     if checkpoints:
         prior = bool(info.get("class_prompt"))
+        margin = e.prompt_fidelity_margin if judge.default_prompt_margin is None else judge.default_prompt_margin
         pick = pick_best({k: v for k, v in scores.items() if k != "base"}, scores["base"],
-                         prompt_margin=e.prompt_fidelity_margin, pres_margin=e.pres_margin, prior=prior)
+                         prompt_margin=margin, pres_margin=e.pres_margin, prior=prior, keys=judge.keys)
         data["best"] = {"checkpoint": pick.best, "rule": pick.rule, "eligible": pick.eligible}
         info = run.info()
         info["best_checkpoint"] = pick.best
@@ -105,6 +103,24 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
     path = run.dir / EVAL_FILE
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return EvalResult(path, data, report.write_report(run.dir, data, grids))
+
+
+def _judges(manifest, photos: list, prompts: list[str], reporter: Reporter):
+    """The judge whose figures the table and the pick use, and the base model's own exact judge (the oracle) when
+    it has one. With such a judge the DINO/CLIP encoders are optional: used when at hand, skipped when they would
+    need a download. Without one they are required, and a missing one is a one-line error before any sampling."""
+    from dbooth.eval.encoders import at_hand
+    from dbooth.eval.judges import EncoderJudge
+    from dbooth.plugins import judge_for
+
+    e = manifest.eval
+    oracle = judge_for(manifest.base_model, photos)
+    if oracle is not None and not (at_hand(e.dino) and at_hand(e.clip)):
+        reporter.info(f"judging with {manifest.base_model}'s oracle alone: {e.dino} and {e.clip} (eval.dino, "
+                      "eval.clip) are not in the Hugging Face cache")
+        return oracle, oracle
+    reporter.info(f"loading judges {e.dino} and {e.clip}")
+    return EncoderJudge.load(e, photos, prompts), oracle
 
 
 def _load(manifest, run: Run, name: str, checkpoint: Path | None):

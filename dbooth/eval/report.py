@@ -21,7 +21,10 @@ BASE, FINAL = "base", "final"
 CLASS = "class"  # the grids' key for the class prompt's samples (what PRES judges)
 ROWS = (("dino", "DINO (subject, higher)"), ("clip_i", "CLIP-I (subject, higher)"),
         ("clip_t", "CLIP-T (prompt, higher)"), ("pres", "PRES (prior drift, lower)"),
-        ("div_dino", "DIV (diversity, DINO, higher)"))
+        ("div_dino", "DIV (diversity, DINO, higher)"),
+        # a base model's own exact judge (the built-in world's oracle), when it judges alone
+        ("subject_fidelity", "subject fidelity (higher)"), ("prompt_fidelity", "prompt fidelity (higher)"),
+        ("div", "DIV (diversity, higher)"))
 # the curve: subject fidelity (y) against prompt fidelity (x), one point per scored step
 WIDTH, HEIGHT = 480, 320
 LEFT, RIGHT, TOP, BOTTOM = 60, 20, 20, 50  # margins inside the SVG for the axes' labels
@@ -119,7 +122,8 @@ def metric_table(data: dict) -> str:
     names = list(data["metrics"])
     head = "".join(f'<th{" class=best" if n == best else ""}>{e(n)}{" (best)" if n == best else ""}</th>'
                    for n in names)
-    rows = [(label, [data["metrics"][n].get(key) for n in names]) for key, label in ROWS]
+    present = {key for m in data["metrics"].values() for key in m}
+    rows = [(label, [data["metrics"][n].get(key) for n in names]) for key, label in ROWS if key in present]
     oracle = (data.get("oracle") or {}).get("metrics") or {}
     for key in oracle.get(BASE, {}):
         rows.append((f"oracle {key}", [oracle.get(n, {}).get(key) for n in names]))
@@ -133,9 +137,11 @@ def eval_section(data: dict, grids: dict[str, dict[str, str]]) -> str:
     e = html.escape
     best = data.get("best")
     judges = data["encoders"]
+    judged = (f"judges {e(judges['dino'])} and {e(judges['clip'])}" if judges
+              else "judged by the base model's oracle alone (DINO and CLIP were not in the cache)")
     intro = (f"<p>{e(str(data['prompts']))}: {len(data['prompt_list'])} prompts, {data['images_per_prompt']} images "
-             f"per prompt at seeds {data['seed']} upwards, the same for every model; judges {e(judges['dino'])} "
-             f"and {e(judges['clip'])}; {e(data['created'])}.</p>")
+             f"per prompt at seeds {data['seed']} upwards, the same for every model; {judged}; "
+             f"{e(data['created'])}.</p>")
     out = [START, '<section id="evaluation"><h2>Evaluation</h2>', intro,
            metric_table(data),
            f"<p class=note>{e(data['div'])}</p>"]

@@ -141,7 +141,11 @@ def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | N
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    from dbooth.util.hub import hub_reachable
+
     for local_only in (True, False):
+        if not local_only and not hub_reachable():  # huggingface_hub would retry for over a minute
+            break
         try:
             return json.loads(Path(hf_hub_download(repo_id, filename, local_files_only=local_only)).read_text())
         except EntryNotFoundError:

@@ -66,6 +66,10 @@ def _load_from_hub(family, source, dtype, allow_pickle):
         return family.load(source, dtype=dtype, allow_pickle=allow_pickle)
     except OSError:
         pass
+    from dbooth.util.hub import hub_reachable
+
+    if not hub_reachable():  # huggingface_hub would retry for over a minute before failing
+        raise hub_unreachable(source.location)
     try:
         return family.load(source, dtype=dtype, local_files_only=False, allow_pickle=allow_pickle)
     except OSError as exc:
