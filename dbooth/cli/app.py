@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,8 @@ EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # dbooth.export.dtypes.DTYPES, without
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=None,  # click's plain columns: rich's panels cut long option names at 80-100 columns
+    context_settings={"max_content_width": shutil.get_terminal_size().columns},  # click stops at 80 by default
     help="DreamBooth fine-tuning: one workspace folder per subject, driven by its dbooth.yaml.",
 )
 
