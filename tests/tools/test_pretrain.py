@@ -1,25 +1,16 @@
 import torch
 
+from dbooth.training.losses import min_snr_weights, snr
 from dbooth_shapes import architecture as C
-from tools.shapes.pretrain import EMA, min_snr_weights, to_tensor
+from tools.shapes.pretrain import to_tensor
 from dbooth_shapes.world import random_scene, render_batch
 
 
 def test_min_snr_weights_cap_low_noise_steps_only():
-    sched = C.build_train_scheduler()
-    w = min_snr_weights(sched, torch.tensor([0, 500, 999]), gamma=5.0)
+    sched = C.build_train_scheduler()  # pretraining weighs its epsilon loss with the product's min-SNR-5
+    w = min_snr_weights(snr(sched.alphas_cumprod, torch.tensor([0, 500, 999])), 5.0, "epsilon")
     assert w[0] < 0.05  # tiny noise: SNR is huge, weight gamma/SNR is small
     assert torch.isclose(w[2], torch.tensor(1.0))  # heavy noise: SNR < gamma, weight 1
-
-
-def test_ema_moves_towards_the_model():
-    m = torch.nn.Linear(2, 2)
-    ema = EMA(m, decay=0.5)
-    with torch.no_grad():
-        m.weight.add_(1.0)
-    before = (ema.shadow.weight - m.weight).abs().sum()
-    ema.update(m)
-    assert (ema.shadow.weight - m.weight).abs().sum() < before
 
 
 def test_to_tensor_range_and_layout():

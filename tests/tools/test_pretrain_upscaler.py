@@ -5,15 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
+from dbooth.training.losses import min_snr_weights, snr
 from dbooth_shapes import upscaler_architecture as U
 from tools.shapes.pretrain import to_tensor
-from tools.shapes.pretrain_upscaler import (
-    UpscalerPretrainConfig,
-    noise_levels,
-    pretrain,
-    training_pair,
-    v_min_snr_weights,
-)
+from tools.shapes.pretrain_upscaler import UpscalerPretrainConfig, noise_levels, pretrain, training_pair
 from dbooth_shapes.world import random_scene, render
 
 
@@ -36,13 +31,14 @@ def test_noise_levels_stay_in_range_and_favour_low_augmentation():
 
 
 def test_v_min_snr_weights_match_a_direct_computation():
-    sched = U.build_train_scheduler()
+    sched = U.build_train_scheduler()  # the upscaler weighs its v-prediction loss with the product's min-SNR-5
     t = torch.tensor([0, 300, 999])
     a = sched.alphas_cumprod[t]
-    snr = a / (1 - a)
-    expected = torch.minimum(snr, torch.tensor(5.0)) / (snr + 1)
-    assert torch.allclose(v_min_snr_weights(sched, t), expected)
-    assert v_min_snr_weights(sched, torch.tensor([999]))[0] == pytest.approx(float(snr[2] / (snr[2] + 1)))
+    ratio = a / (1 - a)
+    expected = torch.minimum(ratio, torch.tensor(5.0)) / (ratio + 1)
+    weights = min_snr_weights(snr(sched.alphas_cumprod, t), 5.0, "v_prediction")
+    assert torch.allclose(weights, expected)
+    assert weights[2] == pytest.approx(float(ratio[2] / (ratio[2] + 1)))
 
 
 def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_path):

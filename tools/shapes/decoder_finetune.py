@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from tools.shapes.pretrain import to_tensor, vae_scene
+from tools.shapes.run_clock import log
+from tools.shapes.steps import Steps
 from dbooth_shapes.world import render_batch
 from dbooth.util.fsutil import atomic_path, atomic_write_text
 
@@ -36,33 +38,27 @@ def finetune_decoder(model: Path, minutes: float, vae_out: Path | None = None, s
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    steps = Steps(torch.optim.AdamW(params, lr=lr, weight_decay=0.0), smoothing=0.05)
     rng = np.random.default_rng(seed + 10)
-    step, loss_avg = 0, None
     while time.time() - start < minutes * 60:
         x = to_tensor(render_batch([vae_scene(rng) for _ in range(batch_size)]))
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample()
         rec = vae.decode(z).sample
-        loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        if step % 20 == 0:
-            print(f"[{time.time() - start:7.1f}s] decoder step {step} loss {loss_avg:.4f}", flush=True)
+        steps.take(F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x))
+        if steps.due(20):
+            log(f"decoder step {steps.count} loss {steps.smoothed:.4f}", start)
     target = vae_out or model / "vae"
     with atomic_path(target) as tmp:
         vae.save_pretrained(tmp, safe_serialization=True)
-    note = (f"\n- VAE decoder then fine-tuned for {step} steps at batch {batch_size} ({minutes:g} min, lr {lr:g}, "
-            f"encoder frozen so latents are unchanged): `python -m tools.shapes.decoder_finetune --model {model} "
-            f"--minutes {minutes:g}`\n")
+    note = (f"\n- VAE decoder then fine-tuned for {steps.count} steps at batch {batch_size} ({minutes:g} min, "
+            f"lr {lr:g}, encoder frozen so latents are unchanged): `python -m tools.shapes.decoder_finetune "
+            f"--model {model} --minutes {minutes:g}`\n")
     if vae_out is None:
         _add_to_card(model, note)
     else:
         atomic_write_text(_note_path(target), note)
-    print(f"decoder fine-tuned for {step} steps; VAE written to {target}", flush=True)
+    print(f"decoder fine-tuned for {steps.count} steps; VAE written to {target}", flush=True)
     return target
 
 

@@ -22,10 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dbooth.training.losses import min_snr_weights, snr
 from dbooth_shapes import architecture as C
 from dbooth_shapes.world import COLOURS, PATTERNS, Scene, caption, pretraining_caption, random_scene, render_batch
 from tools.shapes.run_clock import RunClock
 from tools.shapes.run_clock import log as _log
+from tools.shapes.steps import EMA, Steps
 from dbooth_shapes.examples import lookalike_scene
 from dbooth.util.fsutil import atomic_path, atomic_write_text
 
@@ -85,28 +87,24 @@ def train_vae(cfg: PretrainConfig, seconds: float, start: float, vae=None):
     """Train a VAE (from scratch, or on from ``vae``) on rendered scenes for ``seconds``."""
     vae = (vae or C.build_vae()).train().requires_grad_(True)
     rng = np.random.default_rng(cfg.seed + 1)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    steps = Steps(torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0), smoothing=0.05)
     pool = to_tensor(render_batch([vae_scene(rng) for _ in range(4000)]))
-    step, t0, loss_avg = 0, time.time(), None
+    t0 = time.time()
     while time.time() - t0 < seconds:
         x = pool[torch.randint(0, len(pool), (cfg.vae_batch_size,))]
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         kl = post.kl().mean() / x[0].numel()
         loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + 0.5 * image_gradient_l1(rec, x) + 1e-4 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        if step % 20 == 0:
-            _log(f"vae step {step} loss {loss_avg:.4f} kl {kl.item():.4f}", start)
-        if step % 200 == 0:  # refresh a quarter of the pool so the VAE sees more than 4000 images
+        steps.take(loss)
+        if steps.due(20):
+            _log(f"vae step {steps.count} loss {steps.smoothed:.4f} kl {kl.item():.4f}", start)
+        if steps.due(200):  # refresh a quarter of the pool so the VAE sees more than 4000 images
             idx = torch.randperm(len(pool))[:1000]
             pool[idx] = to_tensor(render_batch([vae_scene(rng) for _ in range(1000)]))
     vae.eval().requires_grad_(False)
-    _log(f"vae done: {step} steps", start)
-    return vae, step
+    _log(f"vae done: {steps.count} steps", start)
+    return vae, steps.count
 
 
 def render_chunks(scenes: list[Scene], chunk: int, workers: int):
@@ -169,30 +167,8 @@ def training_caption(scene: Scene, rng: np.random.Generator, cfg: PretrainConfig
     return pretraining_caption(scene, rng)
 
 
-def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
-    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): faster convergence."""
-    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    snr = alphas / (1 - alphas)
-    return torch.clamp(snr, max=gamma) / snr
-
-
-class EMA:
-    """Exponential moving average of weights, warmed up so early snapshots are not all init."""
-
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
-        self.decay = decay
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in module.parameters()], 1 - d)
-
-
-def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None:
-    pipe = C.assemble_pipeline(unet, vae, text_encoder, tokenizer)
+def save_pipeline(out: Path, pipe, card: str) -> None:
+    """Write ``pipe`` and its README to ``out`` atomically, so a snapshot never leaves a half-written model."""
     with atomic_path(out) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         atomic_write_text(tmp / "README.md", card)
@@ -287,7 +263,7 @@ def retrain_vae(cfg: PretrainConfig) -> Path:
             f"--vae-only --out {cfg.out} --minutes {cfg.minutes:g} --threads {cfg.threads} --vae-lr {cfg.vae_lr:g}"
             f"{f' --init-from {cfg.init_from}' if cfg.init_from else ''}\n\nUNet and text encoder: carried over; "
             f"continue them with `--init-from {cfg.out}`.\n{_earlier_card(cfg.init_from)}")
-    save_model(cfg.out, unet, vae, text_encoder, tokenizer, card)
+    save_pipeline(cfg.out, C.assemble_pipeline(unet, vae, text_encoder, tokenizer), card)
     _log(f"model with the new VAE written to {cfg.out}", start)
     return cfg.out
 
@@ -327,7 +303,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
     scheduler = C.build_train_scheduler()
     ema_unet, ema_text = EMA(unet, cfg.ema_decay), EMA(text_encoder, cfg.ema_decay)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2, fused=device.type == "cuda")
+    steps = Steps(torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2, fused=device.type == "cuda"),
+                  clip=(params, 1.0), emas=((ema_unet, unet), (ema_text, text_encoder)))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     rng = np.random.default_rng(cfg.seed + 3)
     token_cache: dict[str, torch.Tensor] = {}
@@ -344,12 +321,11 @@ def pretrain(cfg: PretrainConfig) -> Path:
     def snapshot(final: bool) -> None:
         stats["wall_minutes"] = (time.time() - start) / 60
         unet_cpu, text_cpu = copy.deepcopy(ema_unet.shadow).cpu(), copy.deepcopy(ema_text.shadow).cpu()
-        save_model(cfg.out, unet_cpu, vae, text_cpu, tokenizer, model_card(cfg, stats))
+        save_pipeline(cfg.out, C.assemble_pipeline(unet_cpu, vae, text_cpu, tokenizer), model_card(cfg, stats))
         _log(f"{'final model' if final else 'snapshot'} written to {cfg.out} (step {stats['unet_steps']})", start)
 
     clock = RunClock(start, cfg.minutes, cfg.steps, cfg.snapshot_minutes)
-    step, loss_sum = 0, torch.zeros((), device=device)
-    while clock.running(step):
+    while clock.running(steps.count):
         idx = rng.integers(0, len(scenes), cfg.batch_size)
         gidx = torch.from_numpy(idx).to(device)
         latents = (lat_mean[gidx] + lat_std[gidx] * torch.randn_like(lat_std[gidx])) * scaling
@@ -361,22 +337,11 @@ def pretrain(cfg: PretrainConfig) -> Path:
         with autocast:
             pred = unet(noisy, t, text_encoder(ids)[0]).sample
         per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * min_snr_weights(scheduler, t)).mean()
-        lr = clock.learning_rate(cfg.lr, step, warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
-        opt.step()
-        ema_unet.update(unet)
-        ema_text.update(text_encoder)
-        step += 1
-        stats["unet_steps"] = step
-        loss_sum += loss.detach()
-        if step % 50 == 0:  # reading the loss waits for the GPU, so only now and then
-            _log(f"unet step {step} loss {float(loss_sum) / 50:.4f} lr {lr:.2e}", start)
-            loss_sum.zero_()
+        loss = (per_sample * min_snr_weights(snr(scheduler.alphas_cumprod, t), 5.0, "epsilon")).mean()
+        lr = clock.learning_rate(cfg.lr, steps.count, warmup)
+        stats["unet_steps"] = steps.take(loss, lr)
+        if steps.due(50):  # reading the loss waits for the GPU, so only now and then
+            _log(f"unet step {steps.count} loss {steps.window_mean():.4f} lr {lr:.2e}", start)
         if clock.snapshot_due():
             snapshot(final=False)
     snapshot(final=True)

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from dbooth.training.losses import min_snr_weights, snr
 from dbooth_shapes import upscaler_architecture as U
-from tools.shapes.pretrain import EMA, _earlier_card, to_tensor
+from tools.shapes.pretrain import _earlier_card, save_pipeline, to_tensor
 from dbooth_shapes.world import Scene, object_coverage, pretraining_caption, random_scene, render
 from tools.shapes.run_clock import RunClock
 from tools.shapes.run_clock import log as _log
-from dbooth.util.fsutil import atomic_path, atomic_write_text
+from tools.shapes.steps import EMA, Steps
 
 
 @dataclass
@@ -93,13 +94,6 @@ def noise_levels(rng: np.random.Generator, n: int) -> torch.Tensor:
     return torch.from_numpy(np.minimum((u**2 * (U.MAX_NOISE_LEVEL + 1)).astype(np.int64), U.MAX_NOISE_LEVEL))
 
 
-def v_min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
-    """Min-SNR-gamma weights for a v-prediction loss: min(SNR, gamma) / (SNR + 1)."""
-    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    snr = alphas / (1 - alphas)
-    return torch.clamp(snr, max=gamma) / (snr + 1)
-
-
 @torch.no_grad()
 def latent_std(vae, highs: torch.Tensor) -> float:
     """Std of sampled latents (before any scaling factor) of a batch of -1..1 images."""
@@ -114,9 +108,9 @@ def load_parts(cfg: UpscalerPretrainConfig, start: float):
         init = StableDiffusionUpscalePipeline.from_pretrained(cfg.init_from)
         _log(f"continuing {cfg.init_from}", start)
         return init.unet, init.vae, init.text_encoder, init.tokenizer
-    from tools.shapes.evaluate import load_pipeline
+    from dbooth.families.loading import load_pipeline
 
-    base = load_pipeline(cfg.base)
+    base = load_pipeline(str(cfg.base))
     rng = np.random.default_rng(cfg.seed + 7)
     sample = to_tensor(np.stack([np.asarray(render(random_scene(rng), U.HIGH_RES)) for _ in range(cfg.scale_samples)]))
     k = 1.0 / (U.UPSCALE_SCALING_FACTOR * latent_std(base.vae, sample))
@@ -146,13 +140,6 @@ def encode_dataset(vae, cfg: UpscalerPretrainConfig, start: float):
     weights = (torch.from_numpy(np.stack([object_weights(s, cfg.object_weight) for s in scenes])).to(vae.device)
                if cfg.object_weight else None)
     return scenes, torch.cat(means), torch.cat(stds), lows, weights
-
-
-def save_model(out: Path, unet, vae, text_encoder, tokenizer, card: str) -> None:
-    pipe = U.assemble_pipeline(unet, vae, text_encoder, tokenizer)
-    with atomic_path(out) as tmp:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        atomic_write_text(tmp / "README.md", card)
 
 
 def training_card(cfg: UpscalerPretrainConfig, stats: dict) -> str:
@@ -191,7 +178,8 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
     scheduler, low_res_scheduler = U.build_train_scheduler(), U.build_low_res_scheduler()
     scaling = U.UPSCALE_SCALING_FACTOR
     ema = EMA(unet, cfg.ema_decay)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    steps = Steps(torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2), clip=(unet.parameters(), 1.0),
+                  emas=((ema, unet),), smoothing=0.02)
     warmup = cfg.warmup or (10 if cfg.init_from else 100)
     rng = np.random.default_rng(cfg.seed + 3)
     embed_cache: dict[str, torch.Tensor] = {}
@@ -207,12 +195,11 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
     def snapshot(final: bool) -> None:
         stats["wall_minutes"] = (time.time() - start) / 60
         parts = [copy.deepcopy(m).cpu() for m in (ema.shadow, vae, text_encoder)]
-        save_model(cfg.out, *parts, tokenizer, training_card(cfg, stats))
+        save_pipeline(cfg.out, U.assemble_pipeline(*parts, tokenizer), training_card(cfg, stats))
         _log(f"{'final model' if final else 'snapshot'} written to {cfg.out} (step {stats['steps']})", start)
 
     clock = RunClock(start, cfg.minutes, cfg.steps, cfg.snapshot_minutes)
-    step, loss_avg = 0, None
-    while clock.running(step):
+    while clock.running(steps.count):
         idx = torch.from_numpy(rng.integers(0, len(scenes), cfg.batch_size)).to(device)
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_std[idx])) * scaling
         low = lows[torch.from_numpy(rng.integers(0, 2, cfg.batch_size)).to(device), idx]
@@ -227,21 +214,12 @@ def pretrain(cfg: UpscalerPretrainConfig) -> Path:
         pred = unet(torch.cat([noisy, low], dim=1), t, text, class_labels=level).sample
         errors = F.mse_loss(pred, scheduler.get_velocity(latents, noise, t), reduction="none")
         per_sample = weighted_mean(errors, None if weights is None else weights[idx])
-        loss = (per_sample * v_min_snr_weights(scheduler, t)).mean()
-        lr = clock.learning_rate(cfg.lr, step, warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        ema.update(unet)
-        step += 1
-        stats["steps"] = step
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        stats["loss"] = loss_avg
-        if step % 50 == 0:
-            _log(f"step {step} loss {loss_avg:.4f} lr {lr:.2e}", start)
+        loss = (per_sample * min_snr_weights(snr(scheduler.alphas_cumprod, t), 5.0, "v_prediction")).mean()
+        lr = clock.learning_rate(cfg.lr, steps.count, warmup)
+        stats["steps"] = steps.take(loss, lr)
+        stats["loss"] = steps.smoothed
+        if steps.due(50):
+            _log(f"step {steps.count} loss {steps.smoothed:.4f} lr {lr:.2e}", start)
         if clock.snapshot_due():
             snapshot(final=False)
     snapshot(final=True)
