@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from dbooth_shapes.oracle import SUBJECT_LABELS, Oracle, augment, validate
+from dbooth_shapes.oracle import SUBJECT_LABELS, Oracle
 from dbooth_shapes.examples import EXAMPLES
 from dbooth_shapes.world import CONTEXTS, SHAPES, Scene, random_scene, render, render_batch
+from tools.shapes.train_oracle import augment, validate
 
 N = 300
 
