@@ -22,20 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dbooth_shapes import builtin_model_path
-from dbooth_shapes.oracle import Oracle, subject_of
+from dbooth.families.loading import load_pipeline
+from dbooth.generate.sample import make_grid
+from dbooth_shapes.oracle import Oracle
 from tools.shapes.pretrain import to_tensor
+from tools.shapes.train_oracle import subject_of
 from dbooth_shapes.examples import EXAMPLES
 from dbooth_shapes.world import caption, random_scene, render_batch
-
-
-def load_pipeline(model: str | Path = "builtin:shapes"):
-    from diffusers import StableDiffusionPipeline
-
-    path = builtin_model_path(str(model)) if str(model).startswith("builtin:") else Path(model)
-    pipe = StableDiffusionPipeline.from_pretrained(path)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @torch.no_grad()
@@ -55,7 +48,7 @@ def evaluate_base_model(
     preservation samples) and only shape accuracy is scored. The noise comes from a CPU
     generator, so a GPU run draws the same starting latents."""
     start = time.time()
-    pipe = load_pipeline(model).to(device)
+    pipe = load_pipeline(str(model)).to(device)
     oracle = oracle or Oracle.load()
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng) for _ in range(num_samples)]
@@ -85,7 +78,7 @@ def evaluate_vae(num_samples: int = 200, model: str | Path = "builtin:shapes", s
                  oracle: Oracle | None = None) -> dict:
     """Oracle scores of VAE round trips (encode, take the mean latent, decode): world scenes and
     the example subjects, ``num_samples`` of each."""
-    vae = load_pipeline(model).vae.eval()
+    vae = load_pipeline(str(model)).vae.eval()
     oracle = oracle or Oracle.load()
     rng = np.random.default_rng(seed)
     names = sorted(EXAMPLES)
@@ -124,19 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     r = evaluate_base_model(a.samples, a.model, a.steps, a.guidance_scale, a.seed, device=a.device, bare=a.bare)
     if a.grid:
-        save_grid(r["images"], a.grid)
+        make_grid(r["images"], cols=10).save(a.grid)
     print(json.dumps({k: v for k, v in r.items() if k not in ("images", "prompts")}))
-
-
-def save_grid(images, path: Path, columns: int = 10) -> None:
-    from PIL import Image
-
-    w, h = images[0].size
-    rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * w, rows * h), (255, 255, 255))
-    for i, im in enumerate(images):
-        grid.paste(im, ((i % columns) * w, (i // columns) * h))
-    grid.save(path)
 
 
 if __name__ == "__main__":
