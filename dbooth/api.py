@@ -8,7 +8,7 @@ from pathlib import Path
 from dbooth.workspace.config import Manifest, apply_overrides
 from dbooth.util.errors import DboothError
 from dbooth.util.reporting import Reporter
-from dbooth.workspace.folder import Workspace, create_workspace, find_run, find_run_at, open_workspace
+from dbooth.workspace.folder import Workspace, create_workspace, find_run, find_run_at, list_runs, open_workspace
 
 
 def native_resolution(base_model: str, *, allow_pickle: bool = False) -> int | None:
@@ -210,6 +210,7 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
     from dbooth.training.distributed import is_main
     from dbooth.training import train as run_training
 
+    extend_to = (overrides or {}).get("train.max_steps")  # a resumed run keeps its own budget unless asked
     if upscaler:
         from dbooth.workspace.stages import upscaler_overrides
 
@@ -217,7 +218,26 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
     manifest = apply_overrides(ws.manifest(), overrides or {})
     # under `accelerate launch` the main process holds the lock for all of the run's processes
     with _writer(ws, "train", reporter, wait) if is_main() else contextlib.nullcontext():
-        return run_training(ws, manifest, resume=resume, reporter=reporter, stage="upscaler" if upscaler else "base")
+        return run_training(ws, manifest, resume=resume, reporter=reporter, stage="upscaler" if upscaler else "base",
+                            extend_to=extend_to)
+
+
+def interrupted_train(ws: Workspace, *, upscaler: bool = False, workspace_arg: str | None = None) -> str:
+    """What a Ctrl-C during ``train`` kept, and the exact command that goes on from there (one line)."""
+    runs = [r for r in list_runs(ws) if r.stage == _stage(upscaler)]
+    if not runs:
+        return "interrupted before the run started; nothing was written"
+    run, info = runs[-1], runs[-1].info()
+    at, planned = info.get("interrupted_at"), info.get("planned_steps") or info.get("steps")
+    where = f"interrupted at step {at} of {planned}" if at is not None else "interrupted"
+    command = "dbooth train" + (f" -w {workspace_arg}" if workspace_arg else "") + (" --upscaler" if upscaler else "")
+    checkpoint = run.resume_checkpoint()
+    if checkpoint is None:
+        every = ws.manifest().train.checkpoint_every
+        return (f"{where}, before its first checkpoint (train.checkpoint_every: {every}): run {run.id} cannot "
+                f"continue; `{command}` starts again")
+    return (f"{where}; run {run.id} keeps {checkpoint.name}: `{command} --resume` continues it to step {planned} "
+            "with its own settings")
 
 
 def _writer(ws: Workspace, verb: str, reporter: Reporter | None, wait: float | None = None):

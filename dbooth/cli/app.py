@@ -26,6 +26,8 @@ app = typer.Typer(
     help="DreamBooth fine-tuning: one workspace folder per subject, driven by its dbooth.yaml.",
 )
 
+_INTERRUPT_TOLD: list[bool] = []  # a verb that said what its Ctrl-C kept (train) appends, so main() stays quiet
+
 WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", help="Workspace folder (default: current folder).")
 
 
@@ -279,8 +281,15 @@ def train(
         unsupported = [k for k, v in overrides.items() if v is not None and k != "train.max_steps"]
         if unsupported:
             raise DboothError("train --resume: only --steps may change when resuming; drop the other options")
-    result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None,
-                       upscaler=upscaler)
+    try:
+        result = api.train(ws, overrides, resume=resume, reporter=RichReporter(), wait=float("inf") if wait else None,
+                           upscaler=upscaler)
+    except KeyboardInterrupt:  # Typer would exit 130 without a word
+        if is_main():
+            here = Path.cwd().resolve() == ws.root.resolve()
+            error(api.interrupted_train(ws, upscaler=upscaler, workspace_arg=None if here else str(workspace)))
+        _INTERRUPT_TOLD.append(True)
+        raise typer.Exit(130) from None
     if not is_main():
         return
     where = result.run.final_dir
@@ -556,6 +565,10 @@ def main() -> None:
     except KeyboardInterrupt:
         error(interrupted_message(sys.argv[1:]))
         sys.exit(130)
+    except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
+        if exc.code == 130 and not _INTERRUPT_TOLD:
+            error(interrupted_message(sys.argv[1:]))
+        raise
 
 
 def interrupted_message(args: list[str]) -> str:

@@ -37,12 +37,16 @@ class TrainingInputs:
 
 
 def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: Reporter,
-                  stage: str = "base") -> TrainingInputs:
+                  stage: str = "base", extend_to: int | None = None) -> TrainingInputs:
     resumed = resumable_run(ws, stage) if resume else None
     if resumed is not None:
-        saved = load_manifest(resumed.config_path)
-        # a resumed run keeps its own settings; only the step budget may be extended
-        manifest = apply_overrides(saved, {"train.max_steps": manifest.train.max_steps})
+        # a resumed run keeps its own settings (steps, learning rate, method: those of the command that started
+        # it, recorded in its config.yaml); only the step budget may be extended, by an explicit --steps
+        manifest = load_manifest(resumed.config_path)
+        if extend_to is not None:
+            manifest = apply_overrides(manifest, {"train.max_steps": extend_to})
+    else:
+        _mention_resumable(ws, stage, reporter)
     cfg = manifest.train
     if cfg.fused_backward:
         _check_fused_backward(cfg)
@@ -106,6 +110,19 @@ def _check_fused_backward(cfg) -> None:
     if clash:
         raise DboothError(f"train.fused_backward steps AdamW per parameter inside the backward pass and cannot "
                           f"run with {clash}; set train.fused_backward: false, or use adamw, bf16 and no accumulation")
+
+
+def _mention_resumable(ws: Workspace, stage: str, reporter: Reporter) -> None:
+    """A new run beside one that could continue: say so, once, before starting afresh."""
+    try:
+        run = resumable_run(ws, stage)
+    except DboothError:
+        return
+    info = run.info()
+    checkpoint = run.resume_checkpoint()
+    again = "dbooth train --upscaler --resume" if stage == "upscaler" else "dbooth train --resume"
+    reporter.warn(f"run {run.id} stopped at step {info.get('interrupted_at') or '?'} of {info.get('planned_steps', '?')} "
+                  f"and can continue from {checkpoint.name} with `{again}`; starting a new run instead")
 
 
 def resumable_run(ws: Workspace, stage: str = "base") -> Run:
