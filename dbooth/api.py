@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dbooth.workspace.config import Manifest, apply_overrides
 from dbooth.util.errors import DboothError
+from dbooth.util.fsutil import check_writable
 from dbooth.util.reporting import Reporter
 from dbooth.workspace.folder import Workspace, create_workspace, find_run, find_run_at, list_runs, open_workspace
 
@@ -39,6 +40,8 @@ def init(
     ``identifier="auto"`` takes the base model's first rare single token; with a ``reporter``, an identifier the
     tokenizer splits or knows as a word gets a warning (see dbooth.identifiers).
     """
+    if not Path(name).expanduser().exists():  # an existing one is refused by create_workspace, with its reason
+        check_writable(name, "workspace")
     data: dict = {}
     if example is not None:
         from dbooth.plugins import examples
@@ -86,6 +89,7 @@ def init(
 def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None,
           wait: float | None = None):
     """Generate the missing class images of every subject's class; returns the top-level subject's class plan."""
+    check_writable(ws.root / "class", "workspace")
     from dbooth.generate.class_images import generate_class_images, photo_sizes, plan
     from dbooth.workspace.subjects import classes
 
@@ -210,6 +214,7 @@ def train(ws: Workspace, overrides: dict | None = None, *, resume: bool = False,
     from dbooth.training.distributed import is_main
     from dbooth.training import train as run_training
 
+    check_writable(ws.runs_dir, "workspace")
     extend_to = (overrides or {}).get("train.max_steps")  # a resumed run keeps its own budget unless asked
     if upscaler:
         from dbooth.workspace.stages import upscaler_overrides
@@ -274,6 +279,7 @@ def sample(
 ):
     """Sample the latest stage-(a) run (or ``run_id``, or the base model); with ``upscale`` (or an
     ``upscaler_run``) enlarge each image with the latest upscaler run (or the base upscaler): stage (b)."""
+    check_writable(ws.root / "samples", "workspace")
     from dbooth.workspace.prompts import format_prompt
 
     manifest = apply_overrides(ws.manifest(), overrides or {})
@@ -390,6 +396,7 @@ def _upscaler_run(ws: Workspace, ref: str | None, reporter: Reporter | None):
 def evaluate(ws: Workspace, *, run_id: str | None = None, checkpoints: bool = False, prompts: str | None = None,
              images_per_prompt: int | None = None, reporter: Reporter | None = None):
     """Score the base model and a finished run (and each checkpoint) on DreamBench's metrics; RUN/eval.json, report.html."""
+    check_writable(ws.runs_dir, "workspace")
     manifest = apply_overrides(ws.manifest(), {"eval.prompts": prompts, "eval.images_per_prompt": images_per_prompt})
     run = find_run(ws, run_id)
     if run.stage != "base":
@@ -406,6 +413,8 @@ def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, 
     run, checkpoint = _run_at(ws, run_id, _stage(upscaler))
     if run.info().get("method") != "lora":
         raise DboothError(f"run {run.id}: is a full fine-tune, there is no LoRA to merge; use `dbooth export --format diffusers`")
+    if out is not None:
+        check_writable(out, "merge-lora --out")
     from dbooth.export import merge_run
 
     return merge_run(run.dir, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out, scale=scale,
@@ -417,6 +426,7 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
     """Export a finished run (``upscaler``: the latest upscaler run by default; ``RUN@best``/``RUN@STEP``: that
     checkpoint) as diffusers, single-file, lora or lora-kohya."""
     run, checkpoint = _run_at(ws, run_id, _stage(upscaler))
+    check_writable(out if out is not None else run.dir / "export", "export --out" if out is not None else "export")
     from dbooth.export import export_run
 
     return export_run(run.dir, fmt, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out,

@@ -32,7 +32,11 @@ def demo(
     """DreamBooth end to end on the built-in model, offline: prior, train, sample, evaluate, report."""
     from dbooth_shapes.demo import DemoSettings, dreambench_table, run_demo, table_markdown
 
+    from dbooth.util.fsutil import check_writable
+
+    check_writable(out, "demo --out")
     if table is not None:
+        check_writable(table, "demo --table")
         import json
 
         from dbooth.util.fsutil import atomic_write_text

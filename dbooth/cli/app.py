@@ -442,6 +442,10 @@ def batch(
 
     if export is not None and export not in FORMATS:
         raise DboothError(f"batch --export: {export!r} is not a format; use one of {', '.join(FORMATS)}")
+    if json_path is not None:
+        from dbooth.util.fsutil import check_writable
+
+        check_writable(json_path, "batch --json")
     with BatchView(console) as view:
         results = run_workspaces(workspaces, steps=steps, evaluate=evaluate, export=export, retries=retries,
                                  gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, address=address,
@@ -513,8 +517,10 @@ def bench(
 
     from dbooth.cli import views
     from dbooth.bench import CONFIGS, BenchRequest, run_bench
-    from dbooth.util.fsutil import atomic_write_text
+    from dbooth.util.fsutil import atomic_write_text, check_writable
 
+    if json_path is not None:
+        check_writable(json_path, "bench --json")
     if list_configs:
         table = Table("name", "model", "what")
         for c in CONFIGS.values():

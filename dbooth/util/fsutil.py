@@ -69,6 +69,29 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """Before any work: can ``path`` (a file or folder to be made) be written? One line naming ``what`` if not.
+
+    Asks the filesystem itself: a temporary file is made and removed in the nearest existing folder above
+    ``path`` (permission bits do not tell a read-only mount, /proc or /sys from a writable folder)."""
+    from dbooth.util.errors import DboothError
+
+    target = Path(path).expanduser().absolute()
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DboothError(f"{what} {target}: {folder} is a file, not a folder; choose a path under a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dbooth-write-check.", dir=folder)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DboothError(f"{what} {target}: cannot write in {folder} ({reason}); choose a folder you can write "
+                          "to") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbooth.util.errors import DboothError
-from dbooth.util.fsutil import atomic_write_text, remove_temporaries
+from dbooth.util.fsutil import atomic_write_text, check_writable, remove_temporaries
 from dbooth.workspace.prompts import caption_file
 
 MANIFEST_NAME = "dbooth.yaml"
@@ -78,6 +78,7 @@ def create_workspace(path: str | Path, manifest, images: Path | None = None) -> 
     if root.exists():
         raise DboothError(f"workspace {path}: already exists; choose another name or remove it first "
                            "(`dbooth init WS --add-subject NAME` adds a subject to it)")
+    check_writable(root, "workspace")
     if images is not None:
         from dbooth.util.images import mask_file, scan_folder
 
