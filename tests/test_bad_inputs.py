@@ -23,6 +23,8 @@ from dbooth.workspace.config import apply_overrides, write_manifest
 from dbooth.workspace.lock import LOCK_NAME
 from dbooth.workspace.folder import MANIFEST_NAME
 
+pytestmark = pytest.mark.slow
+
 FAST = {"prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 2, "train.checkpoint_every": 0,
         "train.validation_every": 0, "prior.enabled": False}
 ROOT = os.geteuid() == 0  # root reads and writes through permissions: those cases cannot fail for it

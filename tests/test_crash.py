@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -25,6 +26,8 @@ from dbooth import api
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
 from dbooth.util.pngmeta import read_record
 from dbooth.workspace.folder import list_runs
+
+pytestmark = pytest.mark.slow
 
 FULL = os.environ.get("DBOOTH_FULL_CRASH_TEST") == "1"
 KILLS = {"prior": 20, "train": 20, "export": 20, "merge-lora": 20} if FULL else {

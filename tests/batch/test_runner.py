@@ -16,6 +16,8 @@ from dbooth import api
 from dbooth.batch import run_workspaces
 from dbooth.workspace.folder import find_run, list_runs
 
+pytestmark = pytest.mark.slow
+
 SETTINGS = {"train.method": "lora", "train.max_steps": 3, "prior.num_class_images": 2, "prior.batch_size": 2}
 
 

@@ -61,6 +61,7 @@ def test_sdxl_scheduler_config_builds():
     assert DDPMScheduler.from_config(sched.config).config.beta_schedule == "scaled_linear"  # what the trainer builds
 
 
+@pytest.mark.slow
 def test_sdxl_unet_forward_flops():
     """One SDXL UNet forward at 1024 px is ~6.8 TFLOP: the 60 transformer blocks at the 32x32 level alone
     are ~3.5 (1024 tokens x ~26M token-wise weights x 2), the 10 at 64x64 ~1 more, convolutions the rest."""
@@ -75,6 +76,7 @@ def test_sdxl_unet_forward_flops():
     assert 6.5e12 <= counter.get_total_flops() <= 7.0e12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, low, high", [("sdxl-full", 39e12, 42e12), ("sdxl-lora", 27e12, 30e12)])
 def test_sdxl_step_flops(name, low, high):
     """A prior-preservation step (2 images at 1024 px): forward + backward ~3x a forward for full, ~2x for

@@ -10,6 +10,8 @@ from dbooth.bench import measure, worker
 from dbooth.bench.configs import CONFIGS
 from dbooth.workspace.folder import has_resume_state
 
+pytestmark = pytest.mark.slow
+
 SMALL = {"train.max_steps": 5, "train.checkpoint_every": 2, "train.keep_checkpoints": 2, "train.validation_every": 0,
          "prior.num_class_images": 2}
 

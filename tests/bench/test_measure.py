@@ -63,6 +63,7 @@ def test_toggles_change_what_the_trainer_does(bench_ws):
     assert seen["adamw"] == "foreach"
 
 
+@pytest.mark.slow
 def test_cli_bench_writes_json(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -109,6 +110,7 @@ def test_derived_figures_from_measured_numbers():
     assert off["utilization"] is None and off["peak_tflops"] is None and off["achieved_tflops"] == pytest.approx(6.0)
 
 
+@pytest.mark.slow
 def test_reference_runner_times_optimizer_steps(tmp_path, bench_ws):
     """The side-by-side runner counts optimizer steps of any script and stops after the last one."""
     from dbooth.bench.reference import measure_reference

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from run_cli import subprocess_env, user_error
 
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
@@ -44,6 +45,7 @@ def _dbooth(args: list[str], env: dict) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_on_the_builtin_model_eval_runs_with_the_oracle_alone(tmp_path):
     ws = _finished_workspace(tmp_path)
     result = _dbooth(["eval", "-w", str(ws)], _no_network(tmp_path))
@@ -57,6 +59,7 @@ def test_on_the_builtin_model_eval_runs_with_the_oracle_alone(tmp_path):
     assert "subject fidelity" in (run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_on_another_base_a_missing_encoder_is_one_line_at_once(tmp_path, tiny_base):
     ws = tmp_path / "tiny"
     env = _no_network(tmp_path)

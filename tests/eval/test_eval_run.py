@@ -37,6 +37,7 @@ def _env() -> dict:
                 PYTHONPATH=os.pathsep.join(p for p in paths if p))
 
 
+@pytest.mark.slow
 def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, judges):
     dino_dir, clip_dir = judges
     ws = make_workspace("judged", **{

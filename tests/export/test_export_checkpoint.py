@@ -67,6 +67,7 @@ def test_every_full_format_of_a_checkpoint_holds_that_steps_weights(make_workspa
     assert plain.name == f"{run.id}-diffusers" and _same(_probes(_load(plain)), final)
 
 
+@pytest.mark.slow
 def test_every_lora_format_of_a_checkpoint_holds_that_steps_adapters(make_workspace, tiny_base):
     short_run, ws, run = _pair(make_workspace, "lora")
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import dbooth
 
 
@@ -28,6 +30,7 @@ def test_init_auto_prints_what_it_took_and_identifiers_lists_the_rest(tmp_path):
     assert "sks: one token" in listed.stdout
 
 
+@pytest.mark.slow
 def test_prior_through_the_command(tmp_path):
     out = dbooth_cli(["identifiers", "--base", "builtin:shapes", "--prior", "--samples", "2", "circle"], tmp_path)
     assert out.returncode == 0, out.stderr

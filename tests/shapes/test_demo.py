@@ -9,6 +9,8 @@ import pytest
 
 from dbooth_shapes.demo import DEFAULT_SUBJECT, DemoSettings, run_demo
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def tiny_as_builtin(monkeypatch, tiny_base, tiny_upscaler_base):

@@ -9,6 +9,8 @@ from dbooth_shapes.architecture import IDENTIFIER_TOKENS, build_tokenizer
 from dbooth_shapes.world import pretraining_caption, random_scene, world_words
 from dbooth.util.errors import DboothError
 
+pytestmark = pytest.mark.quality
+
 
 @pytest.fixture(scope="module")
 def pipe():

@@ -16,6 +16,8 @@ from dbooth_shapes.demo import HELD_OUT_CONTEXTS
 from dbooth.generate.sample import load_for_sampling
 from dbooth.generate.schedulers import set_scheduler
 
+pytestmark = pytest.mark.quality
+
 SUBJECTS = {"sks": ("striped_heart", "heart"), "zwx": ("checkered_star", "star")}
 
 

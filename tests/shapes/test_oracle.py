@@ -9,6 +9,8 @@ from dbooth_shapes.examples import EXAMPLES
 from dbooth_shapes.world import CONTEXTS, SHAPES, Scene, random_scene, render, render_batch
 from tools.shapes.train_oracle import augment, validate
 
+pytestmark = pytest.mark.quality
+
 N = 300
 
 

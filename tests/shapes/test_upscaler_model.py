@@ -8,6 +8,8 @@ from PIL import Image
 from dbooth_shapes import BUILTIN_MODELS, builtin_model_path
 from dbooth_shapes.world import caption, random_scene, render
 
+pytestmark = pytest.mark.quality
+
 
 @pytest.fixture(scope="module")
 def pipe():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dbooth.training.losses import min_snr_weights, snr
@@ -42,6 +43,7 @@ def test_image_gradient_l1_sees_blur_that_a_brightness_shift_hides():
     assert image_gradient_l1(blurred, x) > 0.01  # softened edges and patterns cost
 
 
+@pytest.mark.slow
 def test_latent_scaling_gives_unit_variance_latents():
     from tools.shapes.pretrain import latent_scaling
 

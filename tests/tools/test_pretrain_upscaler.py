@@ -41,6 +41,7 @@ def test_v_min_snr_weights_match_a_direct_computation():
     assert weights[2] == pytest.approx(float(ratio[2] / (ratio[2] + 1)))
 
 
+@pytest.mark.slow
 def test_two_step_run_writes_an_upscaler_that_diffusers_loads_and_continues(tmp_path):
     from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline
 

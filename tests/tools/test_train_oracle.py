@@ -1,5 +1,6 @@
 """Training the oracle from the tools: a short run writes weights the product's ``Oracle`` loads."""
 
+import pytest
 import numpy as np
 from safetensors import safe_open
 
@@ -9,6 +10,7 @@ from dbooth_shapes.world import render
 from tools.shapes.train_oracle import labelled_scene, subject_of, train_oracle
 
 
+@pytest.mark.slow
 def test_a_short_run_writes_weights_the_oracle_loads(tmp_path):
     lines = []
     out = train_oracle(tmp_path / "oracle.safetensors", steps=100, pool_size=64, batch_size=8, log=lines.append)

@@ -147,6 +147,7 @@ api.train(open_workspace(sys.argv[1]))
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_background_write_leaves_the_previous_checkpoint_intact(make_workspace, tmp_path):
     ws = make_workspace(**FULL, **{"train.max_steps": 6})
     marker = tmp_path / "writing"

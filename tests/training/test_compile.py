@@ -34,6 +34,7 @@ def _loss(unet):
     return loss
 
 
+@pytest.mark.slow
 def test_a_correct_compile_passes_and_the_random_stream_is_left_as_it_was(tiny_base):
     unet = _unet(tiny_base)
     unet.compile(backend="aot_eager")  # traced and run through AOTAutograd, the same arithmetic
@@ -75,6 +76,7 @@ def _run(make_workspace, name: str, compile: bool):
     return [r["loss"] for r in read_history(run.dir / HISTORY_FILE)]
 
 
+@pytest.mark.slow
 def test_a_compiled_run_follows_the_eager_loss_curve_or_refuses_before_its_first_step(make_workspace):
     eager_loss = _run(make_workspace, "eager", compile=False)
     try:

@@ -27,6 +27,8 @@ from dbooth import api
 from dbooth.workspace.config import apply_overrides, write_manifest
 from dbooth.workspace.folder import find_run, list_runs
 
+pytestmark = pytest.mark.slow
+
 # AdamW's first steps move each weight by about the learning rate (1e-4 here) whatever its gradient's
 # size, so two runs that differ only in the order floating-point sums are taken agree to ~1e-7 on
 # weights that moved ~4e-4; a run that saw other samples or noise is off by ~1e-4

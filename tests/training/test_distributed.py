@@ -60,6 +60,7 @@ def test_a_missing_accelerate_config_is_one_line(tmp_path):
         distributed.relaunch(2, ["train"], config_file=str(tmp_path / "nope.yaml"))
 
 
+@pytest.mark.slow
 def test_a_failed_launch_ends_with_the_main_processes_one_line_and_exit_code(make_workspace):
     """The workspace is busy: the main process says so once; no launcher report or traceback follows."""
     import os

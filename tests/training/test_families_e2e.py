@@ -67,6 +67,7 @@ def _same_weights(a, b):
             torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=lambda m: f"{name}.{key}: {m}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_full_fine_tuning(family, request, tmp_path, photos):
     base = request.getfixturevalue(FAMILIES[family])
@@ -98,6 +99,7 @@ def test_full_fine_tuning(family, request, tmp_path, photos):
     _same_weights(final, cls.from_single_file(str(single), config=str(base), local_files_only=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_lora_merge_and_exports(family, request, tmp_path, photos):
     base = request.getfixturevalue(FAMILIES[family])

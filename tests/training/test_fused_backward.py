@@ -88,6 +88,7 @@ def _unet(run):
     return load_file(run.final_dir / "unet" / "diffusion_pytorch_model.safetensors")
 
 
+@pytest.mark.slow
 def test_a_run_with_fused_backward_ends_where_the_ordinary_run_ends(make_workspace):
     """Without clipping (a norm no gradient reaches) the two are the same optimisation."""
     from interrupt import InterruptAt

@@ -68,6 +68,7 @@ def test_a_new_run_beside_a_resumable_one_says_how_to_continue_it(make_workspace
     assert new.info()["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_command_line_says_what_was_kept(make_workspace, tmp_path):
     """The real command and a real SIGINT (Typer alone would exit 130 without a word)."""
     ws = make_workspace(**{"train.max_steps": 100000, "train.checkpoint_every": 0, "prior.enabled": False})

@@ -18,6 +18,7 @@ def _final_tensors(run, method):
     return load_file(run.final_dir / "unet" / "diffusion_pytorch_model.safetensors")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_resume_matches_uninterrupted(make_workspace, method):
     settings = {"train.method": method, "train.max_steps": 4, "train.checkpoint_every": 2,
@@ -44,6 +45,7 @@ def test_resume_matches_uninterrupted(make_workspace, method):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.slow
 def test_sdxl_resume_matches_uninterrupted(tmp_path, tiny_sdxl_base, photos):
     from dbooth.workspace.config import apply_overrides, write_manifest
     from dbooth.workspace.folder import find_run
@@ -82,6 +84,7 @@ def test_checkpoints_keep_last_k(make_workspace):
     assert not list(run.checkpoints_dir.glob(".*"))  # no temp folders left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("class_shapes", ["bucketed", "square"])
 def test_bucketed_resume_matches_uninterrupted(make_workspace, monkeypatch, class_shapes):
     """Wide, tall and square photos in their buckets, with class images made at the same buckets (each step

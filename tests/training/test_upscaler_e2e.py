@@ -65,6 +65,7 @@ def _load(path):
     return StableDiffusionUpscalePipeline.from_pretrained(str(path), local_files_only=True)
 
 
+@pytest.mark.slow
 def test_full_upscaler_trains_samples_and_exports(workspace, tiny_upscaler_base, tmp_path):
     ws = workspace
     stage_a = _latest(ws, "base")
@@ -134,6 +135,7 @@ def test_lora_upscaler_loads_in_diffusers_and_merges(workspace, tiny_upscaler_ba
     assert list((ws / "samples").glob(f"*+{run.id}/*/000-seed0.png"))
 
 
+@pytest.mark.slow
 def test_upscaler_resume_matches_uninterrupted(workspace, tmp_path):
     from tests.training.test_resume import InterruptAt
 
