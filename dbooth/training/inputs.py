@@ -166,6 +166,7 @@ def class_images(subject: Subject, reporter: Reporter, photos: list[tuple[int, i
     if len(class_paths) < wanted:
         reporter.warn(
             f"{len(class_paths)} of {wanted} class images present in {subject.class_dir}; "
-            "`dbooth prior` generates the rest"
+            f"`dbooth prior` generates the rest, or set prior.num_class_images: {len(class_paths)} in dbooth.yaml "
+            "to train with these (`dbooth prior -n` does not change it)"
         )
     return class_paths
