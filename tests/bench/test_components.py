@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dbooth.bench import components
@@ -14,6 +15,7 @@ def test_sd15_parameter_counts_match_the_released_model():
     assert round(counts["unet"] / 1e6, 1) == 859.5
 
 
+@pytest.mark.slow
 def test_sd15_shapes():
     with torch.device("meta"):
         unet = components.sd15_unet()

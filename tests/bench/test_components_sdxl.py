@@ -27,6 +27,7 @@ def test_sdxl_parameter_counts_match_the_released_model():
     assert round(sum(counts.values()) / 1e9, 2) == 3.47
 
 
+@pytest.mark.slow
 def test_sdxl_shapes():
     m = sdxl.meta_sdxl_models()
     # 1024 px -> 128x128x4 latents; context: 77 tokens x (768 + 1280); pooled: 1280 from the projection
@@ -89,6 +90,7 @@ def test_sdxl_step_flops(name, low, high):
     assert 0 < more["text_encoder"] < 0.01 * more["unet"]
 
 
+@pytest.mark.slow
 def test_sdxl_static_memory_by_tier():
     """The figures BENCHMARKS.md quotes (GiB, on a GPU): full fine-tuning is fp32 weights, gradients and
     AdamW state; LoRA is the frozen model in bf16. The 24 GB tier's floor is above 24 GB (see BENCHMARKS.md)."""
@@ -99,6 +101,7 @@ def test_sdxl_static_memory_by_tier():
     assert gib == {"sdxl-full": 39.8, "sdxl-full-24gb": 25.4, "sdxl-lora": 6.5, "sdxl-lora-12gb": 6.5}
 
 
+@pytest.mark.slow
 def test_flops_and_memory_read_an_sdxl_folder(tiny_sdxl_base):
     """From a saved folder: both text encoders (the second with its projection) and the added conditioning."""
     train = _resolved("sdxl-lora")["train"]

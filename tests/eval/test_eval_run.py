@@ -92,6 +92,7 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
     assert workspace_status(status).runs[-1].best_checkpoint == data["best"]["checkpoint"]
 
 
+@pytest.mark.slow
 def test_eval_with_validation_prompts_and_no_checkpoints_keeps_run_json(make_workspace, judges):
     dino_dir, clip_dir = judges
     ws = make_workspace("plain", **{"prior.enabled": False, "train.max_steps": 1, "eval.dino": dino_dir,

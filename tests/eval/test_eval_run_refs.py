@@ -16,6 +16,7 @@ def test_split_run_ref():
     assert split_run_ref(None) == (None, None)
 
 
+@pytest.mark.slow
 def test_run_at_best_and_at_step_sample_that_checkpoint(make_workspace):
     ws = make_workspace("refs", **{"prior.enabled": False, "train.max_steps": 4, "train.checkpoint_every": 2,
                                    "train.learning_rate": 1e-3, "sample.num_images": 1})

@@ -28,6 +28,7 @@ def _unet_out(pipe):
         return pipe.unet(x, 400, pipe.text_encoder(ids)[0]).sample
 
 
+@pytest.mark.slow
 def test_kohya_file_loads_like_the_diffusers_file(lora_run, tmp_path):
     ws, run = lora_run
     base = builtin_model_path("shapes")
@@ -42,6 +43,7 @@ def test_kohya_file_loads_like_the_diffusers_file(lora_run, tmp_path):
     assert (out_a - out_b).abs().max() < 1e-5
 
 
+@pytest.mark.slow
 def test_single_file_of_merged_run_reloads_identically(lora_run, tmp_path):
     ws, run = lora_run
     merged = api.merge_lora(ws, out=tmp_path / "merged")

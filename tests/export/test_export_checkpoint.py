@@ -39,6 +39,7 @@ def _same(a, b) -> bool:
     return all(max_diff(x, y) < 1e-5 for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_every_full_format_of_a_checkpoint_holds_that_steps_weights(make_workspace, tiny_base):
     short_run, ws, run = _pair(make_workspace, "full")
     want, final = _probes(_load(short_run.final_dir)), _probes(_load(run.final_dir))

@@ -33,6 +33,7 @@ def test_key_names_follow_sd_scripts_for_sd1(lora_run):
     assert len(tensors) == 3 * len(adapted) == 3 * 40  # 32 UNet projections + 8 in the text encoder
 
 
+@pytest.mark.slow
 def test_diffusers_loads_it_to_the_same_model_as_the_diffusers_file(lora_run):
     kohya = export_run(lora_run.run_dir, "lora-kohya")
     plain = export_run(lora_run.run_dir, "lora")

@@ -49,6 +49,7 @@ def test_full_run_round_trips_through_from_single_file(full_run):
     assert 'from_single_file("full-run-single-file.safetensors")' in meta["dbooth.load"]
 
 
+@pytest.mark.slow
 def test_lora_run_is_merged_before_writing(lora_run, tmp_path):
     out = tmp_path / "m.safetensors"
     path = export_run(lora_run.run_dir, "single-file", base_pipeline_loader=local_loader, out=out)

@@ -53,6 +53,7 @@ def test_sdxl_names_follow_sd_scripts(sdxl_lora, tmp_path):
     assert len(names) == len(adapted)
 
 
+@pytest.mark.slow
 def test_sdxl_kohya_file_loads_like_the_diffusers_file(sdxl_lora, tmp_path):
     kohya = _kohya_file(sdxl_lora, tmp_path, "sdxl", unet=sdxl_lora.reference.unet.config)  # a config is enough
 
@@ -65,6 +66,7 @@ def test_sdxl_kohya_file_loads_like_the_diffusers_file(sdxl_lora, tmp_path):
     assert weight_diff(via_kohya.text_encoder_2, base.text_encoder_2.state_dict()) > 1e-2  # really applied
 
 
+@pytest.mark.slow
 def test_sdxl_names_cover_every_unet_module_kind(tmp_path):
     lora = make_family_lora(tmp_path, tiny_sdxl_pipeline, unet_targets=ALL_UNET_TARGETS)
     kohya = _kohya_file(lora, tmp_path, "sdxl", unet=lora.reference.unet)

@@ -38,6 +38,7 @@ def shapes_pipe():
     return load_pipeline("builtin:shapes")
 
 
+@pytest.mark.slow
 def test_oracle_priors_count_what_the_oracle_says_of_each_sample(shapes_pipe):
     judge = OracleJudge.load()
     [circle, sks] = measure_priors(shapes_pipe, ["circle", "sks"], judge, samples=3, seed=5, steps=8,

@@ -14,6 +14,7 @@ from import_graph import all_imports, cycles, import_graph
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "dbooth"
 TOY = ROOT / "dbooth_shapes"
+TOOLS = ROOT / "tools"
 OUTSIDE_THE_CORE = ("dbooth_shapes", "tools", "tests")
 
 TRAINING_LIMIT = 60  # lines per function in dbooth/training/: the loop reads as named steps
@@ -69,7 +70,7 @@ def test_a_planted_toy_import_is_found(planted):
 
 
 def test_no_file_name_is_used_twice():
-    names = Counter(p.name for root in (CORE, TOY) for p in root.rglob("*.py") if p.name != "__init__.py")
+    names = Counter(p.name for root in (CORE, TOY, TOOLS) for p in root.rglob("*.py") if p.name != "__init__.py")
     assert [n for n, count in names.items() if count > 1] == []
 
 
@@ -89,3 +90,11 @@ def test_a_planted_long_function_is_found(planted):
 def test_every_exception_is_still_needed():
     lengths = function_lengths(CORE)
     assert all(lengths.get(name, 0) > PACKAGE_LIMIT for name in EXCEPTIONS), lengths
+
+
+def test_the_old_api_batch_still_answers_with_a_deprecation():
+    from dbooth import api
+    from dbooth.batch.runner import run_workspaces
+
+    with pytest.warns(DeprecationWarning, match="dbooth.batch.run_workspaces"):
+        assert api.batch is run_workspaces

@@ -67,7 +67,7 @@ def test_identifiers_never_occur_in_pretraining_captions():
 def test_vae_round_trip_keeps_what_the_oracle_judges():
     """The committed VAE is the ceiling for every generated image: its round trips must still
     show the shape, the scene and the example subjects."""
-    from tools.shapes.evaluate import evaluate_vae
+    from tools.shapes.score_model import evaluate_vae
 
     r = evaluate_vae(num_samples=40)
     assert r["world"]["context_accuracy"] >= 0.95 and r["world"]["shape_accuracy"] >= 0.85
@@ -75,7 +75,7 @@ def test_vae_round_trip_keeps_what_the_oracle_judges():
 
 
 def test_bare_prompt_evaluation_asks_for_the_class_only_and_scores_shape_per_class():
-    from tools.shapes.evaluate import evaluate_base_model
+    from tools.shapes.score_model import evaluate_base_model
 
     r = evaluate_base_model(num_samples=6, steps=2, bare=True, batch_size=6)
     assert all(p.startswith("a photo of a") and len(p.split()) == 5 for p in r["prompts"])  # "a photo of a star"

@@ -33,6 +33,7 @@ def _unet(run) -> dict:
     return load_file(run.final_dir / "unet" / "diffusion_pytorch_model.safetensors")
 
 
+@pytest.mark.slow
 def test_older_checkpoints_keep_weights_only_and_still_sample(make_workspace):
     ws = make_workspace("seven", **FULL, **{"train.max_steps": 7, "sample.num_images": 1})
     run = api.train(ws).run
@@ -55,6 +56,7 @@ def test_older_checkpoints_keep_weights_only_and_still_sample(make_workspace):
     assert result.folder.parent.name == f"{run.id}@step-000004" and len(result.paths) == 1
 
 
+@pytest.mark.slow
 def test_resume_from_the_newest_full_checkpoint_matches_uninterrupted(make_workspace):
     settings = {**FULL, "train.max_steps": 7, "train.lr_scheduler": "linear", "train.crop": "random",
                 "train.random_flip": True, "train.ema.enabled": True}

@@ -73,6 +73,7 @@ def test_non_finite_stops_keeps_the_checkpoint_and_resumes(make_workspace, monke
         assert torch.equal(a[name], b[name]), name
 
 
+@pytest.mark.slow
 def test_fused_backward_stops_on_a_non_finite_gradient_that_never_reaches_the_weights(make_workspace, monkeypatch):
     settings = {**SETTINGS, "train.fused_backward": True}
     straight = api.train(make_workspace("straight", **settings)).run

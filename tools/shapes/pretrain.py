@@ -209,7 +209,7 @@ Trained with:
 - total wall time {stats['wall_minutes']:.1f} min on {_where(stats['device'], cfg.threads)}
 - scheduler: DPMSolverMultistep with SD's scaled_linear betas 0.00085-0.012, 1000 steps
 
-Evaluate with `tools.shapes.evaluate.evaluate_base_model` (uses the oracle in `dbooth_shapes.oracle`).
+Evaluate with `tools.shapes.score_model.evaluate_base_model` (uses the oracle in `dbooth_shapes.oracle`).
 {_earlier_card(cfg.init_from)}"""
 
 

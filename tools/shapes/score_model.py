@@ -1,7 +1,7 @@
 """Measure the built-in model against its quality bar with the oracle.
 
-    python -m tools.shapes.evaluate --samples 100
-    python -m tools.shapes.evaluate --vae --samples 200
+    python -m tools.shapes.score_model --samples 100
+    python -m tools.shapes.score_model --vae --samples 200
 
 The second form judges the VAE alone: renders are encoded and decoded, and the oracle scores the
 round trip. Nothing generated can be judged better than its VAE lets it look, so this is the ceiling
