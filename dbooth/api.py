@@ -69,12 +69,17 @@ def init(
         data = {k: v for k, v in data.items() if not k.startswith("upscaler.")}
     if allow_pickle:
         data["allow_pickle"] = True
+    named = _named_base(data.get("base_model") or Manifest(class_noun="x").base_model)
+    if named is not None and named.defaults is not None and example is None:
+        data = {**named.defaults(), **data}  # what suits this model; the command line's values win
     manifest = Manifest(class_noun=data.pop("class_noun"))
     overrides = dict(data)
     resolution = native_resolution(overrides.get("base_model", manifest.base_model), allow_pickle=allow_pickle)
     if resolution is not None and "train.resolution" not in overrides:
         overrides["train.resolution"] = resolution
     manifest = apply_overrides(manifest, overrides)
+    if named is not None and named.classes is not None and reporter is not None:
+        _check_class_noun(manifest.class_noun, named, reporter)
     chosen = _checked_identifier(manifest.identifier, manifest.base_model, [], manifest.allow_pickle, reporter)
     if chosen != manifest.identifier:
         manifest = apply_overrides(manifest, {"identifier": chosen})
@@ -84,6 +89,22 @@ def init(
 
         examples().write_images(example, ws.instance_dir)
     return ws
+
+
+def _named_base(spec: str):
+    """The base model's registry entry when it is one known by name (builtin:shapes), else None."""
+    from dbooth.plugins import named_model
+
+    return named_model(spec)
+
+
+def _check_class_noun(noun: str, named, reporter: Reporter) -> None:
+    """A model whose captions are known names few classes: a class noun outside them is a word it never saw."""
+    classes = named.classes()
+    if noun not in classes:
+        reporter.warn(f"class noun {noun!r}: {named.spec} has never seen it (its classes are {', '.join(classes)}), "
+                      "so its tokenizer splits it into pieces and the class prior means nothing; pass --class with "
+                      "one of them")
 
 
 def prior(ws: Workspace, overrides: dict | None = None, *, replace: bool = False, reporter: Reporter | None = None,

@@ -49,6 +49,12 @@ class NamedModel:
     scene_hint: str = ""
     # the architecture with random weights (``dbooth bench`` when the weights are not built)
     random_pipeline: Callable[[], Any] | None = None
+    # manifest values that suit this model, written by ``init`` (the shipped defaults suit Stable Diffusion)
+    defaults: Callable[[], dict] | None = None
+    # the UNet learning rate per method when ``train.learning_rate`` is null
+    learning_rates: dict[str, float] | None = None
+    # the class nouns its captions hold: another class noun is a word it never saw
+    classes: Callable[[], tuple[str, ...]] | None = None
     about: str = ""  # one line for listings
 
 

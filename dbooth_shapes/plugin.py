@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# measured on the CPU (BENCHMARKS.md, the demo's table): 40 steps at Stable Diffusion's 5e-6 change nothing visible
+LEARNING_RATES = {"full": 1e-4, "lora": 1e-3}
+
 
 def register(registry) -> None:
     from dbooth.plugins import ExampleSubjects, NamedModel
@@ -16,6 +19,7 @@ def register(registry) -> None:
     registry.add_model(NamedModel(
         "builtin:shapes", lambda: builtin_model_path("builtin:shapes"), vocabulary=_vocabulary, judge=_judge,
         labeller=_labeller, scene_of=_scene_of, scene_hint="in the jungle", random_pipeline=_random_pipeline,
+        defaults=_defaults, learning_rates=LEARNING_RATES, classes=_classes,
         about="a 64 px text-to-image model of a rendered world of shapes, judged exactly by its oracle"))
     registry.add_model(NamedModel(
         "builtin:shapes-x4", lambda: builtin_model_path("builtin:shapes-x4"), vocabulary=_vocabulary,
@@ -78,3 +82,15 @@ def _random_pipeline():
     from dbooth_shapes.architecture import random_pipeline
 
     return random_pipeline()
+
+
+def _defaults() -> dict:
+    from dbooth_shapes.settings import base_settings
+
+    return base_settings()
+
+
+def _classes() -> tuple[str, ...]:
+    from dbooth_shapes.world import SHAPES  # model-free: the world's words, no renderer is imported
+
+    return SHAPES

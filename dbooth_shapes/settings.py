@@ -21,10 +21,18 @@ def example_settings(name: str) -> dict:
         "base_model": BASE_MODEL,
         "class_noun": subject.class_noun,
         "identifier": "sks",
-        # the world's captions read "a photo of a blue star": the identifier takes the adjective's place
-        "instance_prompt": "a photo of a {identifier} {class}",
         # each example photo has a caption naming its scene, so "sks" learns the object, not the floor
         "instance_captions": "files",
+        **base_settings(),
+    }
+
+
+def base_settings() -> dict:
+    """Manifest values that suit builtin:shapes whatever the subject: `init --base builtin:shapes` writes them too
+    (the shipped defaults suit Stable Diffusion: 200 class images at 512 px, a hub upscaler)."""
+    return {
+        # the world's captions read "a photo of a blue star": the identifier takes the adjective's place
+        "instance_prompt": "a photo of a {identifier} {class}",
         "class_prompt": "a photo of a {class}",
         "prior.num_class_images": 50,
         "prior.steps": 20,

@@ -134,7 +134,7 @@ def _checkpoint_keys(path: Path) -> list[str]:
     except Exception as exc:  # safetensors, torch and pickle each raise their own kind for a damaged file
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise DboothError(f"base model {path}: cannot be read as a checkpoint ({reason}); the file is damaged, "
-                          "incomplete or not a model; download it again or pass another --base") from None
+                          "incomplete or not a model; download it again or set base_model in dbooth.yaml to another model") from None
 
 
 def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | None:

@@ -50,10 +50,10 @@ def load_pipeline(spec: str, *, dtype: torch.dtype = torch.float32, allow_pickle
             # diffusers builds a single file's pipeline from the family's reference configs on the hub
             hint = (f"a {family.title} single file needs that family's configs once: run online once, or "
                     f"`huggingface-cli download {family.config_repo} --include '*.json' '*.txt'`, "
-                    "or pass a diffusers folder with --base")
+                    "or set base_model in dbooth.yaml to a diffusers folder")
         elif source.kind == "hub":
             hint = (f"download it once while online (huggingface-cli download {spec}) "
-                    "or pass a local folder / .safetensors file with --base")
+                    "or set base_model in dbooth.yaml to a local folder or .safetensors file")
         else:
             hint = "check that the folder is a complete diffusers pipeline"
         raise DboothError(f"base model {spec} cannot be loaded: {reason[:160]}; {hint}") from None

@@ -60,5 +60,6 @@ def hub_unreachable(repo_id: str) -> DboothError:
     return DboothError(
         f"base model {repo_id} cannot be reached: it is not in the local Hugging Face cache "
         "and the hub is unreachable (offline?); download it once while online "
-        f"(huggingface-cli download {repo_id}) or pass a local folder / .safetensors file with --base"
+        f"(huggingface-cli download {repo_id}) or set base_model in dbooth.yaml to a local folder or .safetensors "
+        "file (`dbooth init --base` for a new workspace)"
     )

@@ -47,6 +47,7 @@ def gather_inputs(ws: Workspace, manifest: Manifest, *, resume: bool, reporter: 
             manifest = apply_overrides(manifest, {"train.max_steps": extend_to})
     else:
         _mention_resumable(ws, stage, reporter)
+        manifest = _base_learning_rate(manifest)
     cfg = manifest.train
     if cfg.fused_backward:
         _check_fused_backward(cfg)
@@ -110,6 +111,20 @@ def _check_fused_backward(cfg) -> None:
     if clash:
         raise DboothError(f"train.fused_backward steps AdamW per parameter inside the backward pass and cannot "
                           f"run with {clash}; set train.fused_backward: false, or use adamw, bf16 and no accumulation")
+
+
+def _base_learning_rate(manifest: Manifest) -> Manifest:
+    """A null ``train.learning_rate`` takes the base model's own rate for the method when it names one
+    (builtin:shapes: Stable Diffusion's 5e-6 would change nothing in a short run); recorded in the run's config."""
+    from dbooth.plugins import named_model
+
+    cfg = manifest.train
+    if cfg.learning_rate is not None or cfg.optimizer == "prodigy":
+        return manifest
+    named = named_model(manifest.base_model)
+    if named is None or not named.learning_rates or cfg.method not in named.learning_rates:
+        return manifest
+    return apply_overrides(manifest, {"train.learning_rate": named.learning_rates[cfg.method]})
 
 
 def _mention_resumable(ws: Workspace, stage: str, reporter: Reporter) -> None:
