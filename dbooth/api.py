@@ -489,14 +489,18 @@ __all__ = ["init", "add_subject", "identifiers", "prior", "train", "sample", "ev
            "open_workspace"]
 
 
+_MOVED = {"batch": ("dbooth.batch.runner", "run_workspaces")}  # old name here -> its new module and name
+
+
 def __getattr__(name: str):
-    """Deprecated paths: ``api.batch`` moved to ``dbooth.batch.run_workspaces`` (batch is orchestration above
-    this module, as the demo is)."""
-    if name == "batch":
+    """Deprecated names: ``api.batch`` is ``dbooth.batch.run_workspaces`` now. Batch is orchestration above this
+    module (it calls the verbs here), so its new home is looked up by name when old code asks, and this module
+    never imports it."""
+    if name in _MOVED:
+        import importlib
         import warnings
 
-        from dbooth.batch.runner import run_workspaces
-
-        warnings.warn("dbooth.api.batch moved to dbooth.batch.run_workspaces", DeprecationWarning, stacklevel=2)
-        return run_workspaces
+        module, new = _MOVED[name]
+        warnings.warn(f"dbooth.api.{name} moved to dbooth.batch.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), new)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

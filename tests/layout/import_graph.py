@@ -1,8 +1,6 @@
 """The import graph of a package, read from its source (nothing is imported): module -> modules it imports.
 
-Every import counts, at module level or inside a function: a lazy import is still a dependency. The one exception
-is a module's ``__getattr__``, where a deprecated name is forwarded to its new home (``dbooth.api.batch``): that
-import runs only when old code asks for the old name.
+Every import counts, at module level or inside a function: a lazy import is still a dependency.
 """
 
 from __future__ import annotations
@@ -20,11 +18,7 @@ def imports_of(path: Path, name: str, is_package: bool, modules: set[str] = froz
     """The modules ``path`` imports; ``from pkg import sub`` counts as ``pkg.sub`` alone when ``sub`` is one of
     ``modules`` (the package itself is then imported only on the way, as for any submodule)."""
     found: set[str] = set()
-    tree = ast.parse(path.read_text(), str(path))
-    shims = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__" for n in ast.walk(f)}
-    for node in ast.walk(tree):
-        if id(node) in shims:
-            continue
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
