@@ -134,10 +134,12 @@ def _mention_resumable(ws: Workspace, stage: str, reporter: Reporter) -> None:
     except DboothError:
         return
     info = run.info()
-    checkpoint = run.resume_checkpoint()
+    at, planned = info.get("interrupted_at"), info.get("planned_steps")
+    how = (f"stopped at step {at} of {planned}" if at is not None and planned is not None
+           else f"did not finish ({info.get('status', 'unfinished')})")
     again = "dbooth train --upscaler --resume" if stage == "upscaler" else "dbooth train --resume"
-    reporter.warn(f"run {run.id} stopped at step {info.get('interrupted_at') or '?'} of {info.get('planned_steps', '?')} "
-                  f"and can continue from {checkpoint.name} with `{again}`; starting a new run instead")
+    reporter.warn(f"run {run.id} {how} and can continue from {run.resume_checkpoint().name} with `{again}`; "
+                  "starting a new run instead")
 
 
 def resumable_run(ws: Workspace, stage: str = "base") -> Run:
