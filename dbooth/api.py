@@ -69,7 +69,9 @@ def init(
         data = {k: v for k, v in data.items() if not k.startswith("upscaler.")}
     if allow_pickle:
         data["allow_pickle"] = True
-    named = _named_base(data.get("base_model") or Manifest(class_noun="x").base_model)
+    from dbooth.plugins import named_model
+
+    named = named_model(data.get("base_model") or Manifest(class_noun=data["class_noun"]).base_model)
     if named is not None and named.defaults is not None and example is None:
         data = {**named.defaults(), **data}  # what suits this model; the command line's values win
     manifest = Manifest(class_noun=data.pop("class_noun"))
@@ -89,13 +91,6 @@ def init(
 
         examples().write_images(example, ws.instance_dir)
     return ws
-
-
-def _named_base(spec: str):
-    """The base model's registry entry when it is one known by name (builtin:shapes), else None."""
-    from dbooth.plugins import named_model
-
-    return named_model(spec)
 
 
 def _check_class_noun(noun: str, named, reporter: Reporter) -> None:

@@ -4,19 +4,17 @@ an export must be readable by a ComfyUI service or a colleague."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from previous_main import finished_workspace
 
 from dbooth import api
 from dbooth.util import fsutil
-from dbooth.workspace.folder import list_runs
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "previous-main"
 
 
 def mode(path: Path) -> int:
@@ -38,12 +36,7 @@ def test_atomic_files_follow_the_umask(tmp_path):
 @pytest.fixture
 def finished(tmp_path):
     """The previous main's finished LoRA run on builtin:shapes (tests/fixtures/previous-main)."""
-    shutil.copytree(FIXTURE / "workspace", tmp_path / "ws")
-    ws = api.open_workspace(tmp_path / "ws")
-    [run] = list_runs(ws)
-    shutil.rmtree(run.dir)
-    shutil.copytree(FIXTURE / "expected" / "finished-run", run.dir)
-    return ws
+    return api.open_workspace(finished_workspace(tmp_path / "ws"))
 
 
 def test_an_export_a_sample_and_the_manifest_are_readable_by_others(finished, tmp_path):

@@ -7,7 +7,6 @@ after ``--resume`` and its ``lora`` and ``lora-kohya`` exports.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from previous_main import EXPECTED, finished_workspace, interrupted_workspace
+
 from dbooth import api
 from dbooth.workspace.folder import Workspace, list_runs
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "previous-main"
-EXPECTED = FIXTURE / "expected"
 
 
 @pytest.fixture
 def workspace(tmp_path) -> Workspace:
-    shutil.copytree(FIXTURE / "workspace", tmp_path / "legacy")
-    return api.open_workspace(tmp_path / "legacy")
+    return api.open_workspace(interrupted_workspace(tmp_path / "legacy"))
 
 
 def test_the_interrupted_run_resumes_to_the_previous_mains_weights(workspace, monkeypatch):
@@ -58,12 +56,10 @@ def _contents(path: Path) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("fmt", ["lora", "lora-kohya"])
-def test_the_finished_run_exports_as_before(workspace, tmp_path, fmt):
+def test_the_finished_run_exports_as_before(tmp_path, fmt):
     """Same tensors bit for bit, same metadata and model card. (Not the same bytes: safetensors writes the
     metadata's keys in a different order in every process, the previous main's two exports included.)"""
-    [run] = list_runs(workspace)
-    shutil.rmtree(run.dir)
-    shutil.copytree(EXPECTED / "finished-run", run.dir)
+    workspace = api.open_workspace(finished_workspace(tmp_path / "legacy"))
     out = api.export(workspace, fmt, out=tmp_path / f"export-{fmt}.safetensors")
     metadata, tensors = _contents(out)
     old_metadata, old_tensors = _contents(EXPECTED / f"export-{fmt}.safetensors")

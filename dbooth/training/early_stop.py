@@ -12,7 +12,6 @@ Importing this module loads no model library: ``check_stop_when`` runs with the 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +130,9 @@ def _require_local(name: str, what: str, setting: str) -> None:
             raise DboothError(f"{WHERE}: {what} {folder} has no config.json; point {setting} at a transformers "
                               "model folder, or turn stop_when off")
         return
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
+    from dbooth.util.hub import offline
+
+    if not offline():
         return  # loaded (and, if need be, downloaded) before the first step; a failure is one line then
     from huggingface_hub import try_to_load_from_cache
 

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from previous_main import finished_workspace
 from run_cli import run_dbooth, user_error
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "previous-main"
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A workspace with a finished LoRA run (the previous main's, tests/fixtures/previous-main)."""
-    ws = tmp_path_factory.mktemp("unwritable") / "heart"
-    shutil.copytree(FIXTURE / "workspace", ws)
-    [run] = list((ws / "runs").iterdir())
-    shutil.rmtree(run)
-    shutil.copytree(FIXTURE / "expected" / "finished-run", run)
+    ws = finished_workspace(tmp_path_factory.mktemp("unwritable") / "heart")
     (ws.parent / "a-file").write_text("not a folder")
     return ws
 

@@ -5,7 +5,6 @@ on the built-in model the oracle judges alone; on any other base the missing enc
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from previous_main import FIXTURE, finished_workspace
 from run_cli import subprocess_env, user_error
 
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "previous-main"
 QUICK = ["eval.num_prompts=2", "eval.images_per_prompt=1", "eval.class_images=2", "sample.steps=2"]
 
 
@@ -30,11 +29,7 @@ def _no_network(tmp_path: Path) -> dict[str, str]:
 
 
 def _finished_workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "heart"
-    shutil.copytree(FIXTURE / "workspace", ws)
-    [run] = list((ws / "runs").iterdir())
-    shutil.rmtree(run)
-    shutil.copytree(FIXTURE / "expected" / "finished-run", run)
+    ws = finished_workspace(tmp_path / "heart")
     manifest = ws / "dbooth.yaml"
     write_manifest(manifest, apply_overrides(load_manifest(manifest), dict(s.split("=") for s in QUICK)))
     return ws
