@@ -53,6 +53,10 @@ class NamedModel:
     defaults: Callable[[], dict] | None = None
     # the UNet learning rate per method when ``train.learning_rate`` is null
     learning_rates: dict[str, float] | None = None
+    # why each of ``defaults`` suits the model (``train.learning_rate``: why ``learning_rates``), one line per
+    # dotted key; the manifest carries it as that value's comment (``default_comments``)
+    default_reasons: Callable[[], dict[str, str]] | None = None
+    defaults_reason: str = ""  # the comment on a default without a reason of its own
     # the class nouns its captions hold: another class noun is a word it never saw
     classes: Callable[[], tuple[str, ...]] | None = None
     about: str = ""  # one line for listings
@@ -116,6 +120,36 @@ def named_model(spec: str) -> NamedModel | None:
     if known:
         raise DboothError(f"unknown built-in model {spec!r}; available: {', '.join(known)}")
     return None
+
+
+def default_comments(base_model: str, values: dict[str, Any]) -> dict[str, str]:
+    """``{dotted key: comment}`` for each manifest value (``values``, by dotted key) that is ``base_model``'s
+    registered default, saying whose it is and why; for a null ``train.learning_rate``, the rates it stands
+    for. Empty for a model without defaults (a hub id, a path): the shipped defaults need no comment."""
+    model = _quiet_named_model(base_model)
+    if model is None:
+        return {}
+    reasons = model.default_reasons() if model.default_reasons is not None else {}
+
+    def comment(key: str, lead: str = "") -> str:
+        why = reasons.get(key) or model.defaults_reason or "the value that suits it"
+        return " ".join(f"{model.spec}: {lead}{why}".split())  # one line, whatever the plugin wrote
+
+    defaults = model.defaults() if model.defaults is not None else {}
+    found = {key: comment(key) for key, value in defaults.items() if key in values and _same(values[key], value)}
+    if model.learning_rates and "train.learning_rate" in values and values["train.learning_rate"] is None:
+        rates = " or ".join(f"{rate:g} ({method})" for method, rate in model.learning_rates.items())
+        found["train.learning_rate"] = comment("train.learning_rate", f"null trains at {rates}; ")
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as manifest values: ``True`` is not ``1``, a tuple is the list it is written as."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
 
 
 def judge_for(base_model: str, photos: Sequence) -> SampleJudge | None:

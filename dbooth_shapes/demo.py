@@ -130,7 +130,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, reporter: Reporter
     atomic_write_text(report_json, json.dumps(metrics, indent=2) + "\n")
     report_html = ws.root / "report.html"
     if s.evaluate_base:
-        atomic_write_text(report_html, _html(metrics, grids, subject.description))
+        atomic_write_text(report_html, _html(metrics, grids, subject.description, _training(ws.root, result.run)))
     return DemoResult(workspace=ws.root, report_json=report_json, report_html=report_html, metrics=metrics)
 
 
@@ -210,7 +210,38 @@ def _sample(pipe, prompt: str, n: int, seed: int, manifest) -> list:
     ).images
 
 
-def _html(metrics: dict, grids: dict, description: str) -> str:
+def _training(root: Path, run) -> str:
+    """The report's training section: the run's loss curve (as on its run page) and a link to that page."""
+    from dbooth.runpage import PAGE_FILE
+    from dbooth.runpage.charts import loss_chart, smoothing_for
+    from dbooth.training.history import HISTORY_FILE, read_history
+
+    rows = read_history(run.dir / HISTORY_FILE)
+    chart = loss_chart(rows)
+    page = run.dir / PAGE_FILE
+    link = (f" The run's own page, with its settings, files and the commands that go on from here: "
+            f"<a href='{html.escape(page.relative_to(root).as_posix())}'>{html.escape(run.id)}</a>."
+            if page.is_file() else "")
+    if not chart:
+        return f"<h2>Training</h2><p>{link}</p>" if link else ""
+    return (f"<h2>Training</h2>{chart}<p class=note>The loss against the step: thick lines are a moving average "
+            f"(EMA, weight {smoothing_for(len(rows)):.2f}) of each step's value, drawn faint; the learning rate has "
+            f"its own axis on the right. The loss is noisy by nature and says little about likeness: the "
+            f"oracle's figures above and the images below do.{link}</p>")
+
+
+# under the class prompt's samples: what PRES counts, so a drifted class scoring 0 is not read as a healthy one
+PRES_NOTE = ("PRES is the share of these class-prompt samples that the oracle recognises as the subject itself "
+             "({subject}). A sample that came out black, in another colour or pattern, or in the wrong shape is not "
+             "the subject, so it counts as 0: PRES measures whether the class collapsed onto your subject, not "
+             "whether the class samples are still good. A PRES of 0 beside a row of black or misshapen samples means "
+             "the class did not turn into the subject but did drift from what the base model drew; compare the two "
+             "rows by eye for that.")
+
+
+def _html(metrics: dict, grids: dict, description: str, training: str = "") -> str:
+    from dbooth.runpage.glossary import meaning
+
     e = html.escape
     stage_b = ""
     if "stage_b" in metrics:
@@ -219,7 +250,8 @@ def _html(metrics: dict, grids: dict, description: str) -> str:
         stage_b = html_section(metrics["stage_b"], grids)
     base = metrics["base"]
     rows = "".join(
-        f"<tr><td>{e(k)}</td><td>{base[k]:.3f}</td><td>{metrics[k]:.3f}</td></tr>"
+        f"<tr><td>{e(meaning(k, 'oracle')[0])}</td><td>{base[k]:.3f}</td><td>{metrics[k]:.3f}</td>"
+        f"<td class=what>{e(meaning(k, 'oracle')[1])}</td></tr>"
         for k in ("subject_fidelity", "prompt_fidelity", "pres", "div")
     )
     sections = []
@@ -230,16 +262,21 @@ def _html(metrics: dict, grids: dict, description: str) -> str:
             f"<p>fine-tuned (same seeds)</p><img src='{grids['finetuned:' + ctx]}'>"
         )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>dbooth demo: {e(metrics['subject'])}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{image-rendering:pixelated;width:100%;max-width:{96 * 6}px}}img.big{{max-width:{256 * 3}px}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}</style></head><body>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}img{{image-rendering:pixelated;width:100%;max-width:{96 * 6}px}}img.big{{max-width:{256 * 3}px}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}td.what{{font-size:.9em;color:#444}}
+svg.loss-curve{{width:100%;height:auto}}.note{{color:#555;font-size:.92em}}</style></head><body>
 <h1>dbooth demo: {e(description)}</h1>
 <p>Method: {e(metrics['method'])}, prior preservation: {e(str(metrics['prior_preservation']))}, {metrics['steps']} steps,
-training {metrics['train_seconds']} s. Metrics judged by the built-in oracle (PRES: lower is better).</p>
-<table><tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>{rows}</table>
+training {metrics['train_seconds']} s. The figures are judged by the built-in oracle, an exact judge of the rendered
+world, on {metrics['samples_per_prompt']} samples per held-out scene and {metrics['class_samples']} of the class
+prompt, the same seeds for both models.</p>
+<table><tr><th>figure</th><th>base model</th><th>fine-tuned</th><th>what it measures</th></tr>{rows}</table>
+{training}
 <h2>Training photos</h2><img src='{grids['photos']}'>
 <h2>Subject in new contexts</h2>{''.join(sections)}
 <h2>Class prompt: {e(metrics['prompts']['class'])}</h2>
 <p>before (base model)</p><img src='{grids['base:class']}'><p>after (fine-tuned, same seeds)</p><img src='{grids['finetuned:class']}'>
+<p class=note>PRES {base['pres']:.3f} before, {metrics['pres']:.3f} after. {e(PRES_NOTE.format(subject=description))}</p>
 {stage_b}</body></html>
 """
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dbooth_shapes.settings import DEMO_REASON
+
 # measured on the CPU (BENCHMARKS.md, the demo's table): 40 steps at Stable Diffusion's 5e-6 change nothing visible
+# (settings.LEARNING_RATE_REASON, the comment on a null train.learning_rate)
 LEARNING_RATES = {"full": 1e-4, "lora": 1e-3}
 
 
@@ -19,7 +22,8 @@ def register(registry) -> None:
     registry.add_model(NamedModel(
         "builtin:shapes", lambda: builtin_model_path("builtin:shapes"), vocabulary=_vocabulary, judge=_judge,
         labeller=_labeller, scene_of=_scene_of, scene_hint="in the jungle", random_pipeline=_random_pipeline,
-        defaults=_defaults, learning_rates=LEARNING_RATES, classes=_classes,
+        defaults=_defaults, learning_rates=LEARNING_RATES, default_reasons=_default_reasons,
+        defaults_reason=DEMO_REASON, classes=_classes,
         about="a 64 px text-to-image model of a rendered world of shapes, judged exactly by its oracle"))
     registry.add_model(NamedModel(
         "builtin:shapes-x4", lambda: builtin_model_path("builtin:shapes-x4"), vocabulary=_vocabulary,
@@ -88,6 +92,12 @@ def _defaults() -> dict:
     from dbooth_shapes.settings import base_settings
 
     return base_settings()
+
+
+def _default_reasons() -> dict[str, str]:
+    from dbooth_shapes.settings import base_reasons
+
+    return base_reasons()
 
 
 def _classes() -> tuple[str, ...]:

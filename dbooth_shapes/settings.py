@@ -27,34 +27,49 @@ def example_settings(name: str) -> dict:
     }
 
 
+# why a value suits builtin:shapes, where it is more than "the demo's": each becomes that value's comment in
+# the dbooth.yaml `init` writes (`dbooth.plugins.default_comments`); the rest get DEMO_REASON
+DEMO_REASON = "its demo's value (BENCHMARKS.md); the shipped default suits Stable Diffusion"
+# measured on the CPU (BENCHMARKS.md, the demo's table)
+LEARNING_RATE_REASON = "at Stable Diffusion's 5e-6, 40 steps change nothing visible"
+UPSCALER_MEASURED = "measured on the CPU (BENCHMARKS.md, Stage (b) on the built-in model)"
+
+
 def base_settings() -> dict:
     """Manifest values that suit builtin:shapes whatever the subject: `init --base builtin:shapes` writes them too
     (the shipped defaults suit Stable Diffusion: 200 class images at 512 px, a hub upscaler)."""
-    return {
-        # the world's captions read "a photo of a blue star": the identifier takes the adjective's place
-        "instance_prompt": "a photo of a {identifier} {class}",
-        "class_prompt": "a photo of a {class}",
-        "prior.num_class_images": 50,
-        "prior.steps": 20,
-        "prior.guidance_scale": 5.0,
-        "prior.batch_size": 25,
-        "train.resolution": 64,
-        "train.max_steps": 600,
-        "train.batch_size": 2,
-        # a small model learns a new look fastest with its text encoder trained too
-        "train.train_text_encoder": True,
-        "train.checkpoint_every": 100,
-        "train.validation_every": 0,
-        "train.validation_prompts": ["a photo of a {identifier} {class} in the jungle"],
-        "sample.steps": 20,
-        "sample.guidance_scale": 5.0,
-        # stage (b): the built-in upscaler, at its own 256 px side (see "Stage (b): the upscaler" in README.md)
-        "upscaler.base": EXAMPLE_UPSCALER,
-        # measured on the CPU (BENCHMARKS.md, "Stage (b) on the built-in model"): 400 full steps at 5e-4 (the
-        # 1.47M-parameter upscaler was pretrained at 5e-4), without class pairs: builtin:shapes' class images are
-        # 64 px, so their pairs would be 16 -> 64 px, a scale the upscaler never sees in use, and they cost detail
-        "upscaler.max_steps": 400,
-        "upscaler.learning_rate": 5e-4,
-        "upscaler.prior": False,
-        "upscaler.validation_every": 0,
-    }
+    return {key: value for key, (value, _) in _BASE.items()}
+
+
+def base_reasons() -> dict[str, str]:
+    """Why each of ``base_settings`` that has a reason of its own suits builtin:shapes (and its learning rates)."""
+    reasons = {key: why for key, (_, why) in _BASE.items() if why}
+    return reasons | {"train.learning_rate": LEARNING_RATE_REASON}
+
+
+_BASE: dict[str, tuple[object, str]] = {  # key: (value, why; "" = DEMO_REASON)
+    "instance_prompt": ("a photo of a {identifier} {class}",
+                        "its captions read 'a photo of a blue star': the identifier takes the adjective's place"),
+    "class_prompt": ("a photo of a {class}", "the wording of its captions"),
+    "prior.num_class_images": (50, ""),
+    "prior.steps": (20, ""),
+    "prior.guidance_scale": (5.0, ""),
+    "prior.batch_size": (25, ""),
+    "train.resolution": (64, "its native size"),
+    "train.max_steps": (600, ""),
+    "train.batch_size": (2, ""),
+    "train.train_text_encoder": (True, "a small model learns a new look fastest with its text encoder trained too"),
+    "train.checkpoint_every": (100, ""),
+    "train.validation_every": (0, ""),
+    "train.validation_prompts": (["a photo of a {identifier} {class} in the jungle"], "a scene its captions name"),
+    "sample.steps": (20, ""),
+    "sample.guidance_scale": (5.0, ""),
+    # stage (b): the built-in upscaler, at its own 256 px side (see "Stage (b): the upscaler" in README.md)
+    "upscaler.base": (EXAMPLE_UPSCALER, "its own x4 upscaler (64 -> 256 px), not a hub download"),
+    # 400 full steps at 5e-4 without class pairs
+    "upscaler.max_steps": (400, UPSCALER_MEASURED),
+    "upscaler.learning_rate": (5e-4, "the rate the 1.47M-parameter upscaler was pretrained at"),
+    "upscaler.prior": (False, "its class images are 64 px, so their pairs would be 16 -> 64 px, a scale the "
+                              "upscaler never sees in use, and they cost detail"),
+    "upscaler.validation_every": (0, ""),
+}

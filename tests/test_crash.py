@@ -93,9 +93,9 @@ def assert_nothing_half_written(ws) -> None:
         for out in visible(run.dir / "export"):
             if out.suffix == ".safetensors":
                 assert load_file(out)
-        if (run.dir / "merged").exists():
-            assert (run.dir / "merged" / "model_index.json").is_file()
-            for f in (run.dir / "merged").rglob("*.safetensors"):
+        for merged in (p for p in visible(run.dir) if p.is_dir() and p.name.endswith("-merged")):  # merge-lora's
+            assert (merged / "model_index.json").is_file()
+            for f in merged.rglob("*.safetensors"):
                 assert load_file(f)
 
 
@@ -157,4 +157,6 @@ def test_kill_minus_nine_loses_nothing_and_resumes_bitwise(tmp_path, tiny_base, 
     assert load_file(out)
     # a finished export or merge clears what the killed ones left behind
     assert not list(tmp_path.glob(".out.safetensors.*")), list(tmp_path.glob(".*"))
-    assert not list(done[-1].dir.glob(".merged.*")), list(done[-1].dir.glob(".*"))
+    merged = list(done[-1].dir.glob("*-merged"))  # merge-lora's folder, checked by assert_nothing_half_written
+    assert len(merged) == 1 and merged[0].name.startswith(f"{crashed.root.name}-"), merged
+    assert not list(done[-1].dir.glob(".*-merged.*")), list(done[-1].dir.glob(".*"))

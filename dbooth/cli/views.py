@@ -87,6 +87,8 @@ def print_status(st) -> None:
             answer.print(f"    time: {describe(r.timings)}")
         if r.error:
             answer.print(f"    [red]error:[/] {r.error}")
+        if r.page:
+            answer.print(f"    page: {r.page}")
 
 
 def print_bench(report: dict) -> None:

@@ -3,6 +3,6 @@
 ``metrics`` holds the maths (pure functions on embeddings), ``encoders`` loads DINO and CLIP,
 ``judges`` scores samples with them (or with the built-in oracle), ``prompts`` the DreamBench prompt
 lists, ``checkpoints`` rebuilds a pipeline at a saved step, ``pick`` chooses the best checkpoint,
-``report`` builds report.html's section and ``evaluate`` ties them together for ``dbooth eval``
+``report`` saves the image grids the run page shows and ``evaluate`` ties them together for ``dbooth eval``
 (``dbooth.training.early_stop`` uses the judges and the rule during training).
 """

@@ -504,9 +504,17 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def render_manifest(m: Manifest) -> str:
-    """The commented template with ``m``'s values filled in; loads back to an equal Manifest."""
+    """The commented template with ``m``'s values filled in; loads back to an equal Manifest.
+
+    A value that is the base model's own default (a named model's, e.g. builtin:shapes' 64 px) ends its line with
+    a comment saying so and why (``dbooth.plugins.default_comments``). Every render starts from the template, so
+    rewriting a manifest never stacks comments, and a value changed away from the base's loses its comment.
+    """
+    from dbooth.plugins import default_comments
+
     source = template_path()
     values = _flatten(manifest_to_dict(m))
+    comments = default_comments(m.base_model, values)
     used: set[str] = set()
 
     def fill(match: re.Match) -> str:
@@ -514,7 +522,9 @@ def render_manifest(m: Manifest) -> str:
         if name not in values:
             raise DboothError(f"{source}: unknown placeholder {match.group(0)}; this is a dbooth bug")
         used.add(name)
-        return _yaml_value(values[name])
+        text = _yaml_value(values[name])
+        ends_line = match.end() == len(match.string) or match.string.startswith("\n", match.end())
+        return f"{text}  # {comments[name]}" if name in comments and ends_line else text
 
     text = _TEMPLATE_SLOT.sub(fill, source.read_text(encoding="utf-8"))
     missing = sorted(set(values) - used)

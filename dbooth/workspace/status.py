@@ -15,6 +15,7 @@ from dbooth.util.fsutil import pid_alive
 from dbooth.util.images import list_images
 from dbooth.workspace.lock import held_by
 from dbooth.util.pngmeta import read_record
+from dbooth.runpage import PAGE_FILE
 from dbooth.workspace.run_options import describe_options
 from dbooth.workspace.subjects import subjects
 from dbooth.workspace.folder import Run, Workspace, list_runs
@@ -41,6 +42,7 @@ class RunStatus:
     pid: int | None = None
     options: list[str] = field(default_factory=list)  # what differs from plain DreamBooth: DoRA, EMA, Min-SNR ...
     timings: dict | None = None  # seconds per phase of the run's last invocation: load, caching, steps, ...
+    page: str | None = None  # the run page, RUN/report.html (dbooth.runpage), once a verb has written it
 
 
 @dataclass
@@ -130,6 +132,7 @@ def run_status(run: Run) -> RunStatus:
         pid=pid if state == "running" else None,
         options=(["upscaler"] if info.get("stage") == "upscaler" else []) + describe_options(info.get("options")),
         timings=info.get("timings"),
+        page=str(run.dir / PAGE_FILE) if (run.dir / PAGE_FILE).is_file() else None,
     )
 
 

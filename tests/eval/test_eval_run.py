@@ -63,12 +63,14 @@ def test_eval_scores_base_checkpoints_and_final_and_picks_one(make_workspace, ju
     assert run.info()["best_checkpoint"] == data["best"]["checkpoint"]
     assert "best" in out.stdout + out.stderr and "dino" in out.stdout + out.stderr
 
-    # report.html: the page it found keeps its content and gains the section, the curve and the scored samples
+    # report.html, the run page: rebuilt whole from the files, with the section, each figure against the step
+    # (a point per scored model in each panel) and the scored samples
     page = (run.dir / "report.html").read_text()
-    assert page.startswith("<html><body><h1>training</h1>") and page.count('id="evaluation"') == 1
-    assert len(re.findall(r"<circle ", page)) == len(data["metrics"])
+    assert "<h1>training</h1>" not in page and page.count('id="evaluation"') == 1
+    points = re.findall(r'<circle [^>]*data-name="([^"]+)"', page)
+    assert points and set(points) == set(data["metrics"]) and len(points) % len(data["metrics"]) == 0
     shown = ["base"] + ([data["best"]["checkpoint"]] if data["best"]["checkpoint"] != "final" else []) + ["final"]
-    srcs = re.findall(r'<img src="([^"]+)"', page)
+    srcs = [s for s in re.findall(r'<img src="([^"]+)"', page) if s.startswith("eval/")]
     assert len(srcs) == len(shown) * (len(data["prompt_list"]) + 1)
     assert all((run.dir / s).is_file() for s in srcs)
     assert sorted(p.name for p in (run.dir / "eval").iterdir()) == sorted(Path(s).name for s in srcs)

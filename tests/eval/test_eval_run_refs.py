@@ -38,6 +38,6 @@ def test_run_at_best_and_at_step_sample_that_checkpoint(make_workspace):
     assert np.abs(a - b).max() > 1  # step 2 is not the final model
 
     exported = api.export(ws, "diffusers", run_id=f"{run.id}@best")  # tests/export/test_export_checkpoint.py
-    assert exported.name == f"{run.id}@2-diffusers"
+    assert exported.name == f"refs-{run.id.removesuffix('-' + run.info()['method'])}@2"  # workspace, run start, step
     run.write_info({**run.info(), "best_checkpoint": "final"})
     assert find_run_at(ws, f"{run.id}@best") == (run, None)

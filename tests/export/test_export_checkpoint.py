@@ -46,13 +46,14 @@ def test_every_full_format_of_a_checkpoint_holds_that_steps_weights(make_workspa
     assert not _same(want, final)  # steps 3 and 4 changed the model: the test can tell them apart
 
     folder = api.export(ws, "diffusers", run_id=f"{run.id}@2")
-    assert folder == run.dir / "export" / f"{run.id}@2-diffusers"
+    at_2 = f"long-{run.id.removesuffix('-full')}@2"  # the workspace, the run's start time, the step
+    assert folder == run.dir / "export" / at_2
     assert _same(_probes(_load(folder)), want)
     readme = (folder / "README.md").read_text()
     assert f"# {run.id}@2:" in readme and "| training steps | 2 (checkpoint step-000002 of a 4-step run) |" in readme
 
     single = api.export(ws, "single-file", run_id=f"{run.id}@2")
-    assert single.name == f"{run.id}@2-single-file.safetensors"
+    assert single.name == f"{at_2}.safetensors"
     pipe = StableDiffusionPipeline.from_single_file(str(single), config=str(tiny_base), local_files_only=True)
     assert _same(_probes(pipe), want)
     with safe_open(str(single), "pt") as f:
@@ -65,7 +66,7 @@ def test_every_full_format_of_a_checkpoint_holds_that_steps_weights(make_workspa
     best = api.export(ws, "diffusers", run_id=f"{run.id}@best", out=folder.parent / "best")
     assert _same(_probes(_load(best)), want)
     plain = api.export(ws, "diffusers")
-    assert plain.name == f"{run.id}-diffusers" and _same(_probes(_load(plain)), final)
+    assert plain.name == at_2.removesuffix("@2") and _same(_probes(_load(plain)), final)
 
 
 @pytest.mark.slow
@@ -81,9 +82,11 @@ def test_every_lora_format_of_a_checkpoint_holds_that_steps_adapters(make_worksp
     assert not _same(want, final)
 
     lora = api.export(ws, "lora", run_id=f"{run.id}@2")
-    assert lora == run.dir / "export" / f"{run.id}@2-lora.safetensors"
+    at_2 = f"long-{run.id.removesuffix('-lora')}@2"  # the workspace, the run's start time, the step
+    assert lora == run.dir / "export" / f"{at_2}-diffusers.safetensors"
     assert _same(with_lora(lora), want)
     kohya = api.export(ws, "lora-kohya", run_id=f"{run.id}@2")
+    assert kohya == run.dir / "export" / f"{at_2}.safetensors"
     assert _same(with_lora(kohya), want)
     with safe_open(str(kohya), "pt") as f:
         meta = f.metadata()
@@ -92,9 +95,10 @@ def test_every_lora_format_of_a_checkpoint_holds_that_steps_adapters(make_worksp
     assert "checkpoint step-000002 of a 4-step run" in kohya.with_suffix(".md").read_text()
 
     merged = api.export(ws, "diffusers", run_id=f"{run.id}@2")
+    assert merged == run.dir / "export" / f"{at_2}-merged"
     assert _same(_probes(_load(merged)), want)
     fused = api.merge_lora(ws, run_id=f"{run.id}@2")
-    assert fused == run.dir / "merged@2"
+    assert fused == run.dir / f"{at_2}-merged"  # merge-lora names its folder as export does, in the run folder
     assert _same(_probes(_load(fused)), want)
     assert json.loads((fused / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
     assert not list(run.dir.rglob("dbooth-checkpoint-lora-*"))  # the checkpoint's LoRA file was temporary

@@ -15,7 +15,8 @@ from dbooth.export.lora_file import LoraComponent, LoraFile
 def test_key_names_follow_sd_scripts_for_sd1(lora_run):
     path = export_run(lora_run.run_dir, "lora-kohya")
 
-    assert path == lora_run.run_dir / "export" / "lora-run-lora-kohya.safetensors"
+    workspace = lora_run.run_dir.parent.parent.name  # the fixture's run folder is WS/runs/lora-run
+    assert path == lora_run.run_dir / "export" / f"{workspace}-lora-run.safetensors"  # kohya's: no suffix
     tensors = load_file(str(path))
     unet_q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
     unet_out = "lora_unet_up_blocks_1_attentions_1_transformer_blocks_0_attn2_to_out_0"
@@ -54,6 +55,7 @@ def test_diffusers_loads_it_to_the_same_model_as_the_diffusers_file(lora_run):
 
 def test_metadata_carries_kohya_and_dbooth_keys(lora_run):
     path = export_run(lora_run.run_dir, "lora-kohya", dtype="fp16")
+    name = f"{lora_run.run_dir.parent.parent.name}-lora-run-fp16"
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
@@ -63,13 +65,13 @@ def test_metadata_carries_kohya_and_dbooth_keys(lora_run):
     assert meta["ss_base_model_version"] == "sd_v1" and meta["ss_v2"] == "False"
     assert meta["ss_sd_model_name"] == str(lora_run.base_dir)
     assert meta["ss_network_train_unet_only"] == "False"
-    assert meta["ss_output_name"] == "lora-run-lora-kohya-fp16"
+    assert path.stem == name and meta["ss_output_name"] == name
     assert meta["dbooth.identifier"] == "sks" and meta["dbooth.instance_prompt"] == "a photo of sks dog"
     assert {d for k, d in dtypes.items() if not k.endswith(".alpha")} == {"F16"}
     assert {d for k, d in dtypes.items() if k.endswith(".alpha")} == {"F32"}
-    assert "<lora:lora-run-lora-kohya-fp16:1>" in meta["dbooth.usage"]
+    assert f"<lora:{name}:1>" in meta["dbooth.usage"]
     card = path.with_suffix(".md").read_text()
-    assert "<lora:lora-run-lora-kohya-fp16:1>" in card and "kohya" in card and "sks dog" in card
+    assert f"<lora:{name}:1>" in card and "kohya" in card and "sks dog" in card
     assert meta["dbooth.clients"] == "diffusers, ComfyUI, AUTOMATIC1111/Forge, kohya sd-scripts, InvokeAI"
     assert "ComfyUI: copy to ComfyUI/models/loras/" in meta["dbooth.load"]
     assert "- AUTOMATIC1111/Forge: copy to `stable-diffusion-webui/models/Lora/`" in card

@@ -71,7 +71,7 @@ def test_sdxl_merge_covers_both_text_encoders(sdxl_lora):
 def test_merge_run_writes_a_loadable_pipeline_equal_to_base_plus_adapter(lora_run):
     out = merge_run(lora_run.run_dir, base_pipeline_loader=local_loader)
 
-    assert out == lora_run.run_dir / "merged"
+    assert out == lora_run.run_dir / f"{lora_run.run_dir.parent.parent.name}-lora-run-merged"
     merged = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
     assert max_diff(unet_probe(merged.unet), unet_probe(lora_run.reference.unet)) < TOL
     assert max_diff(text_probe(merged.text_encoder), text_probe(lora_run.reference.text_encoder)) < TOL
@@ -94,13 +94,14 @@ def test_merge_run_without_text_encoder_lora_keeps_the_base_text_encoder(tmp_pat
 def test_merge_run_refuses_a_full_run_and_an_existing_output(full_run, lora_run):
     with pytest.raises(DboothError, match="full fine-tune"):
         merge_run(full_run.run_dir)
-    (lora_run.run_dir / "merged").mkdir()
-    (lora_run.run_dir / "merged" / "notes.txt").write_text("mine")
+    mine = lora_run.run_dir / f"{lora_run.run_dir.parent.parent.name}-lora-run-merged"  # merge_run's default
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
     with pytest.raises(DboothError, match="already exists.*--force"):
         merge_run(lora_run.run_dir, base_pipeline_loader=local_loader)
     with pytest.raises(DboothError, match="not a diffusers pipeline folder"):
         merge_run(lora_run.run_dir, base_pipeline_loader=local_loader, force=True)
-    assert (lora_run.run_dir / "merged" / "notes.txt").read_text() == "mine"
+    assert (mine / "notes.txt").read_text() == "mine"
 
 
 def test_merge_run_needs_a_loader_for_a_hub_base(lora_run):

@@ -21,7 +21,8 @@ def test_formats_are_the_documented_ones():
 def test_diffusers_export_of_a_full_run(full_run):
     out = export_run(full_run.run_dir, "diffusers", dtype="bf16")
 
-    assert out == full_run.run_dir / "export" / "full-run-diffusers-bf16"
+    name = f"{full_run.run_dir.parent.parent.name}-full-run-bf16"  # a full run's folder needs no format suffix
+    assert out == full_run.run_dir / "export" / name
     pipe = DiffusionPipeline.from_pretrained(out, local_files_only=True, dtype=torch.bfloat16)
     for key, value in full_run.reference.unet.state_dict().items():
         assert torch.equal(pipe.unet.state_dict()[key], value.to(torch.bfloat16)), key
@@ -30,12 +31,14 @@ def test_diffusers_export_of_a_full_run(full_run):
     readme = (out / "README.md").read_text()
     for fact in ("builtin:shapes", "`sks`", "`dog`", "full fine-tune", "800", "a photo of sks dog", "bf16"):
         assert fact in readme, fact
-    assert '- diffusers: `DiffusionPipeline.from_pretrained("full-run-diffusers-bf16")`' in readme
-    assert "- InvokeAI: import `full-run-diffusers-bf16` in the Model Manager" in readme
+    assert f'- diffusers: `DiffusionPipeline.from_pretrained("{name}")`' in readme
+    assert f"- InvokeAI: import `{name}` in the Model Manager" in readme
 
 
 def test_diffusers_export_of_a_lora_run_is_merged(lora_run):
     out = export_run(lora_run.run_dir, "diffusers", base_pipeline_loader=local_loader)
+
+    assert out == lora_run.run_dir / "export" / f"{lora_run.run_dir.parent.parent.name}-lora-run-merged"
 
     pipe = DiffusionPipeline.from_pretrained(out, local_files_only=True)
     assert max_diff(unet_probe(pipe.unet), unet_probe(lora_run.reference.unet)) < 1e-4
@@ -47,7 +50,8 @@ def test_lora_export_records_alpha_so_diffusers_applies_it(lora_run):
     """The trainer's file has no adapter metadata; the exported one does, so a plain load is right."""
     out = export_run(lora_run.run_dir, "lora", dtype="fp16")
 
-    assert out == lora_run.run_dir / "export" / "lora-run-lora-fp16.safetensors"
+    name = f"{lora_run.run_dir.parent.parent.name}-lora-run-diffusers-fp16"  # beside the kohya file's name
+    assert out == lora_run.run_dir / "export" / f"{name}.safetensors"
     with safe_open(str(out), "pt") as f:
         meta = f.metadata()
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
@@ -55,7 +59,7 @@ def test_lora_export_records_alpha_so_diffusers_applies_it(lora_run):
     assert adapter["unet.lora_alpha"] == 2.0 and adapter["text_encoder.r"] == 4
     assert meta["dbooth.class_noun"] == "dog" and meta["dbooth.method"] == "lora"
     card = out.with_suffix(".md").read_text()
-    assert '- diffusers: `pipe.load_lora_weights("lora-run-lora-fp16.safetensors")`' in card
+    assert f'- diffusers: `pipe.load_lora_weights("{name}.safetensors")`' in card
     note = next(line for line in card.splitlines() if line.startswith("- note:"))
     assert "ComfyUI" in note and "AUTOMATIC1111" in note and "`dbooth export --format lora-kohya`" in note
     assert meta["dbooth.clients"] == "diffusers"

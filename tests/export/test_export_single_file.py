@@ -33,7 +33,8 @@ def _assert_same_weights(expected: StableDiffusionPipeline, actual: StableDiffus
 def test_full_run_round_trips_through_from_single_file(full_run):
     path = export_run(full_run.run_dir, "single-file")
 
-    assert path == full_run.run_dir / "export" / "full-run-single-file.safetensors"
+    name = f"{full_run.run_dir.parent.parent.name}-full-run.safetensors"  # the workspace's name, then the run's
+    assert path == full_run.run_dir / "export" / name
     reloaded = _load_single_file(path, full_run.run_dir / "final")
     _assert_same_weights(full_run.reference, reloaded)
     with safe_open(str(path), "pt") as f:
@@ -46,7 +47,7 @@ def test_full_run_round_trips_through_from_single_file(full_run):
     assert "sks dog" in card
     assert "- ComfyUI: copy to `ComfyUI/models/checkpoints/`, pick it in Load Checkpoint" in card
     assert meta["dbooth.clients"] == "diffusers, ComfyUI, AUTOMATIC1111/Forge, kohya sd-scripts, InvokeAI"
-    assert 'from_single_file("full-run-single-file.safetensors")' in meta["dbooth.load"]
+    assert f'from_single_file("{name}")' in meta["dbooth.load"]
 
 
 @pytest.mark.slow
@@ -66,7 +67,7 @@ def test_lora_run_is_merged_before_writing(lora_run, tmp_path):
 def test_dtype_is_honoured(full_run, dtype, torch_dtype, tag):
     path = export_run(full_run.run_dir, "single-file", dtype=dtype)
 
-    assert path.name == f"full-run-single-file-{dtype}.safetensors"
+    assert path.name == f"{full_run.run_dir.parent.parent.name}-full-run-{dtype}.safetensors"
     with safe_open(str(path), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {tag}
         assert f.metadata()["dbooth.dtype"] == dtype

@@ -34,6 +34,14 @@ def test_demo_writes_report(tmp_path, tiny_as_builtin):
     html = result.report_html.read_text()
     images = re.findall(r"src='([^']+)'", html)
     assert len(images) >= 11 and all((result.workspace / src).is_file() for src in images)
+    # the run's loss curve, a line on what each figure means, why PRES stays 0 for a drifted class, the run page
+    assert 'class="loss-curve"' in html and 'class="instance-loss"' in html and "learning rate (right axis)" in html
+    for words in ("share of the samples the oracle recognises as your subject", "show the scene their prompt names",
+                  "wrong shape are not your subject", "mean perceptual distance"):
+        assert words in html, words
+    assert "PRES measures whether the class collapsed onto your subject, not" in html
+    [page] = re.findall(r"href='([^']+)'", html)
+    assert page.endswith("/report.html") and (result.workspace / page).is_file()
     # rerunning replaces the demo's own folder instead of failing
     again = run_demo(tmp_path / "demo", settings)
     assert again.workspace == result.workspace

@@ -111,3 +111,16 @@ def test_status_says_the_runs_options(tmp_path):
     assert run_status(run).options == ["DoRA", "Min-SNR 5"]
     old = _run(ws, status="complete", steps=4)  # a run.json from before options were recorded
     assert run_status(old).options == []
+
+
+def test_status_names_each_runs_page_once_written(tmp_path, capsys):
+    from dbooth.cli.views import print_status
+    from dbooth.runpage.page import write_run_page
+
+    ws = _ws(tmp_path)
+    run = _run(ws, "lora", status="complete", steps=4, planned_steps=4)
+    assert run_status(run).page is None  # no verb has written it yet
+    page = write_run_page(run.dir)
+    assert run_status(run).page == str(page) == str(run.dir / "report.html")
+    print_status(workspace_status(ws))
+    assert f"page: {page}" in capsys.readouterr().out
