@@ -14,13 +14,19 @@ from dbooth.workspace.folder import Workspace, create_workspace, find_run, find_
 
 def native_resolution(base_model: str, *, allow_pickle: bool = False) -> int | None:
     """The image size a base model was trained at, read from its configs (None when they cannot be read)."""
-    from dbooth.families import native_resolution as read
+    return base_model_defaults(base_model, allow_pickle=allow_pickle).get("train.resolution")
+
+
+def base_model_defaults(base_model: str, *, allow_pickle: bool = False) -> dict:
+    """Manifest values that suit a base model (its resolution; a flow model's sampling settings), read from its
+    configs; empty when they cannot be read."""
+    from dbooth.families import manifest_defaults
     from dbooth.families.source import resolve_model
 
     try:
-        return read(resolve_model(base_model, allow_pickle=allow_pickle))
+        return manifest_defaults(resolve_model(base_model, allow_pickle=allow_pickle))
     except DboothError:
-        return None
+        return {}
 
 
 def init(
@@ -76,9 +82,8 @@ def init(
         data = {**named.defaults(), **data}  # what suits this model; the command line's values win
     manifest = Manifest(class_noun=data.pop("class_noun"))
     overrides = dict(data)
-    resolution = native_resolution(overrides.get("base_model", manifest.base_model), allow_pickle=allow_pickle)
-    if resolution is not None and "train.resolution" not in overrides:
-        overrides["train.resolution"] = resolution
+    found = base_model_defaults(overrides.get("base_model", manifest.base_model), allow_pickle=allow_pickle)
+    overrides = {**found, **overrides}  # what the model's configs say suits it; the command line's values win
     manifest = apply_overrides(manifest, overrides)
     if named is not None and named.classes is not None and reporter is not None:
         _check_class_noun(manifest.class_noun, named, reporter)
@@ -302,6 +307,7 @@ def sample(
     upscale = upscale or upscaler_run is not None
     run, checkpoint, up = _runs_to_sample(ws, run_id, base_only, upscale, upscaler_run, reporter)
     text = format_prompt(prompt, manifest.identifier, manifest.class_noun, where="prompt")
+    from dbooth.families import family_of
     from dbooth.generate.sample import generate, sample_folder  # torch: after the checks
 
     pipe = _stage_a_pipeline(manifest, run, checkpoint)
@@ -326,11 +332,21 @@ def sample(
         width=manifest.train.resolution,
         model_label=model_label,
         reporter=reporter,
+        extra=family_of(pipe).call_kwargs(manifest.train),
     )
     if up_label is None:
-        return result
+        return _page_refreshed(run, result)
     del pipe
-    return _enlarge_samples(manifest, up, result.paths, text, folder, model_label, reporter)
+    return _page_refreshed(run, _enlarge_samples(manifest, up, result.paths, text, folder, model_label, reporter))
+
+
+def _page_refreshed(run, result):
+    """``result``, once the run page of ``run`` (None: the base model, which has no page) shows what was added."""
+    if run is not None:
+        from dbooth.runpage.page import refresh_run_page
+
+        refresh_run_page(run.dir)
+    return result
 
 
 def _runs_to_sample(ws: Workspace, run_id: str | None, base_only: bool, upscale: bool, upscaler_run: str | None,
@@ -433,8 +449,8 @@ def merge_lora(ws: Workspace, *, run_id: str | None = None, scale: float = 1.0, 
         check_writable(out, "merge-lora --out")
     from dbooth.export import merge_run
 
-    return merge_run(run.dir, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out, scale=scale,
-                     dtype=dtype, force=force)
+    return _page_refreshed(run, merge_run(run.dir, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws),
+                                          out=out, scale=scale, dtype=dtype, force=force))
 
 
 def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | None = None, dtype: str = "fp32",
@@ -445,8 +461,8 @@ def export(ws: Workspace, fmt: str, *, run_id: str | None = None, out: Path | No
     check_writable(out if out is not None else run.dir / "export", "export --out" if out is not None else "export")
     from dbooth.export import export_run
 
-    return export_run(run.dir, fmt, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws), out=out,
-                      dtype=dtype, force=force)
+    return _page_refreshed(run, export_run(run.dir, fmt, checkpoint=checkpoint, base_pipeline_loader=_base_loader(ws),
+                                           out=out, dtype=dtype, force=force))
 
 
 def _stage(upscaler: bool) -> str:

@@ -212,7 +212,7 @@ def train(
     workspace: Path = WorkspaceOpt,
     lora: Optional[bool] = typer.Option(None, "--lora/--full", help="LoRA adapters or full fine-tuning."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: train.max_steps)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="UNet learning rate (default: train.learning_rate)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the UNet or transformer (default: train.learning_rate)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Subject images per step "
                                              "(default: train.batch_size)."),
     rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank (default: train.lora.rank)."),
@@ -372,7 +372,7 @@ def merge_lora(
     run: Optional[str] = typer.Option(None, "--run", help="LoRA run id (default: the latest finished run); "
                                       "RUN@best or RUN@STEP merges a checkpoint.", autocompletion=_complete_runs),
     scale: float = typer.Option(1.0, "--scale", help="LoRA strength fused into the weights."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/merged, RUN/merged@STEP)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/WS-RUNSTART[@STEP]-merged)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16.", autocompletion=_choices(*EXPORT_DTYPES)),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     upscaler: bool = typer.Option(False, "--upscaler", help="Merge the latest upscaler run (default: stage a's)."),
@@ -511,6 +511,8 @@ def bench(
     settings: list[str] = typer.Option([], "--set", help="Manifest override KEY=VALUE, e.g. train.batch_size=2."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
     list_configs: bool = typer.Option(False, "--list", help="List the named configurations and exit."),
+    static: bool = typer.Option(False, "--static", help="Print the memory estimate from the models' configs (nothing "
+                                                         "built or run; every published-shape config without -c)."),
 ) -> None:
     """Measure training steps/s, peak memory and class images/s for a configuration or workspace."""
     from rich.table import Table
@@ -533,6 +535,16 @@ def bench(
         if not sep:
             raise DboothError(f"bench --set {item}: expected KEY=VALUE, e.g. train.batch_size=2")
         overrides[key.strip()] = value.strip()
+    if static:
+        from dbooth.bench.static_estimate import static_rows, static_table
+
+        rows = static_rows(config, overrides, workspace)
+        console.print(static_table(rows))
+        if json_path is not None:
+            import json as _json
+
+            atomic_write_text(json_path, _json.dumps(rows, indent=2) + "\n")
+        return
     request = BenchRequest(config=config, workspace=workspace, steps=steps, warmup=warmup, repeats=repeats,
                            ablate=ablate, generation=generation, threads=threads, reference=reference,
                            overrides=overrides, only=only, e2e=e2e, class_images=class_images)

@@ -1,8 +1,8 @@
 """``dbooth eval``: sample the base model and a run (or each of its checkpoints) at fixed seeds and score them.
 
 Every model sees the same prompts and seeds, so the differences between columns are the training's.
-The scores go to ``RUN/eval.json`` and an "Evaluation" section of ``RUN/report.html`` (both written
-atomically; the samples it shows are the ones scored, kept as grids in ``RUN/eval/``); with ``checkpoints`` the rule in
+The scores go to ``RUN/eval.json`` (written atomically) and the run page ``RUN/report.html`` (dbooth.runpage) is
+rewritten to show them with the samples scored, kept as grids in ``RUN/eval/``; with ``checkpoints`` the rule in
 ``dbooth.eval.pick`` chooses one, and its name goes into ``run.json`` as ``best_checkpoint``.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbooth.eval import report
+from dbooth.runpage.page import refresh_run_page
 from dbooth.eval.pick import pick_best
 from dbooth.eval.prompt_sets import eval_prompts
 from dbooth.util.fsutil import atomic_write_text
@@ -102,7 +103,8 @@ def evaluate_run(ws: Workspace, run: Run, manifest, *, checkpoints: bool = False
         run.write_info(info)
     path = run.dir / EVAL_FILE
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-    return EvalResult(path, data, report.write_report(run.dir, data, grids))
+    report.prune_grids(run.dir, data, grids)
+    return EvalResult(path, data, refresh_run_page(run.dir, reporter))
 
 
 def _judges(manifest, photos: list, prompts: list[str], reporter: Reporter):
@@ -142,6 +144,8 @@ def sample_at_seeds(pipe, prompt: str, n: int, seed: int, manifest) -> list:
     """Image ``k`` of every prompt uses seed ``seed + k``, for every model alike."""
     import torch
 
+    from dbooth.families import family_of
+
     s, images = manifest.sample, []
     for start in range(0, n, BATCH):
         seeds = range(seed + start, seed + min(n, start + BATCH))
@@ -153,5 +157,6 @@ def sample_at_seeds(pipe, prompt: str, n: int, seed: int, manifest) -> list:
             height=manifest.train.resolution,
             width=manifest.train.resolution,
             generator=[torch.Generator("cpu").manual_seed(k) for k in seeds],
+            **family_of(pipe).call_kwargs(manifest.train),
         ).images
     return images

@@ -66,11 +66,15 @@ def _file_name(fmt: str, name: str) -> str:
 
 def model_card(run: RunInfo, fmt: str, dtype: str, *, merged: bool = False, name: str = "NAME") -> str:
     """A short Markdown model card (README.md for folders, a sidecar .md for files)."""
+    from dbooth.families import get_family
+
+    part = get_family(run.family).denoiser_name
+    denoiser = "UNet" if part == "unet" else part  # what denoises in the run's family (SD 3.5, FLUX: transformer)
     if run.is_lora:
-        parts = "UNet and text encoder" if run.train_text_encoder else "UNet only"
+        parts = f"{denoiser} and text encoder" if run.train_text_encoder else f"{denoiser} only"
         how = f"LoRA (rank {run.lora_rank}, alpha {run.lora_alpha:g}, {parts})"
     else:
-        how = "full fine-tune (UNet" + (" and text encoder" if run.train_text_encoder else "") + ")"
+        how = f"full fine-tune ({denoiser}" + (" and text encoder" if run.train_text_encoder else "") + ")"
     if run.options:
         how += "; " + ", ".join(run.options)
     if merged:

@@ -12,6 +12,13 @@ from pathlib import PurePath
 
 CLIENTS = ("diffusers", "ComfyUI", "AUTOMATIC1111/Forge", "kohya sd-scripts", "InvokeAI")
 UPSCALER_PIPELINE = "StableDiffusionUpscalePipeline"  # stage (b) runs: loaded by their own rows below
+FLOW_PIPELINES = ("StableDiffusion3Pipeline", "FluxPipeline")  # SD 3.5 and FLUX.1: their own rows below
+LM_PIPELINES = ("Flux2KleinPipeline", "ZImagePipeline")  # FLUX.2 [klein] and Z-Image: diffusers layouts only
+# ComfyUI maps a diffusers LoRA's "transformer." keys for both: comfy/lora.py model_lora_keys_unet, its Flux branch
+# (model_base.Flux2 is a Flux; comfy/utils.py flux_to_diffusers names FLUX.2's fused single-block projections) and
+# its Lumina2 branch (Z-Image; comfy/utils.py z_image_to_diffusers), read in Comfy-Org/ComfyUI's source
+_LM_LORA_NOTE = ("ComfyUI maps this file's diffusers key names for this family; dbooth writes no kohya-layout "
+                 "LoRA for it (no --format lora-kohya)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,9 @@ class ExportFormat:
     # how clients load an upscaler run (StableDiffusionUpscalePipeline) in this format; empty = none does,
     # so dbooth does not write it (ComfyUI reads the x4 upscaler only in a layout dbooth does not write)
     upscaler_loads_in: dict[str, str] = field(default_factory=dict)
+    # other families' clients, by pipeline class, where they differ from the SD rows (empty = none: not written)
+    family_loads_in: dict[str, dict[str, str]] = field(default_factory=dict)
+    family_notes: dict[str, str] = field(default_factory=dict)  # by pipeline class, instead of ``note``
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
@@ -46,6 +56,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                 "InvokeAI": "import `{path}` in the Model Manager",
             },
             upscaler_loads_in={"diffusers": '`StableDiffusionUpscalePipeline.from_pretrained("{path}")`'},
+            family_loads_in={p: {"diffusers": '`DiffusionPipeline.from_pretrained("{path}")`'}
+                             for p in FLOW_PIPELINES + LM_PIPELINES},
         ),
         ExportFormat(
             "single-file",
@@ -59,6 +71,13 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                 "kohya sd-scripts": "`--pretrained_model_name_or_path {path}`",
                 "InvokeAI": "import `{path}` in the Model Manager",
             },
+            family_loads_in={p: {
+                "diffusers": f'`{p.replace("Pipeline", "").replace("StableDiffusion3", "SD3")}Transformer2DModel'
+                             '.from_single_file("{path}")`, then `transformer=` to the base pipeline',
+                "ComfyUI": "copy to `ComfyUI/models/diffusion_models/`, pick it in Load Diffusion Model",
+            } for p in FLOW_PIPELINES} | {p: {} for p in LM_PIPELINES},  # no original layout written for these
+            family_notes={p: "the transformer alone, in its original layout: the text encoders and VAE are the "
+                             "base model's" for p in FLOW_PIPELINES},
         ),
         ExportFormat(
             "lora",
@@ -69,6 +88,15 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             upscaler_loads_in={"diffusers": '`pipe.load_lora_weights("{path}")` on the StableDiffusionUpscalePipeline'},
             note="ComfyUI and AUTOMATIC1111/Forge do not load this file (none of its keys map, and they say "
             "nothing): export with `dbooth export --format lora-kohya` for them",
+            family_loads_in={p: {"diffusers": '`pipe.load_lora_weights("{path}")`',
+                                 "ComfyUI": "copy to `ComfyUI/models/loras/`, apply it with a Load LoRA node"}
+                             for p in FLOW_PIPELINES + LM_PIPELINES},
+            family_notes={"FluxPipeline": "Forge and kohya sd-scripts read FLUX LoRAs in BFL's layout: "
+                                          "export with `dbooth export --format lora-kohya` for them; ComfyUI "
+                                          "ignores a DoRA run's magnitudes: use `--format single-file` there",
+                          "StableDiffusion3Pipeline": "ComfyUI ignores a DoRA run's magnitudes: use `--format "
+                                                      "single-file` there",
+                          **{p: _LM_LORA_NOTE for p in LM_PIPELINES}},
         ),
         ExportFormat(
             "lora-kohya",
@@ -82,6 +110,16 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                 "kohya sd-scripts": "`--network_weights {path}`",
                 "InvokeAI": "import `{path}` in the Model Manager",
             },
+            family_loads_in={
+                "FluxPipeline": {
+                    "diffusers": '`pipe.load_lora_weights("{path}")`',
+                    "ComfyUI": "copy to `ComfyUI/models/loras/`, apply it with a Load LoRA node",
+                    "AUTOMATIC1111/Forge": "copy to `models/Lora/` of Forge (AUTOMATIC1111 has no FLUX)",
+                    "kohya sd-scripts": "`--network_weights {path}`",
+                },
+                "StableDiffusion3Pipeline": {},  # SD 3.5's clients read the diffusers layout: --format lora
+                **{p: {} for p in LM_PIPELINES},  # so do klein's and Z-Image's (ComfyUI): --format lora
+            },
         ),
     )
 }
@@ -93,6 +131,8 @@ FOLDER_FORMATS = tuple(f.name for f in EXPORT_FORMATS.values() if f.folder)
 
 def _loads_in(fmt: str, pipeline: str) -> dict[str, str]:
     spec = EXPORT_FORMATS[fmt]
+    if pipeline in spec.family_loads_in:
+        return spec.family_loads_in[pipeline]
     return spec.upscaler_loads_in if pipeline == UPSCALER_PIPELINE else spec.loads_in
 
 
@@ -116,7 +156,7 @@ def load_lines(fmt: str, path: str | PurePath, *, markdown: bool = False,
         return (template if markdown else template.replace("`", "")).format(path=path, name=name, pipeline=pipeline)
 
     lines = [f"{c}: {text(ways[c])}" for c in clients_of(fmt, pipeline)]
-    note = spec.note if pipeline != UPSCALER_PIPELINE else ""
+    note = spec.family_notes.get(pipeline, spec.note if pipeline != UPSCALER_PIPELINE else "")
     return lines + ([f"note: {text(note)}"] if note else [])
 
 

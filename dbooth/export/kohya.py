@@ -74,6 +74,13 @@ def lora_to_kohya(
         unet_map = unet_module_map(_as_unet(unet))
     out: dict[str, torch.Tensor] = {}
     for component in lora.components.values():
+        if component.name == "transformer":  # FLUX: BFL's names and fused projections (unet: its config)
+            if _FAMILIES[family].kohya_unet_names != "bfl" or unet is None:
+                raise DboothError(f"a {family} transformer LoRA has no kohya layout dbooth writes; export --format lora")
+            from dbooth.export.flux_kohya import flux_lora_to_bfl
+
+            out.update(flux_lora_to_bfl(component, dict(unet)))
+            continue
         for module, (down, up) in component.modules.items():
             name = kohya_name(component.name, module, family, unet_map)
             out[f"{name}.lora_down.weight"] = down

@@ -23,7 +23,7 @@ from dbooth.util.errors import DboothError
 from dbooth.export.dtypes import cast_floats
 from dbooth.util.fsutil import atomic_path
 
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # text_encoder_2: SDXL
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")  # transformer: SD 3.5, FLUX; text_encoder_2: SDXL, SD 3.5
 METADATA_KEY = "lora_adapter_metadata"  # where diffusers keeps the LoraConfig in a file's __metadata__
 
 # Key endings of LoRA weights in the layouts diffusers writes (old attn-proc, text-encoder, and peft spellings).
@@ -73,6 +73,16 @@ class LoraComponent:
             out[f"{module}.lora_magnitude_vector{suffix}"] = magnitude
         return out
 
+    def with_scale_in_weights(self) -> "LoraComponent":
+        """The same deltas with each module's scale multiplied into its up matrix and alpha = rank: a reader that
+        ignores the stored alpha (ComfyUI reads no adapter metadata) then applies what diffusers applies."""
+        modules = {m: (down, up * self.scale(m)) for m, (down, up) in self.modules.items()}
+        ranks = {m: down.shape[0] for m, (down, _) in modules.items()}
+        config = {**self.config, "lora_alpha": self.config["r"], "use_rslora": False,
+                  "alpha_pattern": {m: r for m, r in ranks.items() if r != self.config["r"]}}
+        return LoraComponent(self.name, modules, config, dict(self.magnitudes))
+
+
 @dataclass
 class LoraFile:
     path: Path
@@ -103,8 +113,8 @@ def read_lora_file(path: str | Path, *, default_alpha: float | None = None) -> L
         ending = next((e for e in _ENDINGS if rest.endswith(e)), None)
         if component not in pairs or ending is None:
             raise DboothError(
-                f"{path}: unexpected key {key!r}; expected diffusers LoRA keys like "
-                "'unet.<module>.lora.down.weight' (LoRA biases and other adapters are not supported)"
+                f"{path}: unexpected key {key!r}; expected diffusers LoRA keys like 'unet.<module>.lora.down.weight' "
+                "or 'transformer.<module>.lora_A.weight' (LoRA biases and other adapters are not supported)"
             )
         pairs[component].setdefault(rest[: -len(ending)], {})[_ENDINGS[ending]] = tensor
 
@@ -164,3 +174,26 @@ def save_lora_file(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
     return path
+
+
+def _clip_path(component: str, key: str) -> str:
+    """CLIP module paths keep the ``text_model.`` that transformers>=5 dropped from ``CLIPTextModel``: ComfyUI maps
+    only ``text_encoder.text_model.encoder.layers...`` (its CLIP-L adapters are otherwise silently skipped), and
+    diffusers reads both."""
+    if component.startswith("text_encoder") and not key.startswith(("text_model.", "text_projection")):
+        return f"text_model.{key}"
+    return key
+
+
+def save_scaled_lora_file(lora: LoraFile, path: str | Path, *, dtype: torch.dtype = torch.float32,
+                          metadata: dict[str, str] | None = None) -> Path:
+    """``lora`` in diffusers' peft layout (``transformer.<module>.lora_A.weight``) with every scale in the weights
+    (``LoraComponent.with_scale_in_weights``) and that alpha = rank in the metadata: diffusers, which reads the
+    metadata, and ComfyUI, which ignores it, apply the same delta."""
+    components = [c.with_scale_in_weights() for c in lora.components.values()]
+    tensors = {f"{c.name}.{_clip_path(c.name, k)}": v for c in components for k, v in c.peft_state_dict().items()}
+    stored = {f"{c.name}.{k}": v for c in components for k, v in c.config.items()}
+    header = {"format": "pt", **(metadata or {}), METADATA_KEY: json.dumps(stored, sort_keys=True)}
+    with atomic_path(Path(path)) as tmp:
+        save_file(cast_floats(tensors, dtype), str(tmp), metadata=header)
+    return Path(path)

@@ -37,6 +37,8 @@ def merge_lora_into_pipeline(
             raise DboothError(f"{lora_file}: the LoRA adapts {component.name}, which this pipeline lacks")
         if component.name == "unet":
             _load_into_unet(pipe, state_dict, metadata)
+        elif component.name == "transformer":
+            _load_into_transformer(pipe, state_dict, metadata)
         else:
             _load_into_text_encoder(pipe, component.name, state_dict, metadata)
     pipe.fuse_lora(components=list(lora.components), lora_scale=scale, adapter_names=[ADAPTER])
@@ -48,6 +50,16 @@ def _load_into_unet(pipe, state_dict, metadata):
     pipe.load_lora_into_unet(
         state_dict, network_alphas=None, unet=pipe.unet, adapter_name=ADAPTER, metadata=metadata, _pipeline=pipe
     )
+
+
+def _load_into_transformer(pipe, state_dict, metadata):
+    """SD 3.5's and FLUX's transformer; their loaders take the ``transformer.``-prefixed keys as unet's do."""
+    import inspect
+
+    kwargs = dict(transformer=pipe.transformer, adapter_name=ADAPTER, metadata=metadata, _pipeline=pipe)
+    if "network_alphas" in inspect.signature(pipe.load_lora_into_transformer).parameters:
+        kwargs["network_alphas"] = None
+    pipe.load_lora_into_transformer(state_dict, **kwargs)
 
 
 def _load_into_text_encoder(pipe, name, state_dict, metadata):

@@ -8,7 +8,7 @@ import torch
 
 from dbooth.util.errors import DboothError
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "flow")  # flow: the flow-matching families (SD 3.5, FLUX.1)
 _IMPL_STABILITY = "https://github.com/Stability-AI/generative-models"
 _IMPL_DIFFUSERS = "diffusers"
 
@@ -23,6 +23,8 @@ def check_prediction_type(prediction_type: str) -> str:
 
 def architecture(layout: str, prediction_type: str) -> str:
     """The ModelSpec architecture id, as sd-scripts writes it (SD 2.x is named by its two releases)."""
+    if layout in _FLOW_ARCHITECTURES:
+        return _FLOW_ARCHITECTURES[layout]
     if layout == "sdxl":
         return "stable-diffusion-xl-v1-base"
     if layout == "sd2":
@@ -30,8 +32,12 @@ def architecture(layout: str, prediction_type: str) -> str:
     return "stable-diffusion-v1"
 
 
+# the ids sd-scripts writes for these families (its FLUX.1 and SD 3.x trainers)
+_FLOW_ARCHITECTURES = {"flux": "flux-1-dev", "sd3": "stable-diffusion-v3.5"}
+
+
 def default_resolution(layout: str, prediction_type: str) -> int:
-    return {"sdxl": 1024, "sd2": 768 if prediction_type == "v_prediction" else 512}.get(layout, 512)
+    return {"sdxl": 1024, "flux": 1024, "sd3": 1024, "sd2": 768 if prediction_type == "v_prediction" else 512}.get(layout, 512)
 
 
 def modelspec_metadata(
@@ -51,7 +57,8 @@ def modelspec_metadata(
         "modelspec.implementation": _IMPL_DIFFUSERS if diffusers_names else _IMPL_STABILITY,
         "modelspec.title": title,
         "modelspec.resolution": f"{size}x{size}",
-        "modelspec.prediction_type": "v" if prediction_type == "v_prediction" else "epsilon",
+        **({} if prediction_type == "flow" else {"modelspec.prediction_type": "v" if prediction_type == "v_prediction"
+                                                 else "epsilon"}),
     }
 
 

@@ -16,8 +16,9 @@ from dbooth.export.clients import FOLDER_FORMATS, FORMATS, LORA_FORMATS, clients
 from dbooth.export.dtypes import parse_dtype
 from dbooth.export.pipeline_folder import save_pipeline_folder
 from dbooth.export.kohya import kohya_metadata, save_kohya_lora
-from dbooth.export.lora_file import read_lora_file, save_lora_file
+from dbooth.export.lora_file import read_lora_file, save_lora_file, save_scaled_lora_file
 from dbooth.export.merge import merge_lora_into_pipeline
+from dbooth.export.naming import default_stem
 from dbooth.export.run_info import RunInfo, read_run
 from dbooth.export.single_file import save_single_file
 from dbooth.families import get_family
@@ -44,8 +45,8 @@ def export_run(
     ``single-file`` is merged into its base model first; the base comes from
     ``base_pipeline_loader(run.base_model)`` (default: the base must be a local diffusers folder).
     ``checkpoint`` (a folder in ``run_dir/checkpoints``) exports the weights saved at that step instead
-    of the final ones, in every format. Default ``out``: ``run_dir/export/<run_id>[@<step>]-<fmt>[-<dtype>]``
-    (+ ``.safetensors`` for files).
+    of the final ones, in every format. Default ``out``: ``run_dir/export/WS-RUNSTART[@STEP][-diffusers|-merged]
+    [-DTYPE]`` (+ ``.safetensors`` for files; ``dbooth.export.naming``), e.g. ``corgi-20261207-180120.safetensors``.
     """
     if fmt not in FORMATS:
         raise DboothError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -62,7 +63,7 @@ def export_run(
             "use --format diffusers or --format single-file"
         )
     is_file = fmt not in FOLDER_FORMATS
-    default = run.run_dir / "export" / _default_name(dtype, f"{run.label}-{fmt}", is_file=is_file)
+    default = run.run_dir / "export" / (default_stem(run, fmt, dtype) + (".safetensors" if is_file else ""))
     path = _output_path(out, default, fmt, is_file=is_file, force=force)
     remove_temporaries(path.parent, outputs_moved_aside=False)  # what a killed export left there
     meta = card_metadata(run, fmt, dtype, name=path.stem)
@@ -76,18 +77,26 @@ def _write(run: RunInfo, fmt: str, path: Path, torch_dtype, meta: dict, card: st
     family = get_family(run.family)
     if fmt == "diffusers":
         return save_pipeline_folder(trained_pipeline(run, base_pipeline_loader), path, dtype=torch_dtype, card=card)
-    if fmt == "single-file":
+    if fmt == "single-file" and family.objective == "flow":  # the transformer alone
+        from dbooth.export.transformer_file import save_transformer_file
+
+        save_transformer_file(trained_pipeline(run, base_pipeline_loader), path, family.name, dtype=torch_dtype,
+                              metadata=meta)
+    elif fmt == "single-file":
         save_single_file(trained_pipeline(run, base_pipeline_loader), path, torch_dtype, meta,
                          layout=family.single_file_layout, prediction_type=run.prediction_type)
     else:
         lora = read_lora_file(run.lora_file, default_alpha=run.lora_alpha)
-        if fmt == "lora":
+        if fmt == "lora" and family.objective == "flow":  # ComfyUI reads these too, but not their alpha
+            save_scaled_lora_file(lora, path, dtype=torch_dtype, metadata=meta)
+        elif fmt == "lora":
             save_lora_file(lora, path, dtype=torch_dtype, metadata=meta)
         else:
             comment = f"dbooth run {run.label}; prompt with '{run.identifier} {run.class_noun}'"
             ss = kohya_metadata(lora, base_model=run.base_model, output_name=path.stem, steps=run.steps,
                                 comment=comment, family=family.name, prediction_type=run.prediction_type)
-            unet = _base_unet_config(run, base_pipeline_loader) if family.kohya_unet_names == "original" else None
+            unet = (_base_denoiser_config(run, base_pipeline_loader, family.denoiser_name)
+                    if family.kohya_unet_names != "diffusers" else None)
             save_kohya_lora(lora, path, dtype=torch_dtype, metadata=meta | ss, family=family.name, unet=unet)
     atomic_write_text(path.with_suffix(".md"), card)
     return path
@@ -104,7 +113,7 @@ def merge_run(
     force: bool = False,
 ) -> Path:
     """Fuse a LoRA run (or its ``checkpoint``) into its base model and write a full diffusers pipeline folder
-    (default ``run_dir/merged``, ``run_dir/merged@<step>`` for a checkpoint)."""
+    (default ``run_dir/WS-RUNSTART-merged``, ``run_dir/WS-RUNSTART@STEP-merged`` for a checkpoint)."""
     torch_dtype = parse_dtype(dtype)
     run = read_run(run_dir, checkpoint)
     if not run.is_lora:
@@ -112,8 +121,7 @@ def merge_run(
             f"run {run.run_id} is a full fine-tune and has no LoRA to merge: "
             f"its pipeline is already in {run.final_dir}; use export --format diffusers to copy it"
         )
-    stem = "merged" if run.checkpoint is None else f"merged@{run.steps}"
-    default = run.run_dir / _default_name(dtype, stem, is_file=False)
+    default = run.run_dir / default_stem(run, "diffusers", dtype)  # as export --format diffusers names it
     path = _output_path(out, default, "merge-lora", is_file=False, force=force)
     remove_temporaries(path.parent, outputs_moved_aside=False)  # what a killed merge left there
     with _checkpoint_lora(run, base_pipeline_loader) as run:
@@ -166,25 +174,22 @@ def _local_base_loader(spec: str) -> DiffusionPipeline:
     return DiffusionPipeline.from_pretrained(spec, local_files_only=True)
 
 
-def _base_unet_config(run: RunInfo, base_pipeline_loader: PipelineLoader | None) -> dict:
-    """The base UNet's config (kohya names SDXL modules by its block structure): read from a local
-    folder when there is one, else from the loaded base pipeline."""
+def _base_denoiser_config(run: RunInfo, base_pipeline_loader: PipelineLoader | None, part: str = "unet") -> dict:
+    """The base UNet's (or FLUX transformer's) config (kohya names SDXL modules by the UNet's block structure,
+    FLUX's fused projections need the transformer's widths): read from a local folder when there is one, else
+    from the loaded base pipeline."""
     import json
 
-    config = Path(run.base_model) / "unet" / "config.json"
+    config = Path(run.base_model) / part / "config.json"
     if not config.is_file():
         from dbooth.plugins import named_model
 
         named = named_model(run.base_model)  # a model registered by name (builtin:shapes) has a folder too
         if named is not None:
-            config = named.path() / "unet" / "config.json"
+            config = named.path() / part / "config.json"
     if config.is_file():
         return json.loads(config.read_text())
-    return dict((base_pipeline_loader or _local_base_loader)(run.base_model).unet.config)
-
-
-def _default_name(dtype: str, stem: str, *, is_file: bool) -> str:
-    return stem + ("" if dtype == "fp32" else f"-{dtype}") + (".safetensors" if is_file else "")
+    return dict(getattr((base_pipeline_loader or _local_base_loader)(run.base_model), part).config)
 
 
 def _output_path(out: str | Path | None, default: Path, fmt: str, *, is_file: bool, force: bool) -> Path:

@@ -1,4 +1,5 @@
-"""Model families (SD 1.x, SD 2.x, SDXL, the SD x4 upscaler): everything that differs between them lives in one module each.
+"""Model families (SD 1.x, SD 2.x, SDXL, the SD x4 upscaler, SD 3.5, FLUX.1, FLUX.2 [klein], Z-Image): everything
+that differs between them lives in one module each.
 
 ``detect_family(source)`` reads the model itself (``model_index.json`` and the text encoder's config
 for folders and hub ids, key names for single files); ``family_of(pipe)`` answers for a loaded pipeline.
@@ -14,10 +15,15 @@ from dbooth.util.errors import DboothError
 from dbooth.families.base import Conditioning, Family
 from dbooth.families.sd import SD1, SD2
 from dbooth.families.sdxl import SDXL
+from dbooth.families.sd3 import SD3
+from dbooth.families.flux import FLUX
+from dbooth.families.flux2 import FLUX2_KLEIN
+from dbooth.families.zimage import ZIMAGE
 from dbooth.families.upscaler import SD_X4_UPSCALER
 from dbooth.families.source import hub_unreachable
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SD_X4_UPSCALER)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SD_X4_UPSCALER, SD3, FLUX, FLUX2_KLEIN, ZIMAGE)}
+LM_FAMILIES = (FLUX2_KLEIN, ZIMAGE)  # told apart from SD 3.5 / FLUX.1 by pipeline or transformer class, not parts
 
 
 def get_family(name: str) -> Family:
@@ -36,10 +42,14 @@ def family_from_configs(model_index: dict, text_encoder_config: dict | None) -> 
         return _sd_family(text_encoder_config or {})
     if cls == SD_X4_UPSCALER.pipeline_class_name:
         return SD_X4_UPSCALER
+    for family in (SD3, FLUX, *LM_FAMILIES):
+        if cls == family.pipeline_class_name:
+            return family
     raise DboothError(
         f"model is a {cls or 'pipeline of unknown class'}; dbooth trains text-to-image StableDiffusionPipeline "
-        "(SD 1.x, 2.x) and StableDiffusionXLPipeline models, and StableDiffusionUpscalePipeline upscalers "
-        "(not refiners or img2img)"
+        "(SD 1.x, 2.x), StableDiffusionXLPipeline, StableDiffusion3Pipeline (SD 3.5), FluxPipeline (FLUX.1), "
+        "Flux2KleinPipeline (FLUX.2 [klein]) and ZImagePipeline (Z-Image) models, and StableDiffusionUpscalePipeline "
+        "upscalers (not refiners, img2img or other pipelines)"
     )
 
 
@@ -77,10 +87,40 @@ def native_resolution(source) -> int | None:
     files; None for a hub model that is not cached (nothing is downloaded for this)."""
     if source.kind == "single_file":
         return detect_family(source).default_resolution
-    unet, vae = (_config(source, f"{part}/config.json") for part in ("unet", "vae"))
-    if unet is None or vae is None:
+    denoiser = _config(source, "unet/config.json") or _config(source, "transformer/config.json")
+    vae = _config(source, "vae/config.json")
+    if denoiser is None or vae is None:
         return None
-    return resolution_from_configs(unet, vae)
+    if "sample_size" not in denoiser:  # FLUX's transformer takes any size: the size its VAE was made for
+        return int(vae.get("sample_size") or detect_family(source).default_resolution)
+    return resolution_from_configs(denoiser, vae)
+
+
+def manifest_defaults(source) -> dict:
+    """Manifest values that suit the base model, read from its configs (a local folder, the built-in model or
+    a hub id already cached; nothing is downloaded): its training resolution and, for the flow-matching
+    families, the sampling steps and guidance of its model card. Empty when the configs cannot be read."""
+    out = {}
+    resolution = native_resolution(source)
+    if resolution is not None:
+        out["train.resolution"] = resolution
+    try:
+        family = detect_family(source) if source.kind != "hub" or _config(source, "model_index.json") else None
+    except DboothError:
+        family = None
+    if family is not None:
+        out.update(family.sampling_defaults(_sampling_configs(source, family)))
+    return out
+
+
+def _sampling_configs(source, family) -> dict:
+    """The denoiser's config, with the pipeline's (``_model_index``: klein's ``is_distilled``) and the scheduler's
+    (``_scheduler``: Z-Image's shift tells Turbo from base) beside it; empty for a single file."""
+    if source.kind == "single_file":
+        return {}
+    config = _config(source, f"{family.denoiser_name}/config.json") or {}
+    return {**config, "_model_index": _config(source, "model_index.json") or {},
+            "_scheduler": _config(source, "scheduler/scheduler_config.json") or {}}
 
 
 def resolution_from_configs(unet_config, vae_config) -> int:
@@ -104,6 +144,12 @@ def _config(source, name: str) -> dict | None:
 
 def family_of(pipe) -> Family:
     """The family of a loaded pipeline (or any object with its parts), read from the parts themselves."""
+    classes = {type(pipe).__name__, type(getattr(pipe, "transformer", None)).__name__}
+    for family in LM_FAMILIES:
+        if classes & {family.pipeline_class_name, family.transformer_class_name}:
+            return family
+    if getattr(pipe, "transformer", None) is not None:
+        return SD3 if getattr(pipe, "text_encoder_3", None) is not None else FLUX
     if getattr(pipe, "text_encoder_2", None) is not None:
         return SDXL
     if getattr(pipe, "low_res_scheduler", None) is not None:
@@ -159,4 +205,4 @@ def _hub_json(repo_id: str, filename: str, *, required: bool = True) -> dict | N
     raise hub_unreachable(repo_id)
 
 
-__all__ = ["FAMILIES", "Conditioning", "Family", "SD1", "SD2", "SDXL", "SD_X4_UPSCALER", "detect_family", "family_of", "get_family"]
+__all__ = ["FAMILIES", "Conditioning", "Family", "SD1", "SD2", "SDXL", "SD_X4_UPSCALER", "SD3", "FLUX", "FLUX2_KLEIN", "ZIMAGE", "detect_family", "family_of", "get_family"]

@@ -28,12 +28,16 @@ class Conditioning:
 
     embeds: "torch.Tensor"  # [N, tokens, dim]: the UNet's encoder_hidden_states
     pooled: "torch.Tensor | None" = None  # [N, dim]: SDXL's pooled text embedding, None elsewhere
+    mask: "torch.Tensor | None" = None  # [N, tokens]: which tokens are the caption's (Z-Image trims the rest)
 
     def select(self, index) -> "Conditioning":
-        return Conditioning(self.embeds[index], None if self.pooled is None else self.pooled[index])
+        return Conditioning(self.embeds[index], None if self.pooled is None else self.pooled[index],
+                            None if self.mask is None else self.mask[index])
 
     def to(self, device=None, dtype=None) -> "Conditioning":
-        return Conditioning(self.embeds.to(device, dtype), None if self.pooled is None else self.pooled.to(device, dtype))
+        pooled = None if self.pooled is None else self.pooled.to(device, dtype)
+        return Conditioning(self.embeds.to(device, dtype), pooled,
+                            None if self.mask is None else self.mask.to(device))  # a mask keeps its dtype
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class Family:
     kohya_prefixes: dict = field(default_factory=lambda: {"unet": "lora_unet_", "text_encoder": "lora_te_"})
     kohya_unet_names: str = "diffusers"  # "original": kohya names UNet modules by the ldm/sgm block numbering
     stage: str = "base"  # the paper's stage: "base" text-to-image (a) or "upscaler" super-resolution (b)
+    denoiser_name: str = "unet"  # the pipeline attribute of the model that denoises ("transformer" for SD 3.5, FLUX)
+    objective: str = "ddpm"  # "ddpm" (noise/velocity prediction) or "flow" (flow matching); see training/objectives
+    flow_preconditioning: bool = False  # SD 3.5 offers train.flow.precondition_outputs
+    default_timestep_sampling: str = "uniform"  # train.flow.timestep_sampling "auto" for a flow-matching family
+    lora_presets: dict = field(default_factory=lambda: {"attention": ("to_q", "to_k", "to_v", "to_out.0")})
 
     # -- pipelines -----------------------------------------------------------------------------
     def pipeline_class(self):
@@ -65,14 +74,21 @@ class Family:
 
     def load(self, source: "ModelSource", *, dtype: "torch.dtype", local_files_only: bool = True,
              allow_pickle: bool = False):
-        """The pipeline for ``source`` (a folder, builtin, hub id or single file) in ``dtype``.
+        """The pipeline for ``source`` (a folder, builtin, hub id or single file) in ``dtype`` (or a dict of
+        dtypes by part with a ``"default"``, as diffusers takes it).
 
         Without ``allow_pickle`` a folder's parts are read from safetensors only, never from ``.bin`` pickles.
         """
         cls = self.pipeline_class()
-        extra = {**self.pipeline_extras(), **dtype_kwarg(dtype)}
         if source.kind == "single_file":
-            return cls.from_single_file(source.location, **extra)
+            parts = dtype if isinstance(dtype, dict) else {}
+            pipe = cls.from_single_file(source.location, **self.pipeline_extras(),
+                                        **dtype_kwarg(parts.get("default", dtype)))
+            for name, part_dtype in parts.items():  # a single file takes one dtype: the others after
+                if name != "default" and getattr(pipe, name, None) is not None:
+                    getattr(pipe, name).to(dtype=part_dtype)
+            return pipe
+        extra = {**self.pipeline_extras(), **dtype_kwarg(dtype)}
         if not allow_pickle:
             extra["use_safetensors"] = True
         return cls.from_pretrained(source.location, local_files_only=local_files_only, **extra)
@@ -91,6 +107,47 @@ class Family:
         """A new pipeline sharing ``base``'s parts, with some (``unet=...``, ``text_encoder_2=...``) swapped."""
         return self.compose({**base.components, **{k: v for k, v in replacements.items() if v is not None}})
 
+    def with_denoiser(self, base, denoiser, **encoders):
+        """``assemble`` with the denoiser (UNet or transformer) and any text encoders swapped."""
+        return self.assemble(base, **{self.denoiser_name: denoiser}, **encoders)
+
+    def denoiser(self, pipe):
+        """The model that denoises: the UNet, or the transformer of SD 3.5 and FLUX."""
+        return getattr(pipe, self.denoiser_name)
+
+    # -- training ------------------------------------------------------------------------------
+    def training_scheduler(self, pipe):
+        """The noise schedule used for training, from the base model's scheduler config."""
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler.from_config(pipe.scheduler.config)
+
+    def training_objective(self, scheduler, settings):
+        """The objective a training step optimises (``dbooth.training.objectives``) for ``settings`` (train)."""
+        from dbooth.training.objectives import Diffusion, FlowMatching
+
+        if self.objective == "flow":
+            return FlowMatching(scheduler, settings, default_sampling=self.default_timestep_sampling)
+        return Diffusion(scheduler, settings)
+
+    def latent_normalizer(self, vae):
+        """How a VAE latent becomes what the denoiser trains on, as a function of a [B, C, h, w] batch; None for
+        the VAE config's ``(z - shift_factor) * scaling_factor`` (FLUX.2 normalises per channel instead)."""
+        return None
+
+    def lora_targets(self, names) -> list[str]:
+        """``train.lora.target_modules`` with preset names (``attention``, and a family's wider sets) expanded."""
+        out: list[str] = []
+        for name in names:
+            out += self.lora_presets.get(name, (name,))
+        return list(dict.fromkeys(out))
+
+    def predict(self, denoiser, noisy, timesteps, cond: Conditioning, batch, condition):
+        """The denoiser's prediction for a training batch, shaped like ``noisy`` (the latents); ``condition`` is
+        the run's ``run_condition``."""
+        sample, extra = self.unet_inputs(noisy, cond, batch, condition)
+        return denoiser(sample, timesteps, cond.embeds, return_dict=False, **extra)[0]
+
     # -- text conditioning ---------------------------------------------------------------------
     def text_encoders(self, pipe) -> dict:
         return {name: getattr(pipe, name) for name in self.text_encoder_names}
@@ -98,8 +155,10 @@ class Family:
     def tokenizers(self, pipe) -> list:
         return [getattr(pipe, name) for name in self.tokenizer_names]
 
-    def tokenize(self, tokenizers: Sequence, prompts: list[str]) -> list["torch.Tensor"]:
-        """Token ids per text encoder, padded to each tokenizer's length as the pipelines do."""
+    def tokenize(self, tokenizers: Sequence, prompts: list[str], *,
+                 max_sequence_length: int | None = None) -> list["torch.Tensor"]:
+        """Token ids per text encoder, padded to each tokenizer's length as the pipelines do
+        (``max_sequence_length``: T5's length, for the families that have one)."""
         return [
             tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                 return_tensors="pt").input_ids
@@ -122,6 +181,24 @@ class Family:
         (``dbooth.training.step.Batch``); ``low_res`` is the run's ``low_res_condition`` (None here)."""
         return noisy, self.unet_kwargs(cond, batch.geometry)
 
+    def call_kwargs(self, settings) -> dict:
+        """What every pipeline call of a run's model adds (``settings``: train), so samples see captions as
+        training did: the T5 length of the flow-matching families."""
+        return {}
+
+    def sampling_defaults(self, denoiser_config: dict) -> dict:
+        """Manifest values for sampling that suit this family better than the manifest's (SD-tuned) defaults."""
+        return {}
+
+    def run_condition(self, pipe, manifest):
+        """What the family's ``predict`` needs from the run besides a batch (the upscaler's low-resolution
+        input, FLUX's training guidance); None when nothing."""
+        return self.low_res_condition(pipe, manifest)
+
+    def trained_text_encoders(self, pipe) -> dict:
+        """The text encoders ``train_text_encoder`` trains: all of them here; SD 3.5 and FLUX leave T5 frozen."""
+        return self.text_encoders(pipe)
+
     # -- image conditioning (the upscaler, stage b) --------------------------------------------
     def low_res_condition(self, pipe, manifest):
         """What an image-conditioned family adds to each batch (settings from ``manifest.upscaler``);
@@ -133,20 +210,26 @@ class Family:
         return {"stage": self.stage}
 
     # -- outputs -------------------------------------------------------------------------------
-    def save_lora(self, path: Path, unet, text_encoders: dict) -> None:
+    def save_lora(self, path: Path, denoiser, text_encoders: dict) -> None:
         """``pytorch_lora_weights.safetensors`` in diffusers' format (what ``load_lora_weights`` reads)."""
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
         def layers(model, *, text_encoder: bool = False) -> dict:
-            state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+            state = get_peft_model_state_dict(model)
+            if self.denoiser_name == "unet" or text_encoder:
+                # transformers keep peft's lora_A/lora_B names, as diffusers' SD 3 / FLUX scripts save them: diffusers
+                # 0.42 reads their old "lora.down" spelling wrongly for attn.to_q/k/v/out (those adapters are dropped)
+                state = convert_state_dict_to_diffusers(state)
             if text_encoder:
                 # diffusers 0.42 loads a text encoder's DoRA magnitudes only as "...lora_magnitude_vector.weight"
                 # (without the suffix they are dropped with a warning); the UNet's load either way
                 state = {k + ".weight" if k.endswith(".lora_magnitude_vector") else k: v for k, v in state.items()}
             return {k: v.detach().float().contiguous() for k, v in state.items()}
 
-        kwargs = {"unet_lora_layers": layers(unet), "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict()}
+        name = self.denoiser_name
+        kwargs = {f"{name}_lora_layers": layers(denoiser),
+                  f"{name}_lora_adapter_metadata": denoiser.peft_config["default"].to_dict()}
         for name, encoder in text_encoders.items():
             kwargs[f"{name}_lora_layers"] = layers(encoder, text_encoder=True)
             kwargs[f"{name}_lora_adapter_metadata"] = encoder.peft_config["default"].to_dict()

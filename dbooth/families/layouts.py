@@ -39,7 +39,11 @@ def detect_single_file_layout(keys: Iterable[str]) -> str:
         return "sd1"
     if has(UNET_PREFIX + "label_emb."):
         return "sdxl"
+    if has(UNET_PREFIX + "joint_blocks.") or has("joint_blocks."):
+        return "sd3"
+    if has(UNET_PREFIX + "double_blocks.") or has("double_blocks."):
+        return "flux"
     raise DboothError(
         "cannot tell this checkpoint's model family: it has no text encoder weights "
-        "(cond_stage_model.* or conditioner.embedders.*) and no SDXL size conditioning"
+        "(cond_stage_model.* or conditioner.embedders.*), no SDXL size conditioning and no SD 3 or FLUX blocks"
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 import torch
-from diffusers import DDPMScheduler
 
 from dbooth.util.errors import DboothError
 from dbooth.families.source import hub_unreachable, resolve_model
@@ -84,11 +83,6 @@ def inference_device() -> torch.device:
 def inference_dtype() -> torch.dtype:
     """Half precision on a GPU (as SD is usually sampled); float32 on the CPU."""
     return torch.float16 if torch.cuda.is_available() else torch.float32
-
-
-def training_scheduler(pipe) -> DDPMScheduler:
-    """The noise schedule used for training, taken from the base model's scheduler config."""
-    return DDPMScheduler.from_config(pipe.scheduler.config)
 
 
 def compose_pipeline(*, vae, text_encoder, tokenizer, unet, scheduler):

@@ -224,11 +224,11 @@ def generate_class_images(
     times = PriorTimes()
     if pipe is None:
         pipe, times.load = _load_base_model(manifest, reporter)
-    from dbooth.generate.schedulers import set_scheduler
+    from dbooth.generate.schedulers import default_scheduler, set_scheduler
 
     require_free(class_dir, sum(image_bytes(*todo.size_of[i]) for i in todo.missing),
                  f"{len(todo.missing)} class images")
-    set_scheduler(pipe, "dpm++")
+    set_scheduler(pipe, default_scheduler(pipe))
     if len(todo.shapes) > 1:
         reporter.info("class images by aspect bucket: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in todo.shapes))
     _generate_missing(class_dir, manifest, pipe, todo, times, reporter)
@@ -284,7 +284,7 @@ def _generate_missing(class_dir: Path, manifest, pipe, todo: PriorPlan, times: P
             width, height = todo.size_of[indices[0]]
             images = _sample_batch(pipe, manifest, want["prompt"], indices, width, height, times)
             for i, image in zip(indices, images):
-                record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler="dpm++", size=[width, height])
+                record = dict(want, seed=manifest.prior.seed + i, index=i, scheduler=_sampler(pipe), size=[width, height])
                 path = class_dir / f"{GENERATED_PREFIX}{i:05d}.png"
                 writer.submit(_png_write(path, image, record, todo))
             done += len(indices)
@@ -294,10 +294,18 @@ def _generate_missing(class_dir: Path, manifest, pipe, todo: PriorPlan, times: P
     reporter.stop()
 
 
+def _sampler(pipe) -> str:
+    from dbooth.generate.schedulers import default_scheduler
+
+    return default_scheduler(pipe)
+
+
 def _sample_batch(pipe, manifest, prompt: str, indices: list[int], width: int, height: int, times: PriorTimes):
     """One pipeline call for a batch of one size; image ``i`` is seeded ``prior.seed + i`` whatever batch it falls
     in, so a resumed run makes the same images. Its denoise and decode times go into ``times``."""
     import torch
+
+    from dbooth.families import family_of
 
     generators = [torch.Generator("cpu").manual_seed(manifest.prior.seed + i) for i in indices]
     denoised = DenoiseClock(torch.cuda.is_available())
@@ -310,6 +318,7 @@ def _sample_batch(pipe, manifest, prompt: str, indices: list[int], width: int, h
         width=width,
         generator=generators,
         callback_on_step_end=denoised,
+        **family_of(pipe).call_kwargs(manifest.train),
     ).images
     end = time.perf_counter()
     times.add_batch(start, denoised.at, end)

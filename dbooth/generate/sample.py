@@ -67,8 +67,10 @@ def generate(
     model_label: str,
     batch_size: int = 4,
     reporter: Reporter | None = None,
+    extra: dict | None = None,
 ) -> SampleResult:
-    """Image ``k`` uses seed ``seed + k``, so any single image can be reproduced alone."""
+    """Image ``k`` uses seed ``seed + k``, so any single image can be reproduced alone; ``extra``: further
+    pipeline arguments (the family's ``call_kwargs``)."""
     reporter = reporter or Reporter()
     set_scheduler(pipe, scheduler)
     pipe.to(inference_device())
@@ -85,6 +87,7 @@ def generate(
             height=height,
             width=width,
             generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            **(extra or {}),
         ).images
         for s, image in zip(seeds, batch):
             record = {

@@ -11,9 +11,9 @@ class PromptBank:
     """One entry per caption (each instance photo's, then the class prompt)."""
 
     def __init__(self, family: Family, tokenizers: list, encoders: dict, prompts: list[str], *, cache: bool,
-                 device: torch.device, dtype: torch.dtype):
+                 device: torch.device, dtype: torch.dtype, max_sequence_length: int | None = None):
         self.family, self.encoders, self.device = family, encoders, device
-        self.ids = family.tokenize(tokenizers, prompts)
+        self.ids = family.tokenize(tokenizers, prompts, max_sequence_length=max_sequence_length)
         self.cached: Conditioning | None = None
         if cache:
             with torch.no_grad():

@@ -61,7 +61,7 @@ class LatentBank:
     def __init__(self, paths: list[Path], vae, *, resolution: int, crop: str, flip: bool, cache: bool,
                  seed: int, device: torch.device, dtype: torch.dtype, encode_batch: int | None = None,
                  masks: list[Path | None] | None = None, buckets: list[tuple[int, int]] | None = None,
-                 low_res_factor: int | None = None):
+                 low_res_factor: int | None = None, normalize=None):
         if not paths:
             raise ValueError("LatentBank needs at least one image")
         self.paths = list(paths)
@@ -78,6 +78,7 @@ class LatentBank:
         self.rng = random.Random(seed)
         self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
         self.shift = float(getattr(vae.config, "shift_factor", 0.0) or 0.0)
+        self.normalize = normalize  # the family's own latent normalisation (Family.latent_normalizer), if any
         self.mean = self.std = self.geometry = self.latent_masks = None
         if cache:
             self._encode_all(encode_batch)
@@ -169,7 +170,7 @@ class LatentBank:
                 masks = latent_mask(torch.stack([v[2] for v in views]), tuple(latents.shape[-2:]))
             if self.low_res_factor:
                 low_res = torch.stack([v[3] for v in views])
-        latents = ((latents - self.shift) * self.scaling).to(self.device)
+        latents = (self.normalize(latents) if self.normalize else (latents - self.shift) * self.scaling).to(self.device)
         return Drawn(latents, geometry, None if masks is None else masks.to(self.device),
                      None if low_res is None else low_res.to(self.device))
 

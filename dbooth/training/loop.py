@@ -37,11 +37,13 @@ from dbooth.training.compile_check import check_compiled_gradients
 from dbooth.training.early_stop import EarlyStop
 from dbooth.training.ema import ema_applied
 from dbooth.training.inputs import TrainingInputs
-from dbooth.training.loss_report import write_loss_report
 from dbooth.training.numerics import NonFiniteError, check_weights_finite
 from dbooth.training.output import save_final
 from dbooth.training.readings import READ_EVERY_SECONDS, Readings
+from dbooth.runpage.page import refresh_run_page
 from dbooth.training.session import Session, build_session
+from dbooth.training.setup import load_dtype
+from dbooth.training.objectives import flow_record
 from dbooth.training.state import checkpoint_name, checkpoint_step
 from dbooth.training.step import Share, draw_batch, dreambooth_step_loss
 from dbooth.training.timings import Timings, describe
@@ -79,7 +81,7 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         stop = EarlyStop.prepare(ws, manifest, reporter)  # its judges load first: a missing one fails in seconds
     reporter.info(f"loading base model {manifest.base_model}")
     with timings.phase("load"):
-        pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle)
+        pipe = load_pipeline(manifest.base_model, allow_pickle=manifest.allow_pickle, dtype=load_dtype(cfg))
     family = family_of(pipe)
     check_stage(family, inputs.stage, manifest.base_model)
 
@@ -101,6 +103,9 @@ def train_from_inputs(ws: Workspace, inputs: TrainingInputs, *, reporter: Report
         info.update(status="failed", error=_one_line(exc))
         run.write_info(info)
         raise
+    finally:
+        if is_main():  # the run page says how it ended: finished, interrupted or failed (never raises)
+            refresh_run_page(run.dir)
 
 
 def _run_info(ws: Workspace, inputs: TrainingInputs, run: Run, pipe, family) -> dict:
@@ -113,7 +118,8 @@ def _run_info(ws: Workspace, inputs: TrainingInputs, run: Run, pipe, family) -> 
         "method": cfg.method,
         "base_model": manifest.base_model,
         "family": family.name,
-        "prediction_type": pipe.scheduler.config.get("prediction_type", "epsilon"),
+        "prediction_type": ("flow" if family.objective == "flow"
+                            else pipe.scheduler.config.get("prediction_type", "epsilon")),
         "identifier": manifest.identifier,
         "class_noun": manifest.class_noun,
         "instance_prompt": instance_prompt(manifest),
@@ -122,7 +128,7 @@ def _run_info(ws: Workspace, inputs: TrainingInputs, run: Run, pipe, family) -> 
         "planned_steps": cfg.max_steps,
         "train_text_encoder": cfg.train_text_encoder,
         "lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha} if cfg.method == "lora" else None,
-        "options": run_options(cfg, masked=inputs.masks is not None),
+        "options": {**run_options(cfg, masked=inputs.masks is not None), **flow_record(cfg, family, pipe)},
         "status": "running",
         "pid": os.getpid(),  # lets `dbooth status` tell a live run from one whose process was killed
         "host": socket.gethostname(),
@@ -167,7 +173,7 @@ def _train(inputs: TrainingInputs, run: Run, info: dict, pipe, checkpoints, repo
 
 
 def _run_steps(s: Session, step: int, info: dict, reporter: Reporter) -> tuple[int, float]:
-    """The steps and the last checkpoint's write; however they end, trackers, loss.csv and its page are closed."""
+    """The steps and the last checkpoint's write; however they end, trackers and loss.csv are closed."""
     run = s.run
     try:
         with s.timings.phase("steps"):
@@ -184,8 +190,6 @@ def _run_steps(s: Session, step: int, info: dict, reporter: Reporter) -> tuple[i
         s.accelerator.end_training()
         if s.history is not None:
             s.history.close()
-            with contextlib.suppress(OSError):  # the page is a convenience: never hide why a run stopped
-                write_loss_report(run.dir, run.id)  # the curve so far, also for a stopped or failed run
     return step, loss_value
 
 
@@ -302,6 +306,8 @@ def _after_step(s: Session, p: _Progress, loss, on_step, reporter: Reporter) -> 
     if validating:
         with s.timings.phase("validation"), ema_applied(s.ema, cfg.ema.use_for_output):
             validate(accelerator, s.pipe, s.models, s.manifest, s.run, step, photos=s.instance.paths)
+        if accelerator.is_main_process:
+            refresh_run_page(s.run.dir)  # the curve and images so far, for a page open while it trains
     reporter.advance(step, **p.shown)
     stopping = False
     if scoring:
@@ -313,8 +319,8 @@ def _after_step(s: Session, p: _Progress, loss, on_step, reporter: Reporter) -> 
 def _check_compile(s: Session, share: Share, reporter: Reporter) -> None:
     """The compiled UNet's gradients of the first batch against the eager UNet's (dbooth.training.compile_check)."""
     cfg, models, accelerator = s.manifest.train, s.models, s.accelerator
-    wrapped = models.unet
-    models.unet = accelerator.unwrap_model(wrapped, keep_fp32_wrapper=True)  # no DDP hooks for autograd.grad
+    wrapped = models.denoiser
+    models.denoiser = accelerator.unwrap_model(wrapped, keep_fp32_wrapper=True)  # no DDP hooks for autograd.grad
     params = [p for g in s.optimizer.param_groups for p in g["params"] if p.requires_grad]
 
     def first_loss() -> torch.Tensor:
@@ -324,7 +330,7 @@ def _check_compile(s: Session, share: Share, reporter: Reporter) -> None:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     reporter.info("train.compile: compiling the UNet and checking its gradients against the uncompiled UNet's")
     try:
-        error = check_compiled_gradients(models.unet, first_loss, params, dtype, accelerator.device)
+        error = check_compiled_gradients(models.denoiser, first_loss, params, dtype, accelerator.device)
     finally:
-        models.unet = wrapped
+        models.denoiser = wrapped
     reporter.info(f"train.compile: first-batch gradients agree (relative difference {error:.1g})")

@@ -29,7 +29,8 @@ def save_checkpoint_lora(run: Run, checkpoint: Path, folder: Path, *,
     pipe, trained_encoders = _rebuild(run, checkpoint, loader=loader)
     from dbooth.families import family_of
 
-    family_of(pipe).save_lora(folder, pipe.unet, trained_encoders)
+    family = family_of(pipe)
+    family.save_lora(folder, family.denoiser(pipe), trained_encoders)
     from dbooth.export.run_info import LORA_WEIGHTS_NAME
 
     return Path(folder) / LORA_WEIGHTS_NAME
@@ -46,12 +47,13 @@ def _rebuild(run: Run, checkpoint: Path, *, allow_pickle: bool = False, loader=N
     cfg = load_manifest(run.config_path).train  # the settings the run trained with
     base = run.info().get("base_model") or load_manifest(run.config_path).base_model
     pipe = loader(base) if loader is not None else load_pipeline(base, allow_pickle=allow_pickle)
-    encoders = family_of(pipe).text_encoders(pipe) if cfg.train_text_encoder else {}
-    models = [pipe.unet, *encoders.values()]
+    family = family_of(pipe)
+    encoders = family.trained_text_encoders(pipe) if cfg.train_text_encoder else {}
+    models = [family.denoiser(pipe), *encoders.values()]
     if cfg.method == "lora":
         for model in models:
             model.requires_grad_(False)
-        add_lora(pipe.unet, lora_config(cfg.lora, cfg.lora.target_modules))
+        add_lora(models[0], lora_config(cfg.lora, family.lora_targets(cfg.lora.target_modules)))
         for encoder in models[1:]:
             add_lora(encoder, lora_config(cfg.lora, cfg.lora.text_encoder_target_modules, text_encoder=True))
     else:

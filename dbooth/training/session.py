@@ -70,7 +70,7 @@ def build_session(inputs: TrainingInputs, run: Run, pipe, checkpoints, reporter:
     device = accelerator.device
     with timings.phase("load"):
         models = prepare_models(pipe, cfg, device, weight_dtype)
-    models.low_res = models.family.low_res_condition(pipe, manifest)
+    models.condition = models.family.run_condition(pipe, manifest)
     instance, classes = _latent_banks(cfg, inputs, models, device, reporter, timings)
     optimizer, lr_scheduler, ema, fused = _prepared_optimisation(models, cfg, accelerator)
 
@@ -88,7 +88,28 @@ def build_session(inputs: TrainingInputs, run: Run, pipe, checkpoints, reporter:
                       # a resumed run drops the rows past its checkpoint
                       history=LossHistory(run.dir, start=step) if accelerator.is_main_process else None, stop=stop,
                       fused=fused)
+    if _nothing_else_reads_the_text_encoders(cfg, prompts, models, stop):
+        _release_text_encoders(pipe, models, prompts)
+        reporter.info("text encoders released once the captions were encoded (no samples during this run)")
     return session, step
+
+
+def _nothing_else_reads_the_text_encoders(cfg, prompts: PromptBank, models: Models, stop) -> bool:
+    """Every caption is encoded, none of the encoders trains, and no validation or early stop samples."""
+    return (prompts.cached is not None and not models.trained_encoders and not cfg.validation_every
+            and stop is None)
+
+
+def _release_text_encoders(pipe, models: Models, prompts: PromptBank) -> None:
+    """Let the frozen text encoders go from host memory too (T5-XXL alone is 9.5 GB in bf16): the pipeline,
+    the models and the prompt bank drop them, and nothing of the run holds them any more."""
+    import gc
+
+    for name in models.text_encoders:
+        setattr(pipe, name, None)
+    models.text_encoders = {}
+    prompts.encoders = {}
+    gc.collect()
 
 
 def _accelerator(cfg, run: Run, reporter: Reporter) -> Accelerator:
@@ -109,16 +130,18 @@ def _latent_banks(cfg, inputs: TrainingInputs, models: Models, device, reporter:
         f"encoding {len(inputs.instance_paths)} instance and {len(inputs.class_paths)} class images"
         + (" once (cached latents)" if cfg.cache_latents else "")
     )
+    low_res = getattr(models.condition, "factor", None) and models.condition  # the upscaler's, else None
     bank_args = dict(resolution=cfg.resolution, crop=cfg.crop, flip=cfg.random_flip, cache=cfg.cache_latents,
-                     device=device, dtype=models.vae_dtype, low_res_factor=models.low_res and models.low_res.factor)
+                     device=device, dtype=models.vae_dtype, low_res_factor=low_res and low_res.factor,
+                     normalize=models.family.latent_normalizer(models.vae))
     buckets = bucket_sizes(cfg.resolution) if cfg.buckets else None  # class images too: each step pairs by bucket
     with timings.phase("caching"):
         instance = LatentBank(inputs.instance_paths, models.vae, seed=cfg.seed, masks=inputs.masks, buckets=buckets,
                               **bank_args)
     if cfg.buckets:
         reporter.info("aspect buckets: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in bucket_counts(instance.targets)))
-    if models.low_res is not None and inputs.class_paths:  # class images smaller than the upscaler's side
-        bank_args["resolution"] = models.low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
+    if low_res and inputs.class_paths:  # class images smaller than the upscaler's side
+        bank_args["resolution"] = low_res.pair_side(inputs.class_paths, cfg.resolution, reporter)
     with timings.phase("caching"):
         classes = (LatentBank(inputs.class_paths, models.vae, seed=cfg.seed + 1, buckets=buckets, **bank_args)
                    if inputs.class_paths else None)
@@ -131,7 +154,7 @@ def _prepared_optimisation(models: Models, cfg, accelerator: Accelerator):
     """The optimiser and schedule prepared by accelerate with the trained models, then EMA and fused backward."""
     optimizer, lr_scheduler = _optimisation(models, cfg, accelerator)
     prepared = accelerator.prepare(*models.trained, optimizer, lr_scheduler)
-    models.unet = prepared[0]
+    models.denoiser = prepared[0]
     models.trained_encoders = dict(zip(models.trained_encoders, prepared[1:-2]))
     models.text_encoders.update(models.trained_encoders)
     optimizer, lr_scheduler = prepared[-2], prepared[-1]
@@ -147,7 +170,8 @@ def _prompt_bank(cfg, models: Models, captions: list[str], device, weight_dtype,
     """The captions' text embeddings, encoded once while the encoders stay frozen, which then leave the GPU."""
     with timings.phase("caching"):
         prompts = PromptBank(models.family, models.tokenizers, models.text_encoders, captions, device=device,
-                             dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings)
+                             dtype=weight_dtype, cache=not models.trained_encoders and cfg.cache_text_embeddings,
+                             max_sequence_length=cfg.flow.max_sequence_length)
     if prompts.cached is not None and device.type != "cpu":
         for encoder in models.text_encoders.values():  # frozen and encoded once: only validation needs them again
             encoder.to("cpu")
@@ -184,7 +208,7 @@ def _check_space(cfg, run: Run, pipe, models: Models, reporter) -> int:
 
 
 def _optimisation(models: Models, cfg, accelerator):
-    groups = [{"params": [p for p in models.unet.parameters() if p.requires_grad], "lr": cfg.resolved_learning_rate()}]
+    groups = [{"params": [p for p in models.denoiser.parameters() if p.requires_grad], "lr": cfg.resolved_learning_rate()}]
     for encoder in models.trained_encoders.values():
         groups.append({"params": [p for p in encoder.parameters() if p.requires_grad],
                        "lr": cfg.resolved_text_encoder_learning_rate()})

@@ -6,16 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dbooth.training.losses import (
-    LossParts,
-    diffusion_target,
-    dreambooth_loss,
-    loss_from_rows,
-    min_snr_weights,
-    row_errors,
-    snr,
-)
-from dbooth.training.noise import perturbed, sample_timesteps, timestep_bounds, training_noise
+from dbooth.training.losses import LossParts, dreambooth_loss, loss_from_rows, row_errors
 from dbooth.workspace.schema import TrainConfig
 from dbooth.training.conditioning import PromptBank
 from dbooth.training.data import LatentBank
@@ -188,25 +179,16 @@ def _weighted_rows(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tens
 
 
 def _predict(models: Models, prompts: PromptBank, batch: Batch, settings: TrainConfig, share: Share = Share()):
-    """The UNet's prediction on this process's noised rows, its target, Min-SNR weights (None when off)
-    and those rows; noise and timesteps are drawn for the whole batch, whichever rows are kept."""
-    scheduler = models.noise_scheduler
-    noise = training_noise(batch.latents, settings.noise_offset)
-    low, high = timestep_bounds(scheduler.config.num_train_timesteps, settings.min_timestep, settings.max_timestep)
-    timesteps = sample_timesteps(batch.latents.shape[0], low, high, batch.latents.device)
-    mixed = perturbed(noise, settings.input_perturbation)
+    """The denoiser's prediction on this process's noised rows, its target, the loss weights (None when
+    plain) and those rows; noise and timesteps are drawn for the whole batch, whichever rows are kept."""
+    objective = models.family.training_objective(models.noise_scheduler, settings)
+    draw = objective.draw(batch.latents)
     if share.count > 1:
         keep = share.rows(batch.num_instance, batch.latents.shape[0])
-        index = torch.tensor(keep, device=noise.device)
-        batch, noise, mixed, timesteps = batch.select(keep), noise[index], mixed[index], timesteps[index]
+        batch, draw = batch.select(keep), draw.select(torch.tensor(keep, device=batch.latents.device))
     latents = batch.latents
-    noisy = scheduler.add_noise(latents, mixed, timesteps)
+    noisy = objective.noisy(latents, draw)
     cond = prompts.get(batch.captions, grad=bool(models.trained_encoders))
-    sample, extra = models.family.unet_inputs(noisy, cond, batch, models.low_res)
-    pred = models.unet(sample, timesteps, cond.embeds, return_dict=False, **extra)[0]
-    kind = scheduler.config.prediction_type
-    target = diffusion_target(kind, noise, latents, scheduler, timesteps)
-    weights = None
-    if settings.snr_gamma is not None:
-        weights = min_snr_weights(snr(scheduler.alphas_cumprod, timesteps), settings.snr_gamma, kind)
-    return pred, target, weights, batch
+    pred = models.family.predict(models.denoiser, noisy, draw.timesteps, cond, batch, models.condition)
+    pred = objective.output(pred, noisy, draw)
+    return pred, objective.target(latents, draw), objective.weights(draw), batch

@@ -18,9 +18,9 @@ def trained_view(accelerator, pipe, models, manifest):
     from dbooth.generate.schedulers import set_scheduler
 
     trained = {name: accelerator.unwrap_model(m) for name, m in models.trained_encoders.items()}
-    view = models.family.assemble(pipe, unet=accelerator.unwrap_model(models.unet), **trained)
+    view = models.family.with_denoiser(pipe, accelerator.unwrap_model(models.denoiser), **trained)
     set_scheduler(view, manifest.sample.scheduler)
-    view.unet.eval()
+    models.family.denoiser(view).eval()
     # the VAE and frozen text encoders wait in CPU memory during training (cached latents and embeddings)
     with on_device(accelerator.device, [view.vae, *models.family.text_encoders(view).values()]):
         try:
@@ -59,7 +59,8 @@ def _validate(accelerator, pipe, models, manifest, run, step: int, photos=()) ->
     folder = run.validation_dir / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     s = manifest.sample
-    common = dict(num_inference_steps=s.steps, guidance_scale=s.guidance_scale, negative_prompt=s.negative_prompt or None)
+    common = dict(num_inference_steps=s.steps, guidance_scale=s.guidance_scale, negative_prompt=s.negative_prompt or None,
+                  **models.family.call_kwargs(manifest.train))
     logged = {}
     with trained_view(accelerator, pipe, models, manifest) as view:
         for key, name, prompt, seed, inputs, record in _requests(models, manifest, photos):
@@ -73,10 +74,10 @@ def _validate(accelerator, pipe, models, manifest, run, step: int, photos=()) ->
 def _requests(models, manifest, photos):
     """(log key, file name, prompt, seed, pipeline inputs, PNG record) per validation image."""
     cfg = manifest.train
-    if models.low_res is not None:
+    low = models.condition if getattr(models.condition, "factor", None) else None  # the upscaler's low-res input
+    if low is not None:
         from dbooth.util.images import load_rgb, resize_and_crop, shrink
 
-        low = models.low_res
         prompt = instance_prompt(manifest)
         for k, photo in enumerate(list(photos)[: cfg.validation_images]):
             view = resize_and_crop(load_rgb(photo), cfg.resolution)

@@ -56,4 +56,9 @@ def describe_options(options: dict | None) -> list[str]:
         said.append("masked loss")
     if options.get("buckets"):
         said.append("aspect buckets")
+    flow = options.get("flow")
+    if flow:
+        said.append(f"flow matching ({flow.get('timestep_sampling')}"
+                    + (f", {flow['weighting']} weighting" if flow.get("weighting") not in (None, "none") else "")
+                    + (f", guidance {flow['guidance']:g}" if flow.get("guidance") is not None else "") + ")")
     return said

@@ -29,6 +29,8 @@ ATTENTIONS = ("sdpa", "eager")
 SAMPLERS = ("dpm++", "ddim", "euler", "euler_a", "pndm", "ddpm")
 EVAL_PROMPTS = ("dreambench", "validation")
 STOP_JUDGES = ("auto", "encoders", "oracle")
+FLOW_SAMPLINGS = ("auto", "uniform", "logit_normal", "mode")
+FLOW_WEIGHTINGS = ("none", "sigma_sqrt", "cosmap")
 
 # Full fine-tuning moves every weight, so it needs a far smaller step than a low-rank adapter.
 DEFAULT_LEARNING_RATES = {"full": 5e-6, "lora": 1e-4}
@@ -131,7 +133,7 @@ class LoraConfig:
     init: str = _field("gaussian", choices=LORA_INITS)  # how the A matrices start (B starts at zero)
     text_encoder_rank: int | None = _field(None, ge=1)  # None = rank
     text_encoder_alpha: float | None = _field(None, gt=0)  # None = alpha
-    target_modules: list[str] = _field(["to_q", "to_k", "to_v", "to_out.0"], nonempty=True)  # UNet layers
+    target_modules: list[str] = _field(["attention"], nonempty=True)  # denoiser layers; presets: attention, wide
     text_encoder_target_modules: list[str] = _field(
         ["q_proj", "k_proj", "v_proj", "out_proj"], nonempty=True
     )  # text encoder layers, when it is trained
@@ -162,6 +164,23 @@ class StopWhenConfig:
     class_images: int = _field(4, ge=1)  # class-prompt samples per checkpoint, for PRES (prior on)
     seed: int = _field(1000)  # other seeds than eval.seed, so `dbooth eval` reports on samples the pick never saw
     prompt_fidelity_margin: float | None = _field(None, ge=0)  # None: 0.25 with the oracle, else eval.prompt_fidelity_margin
+
+
+@dataclass
+class FlowConfig:
+    """Flow-matching families (SD 3.5, FLUX.1): how the noise level is drawn, shifted and weighted. The
+    noise-prediction families (SD 1.x, 2.x, XL) refuse these; they use snr_gamma, noise_offset and friends."""
+
+    timestep_sampling: str = _field("auto", choices=FLOW_SAMPLINGS)  # auto: the family's reference (SD 3.5 logit_normal, FLUX uniform)
+    logit_mean: float = _field(0.0)  # logit_normal: mean of the normal before the sigmoid
+    logit_std: float = _field(1.0, gt=0)  # logit_normal: its standard deviation
+    mode_scale: float = _field(1.29)  # mode: how strongly the middle noise levels are favoured
+    shift: float | None = _field(None, gt=0)  # extra time shift of the training sigmas; None = the scheduler's own
+    resolution_shift: bool = _field(False)  # FLUX's shift by image size (exp(mu)), instead of a fixed one
+    weighting: str = _field("none", choices=FLOW_WEIGHTINGS)  # loss weight per noise level (SD 3 paper)
+    precondition_outputs: bool = _field(False)  # SD 3.5 only: predict the clean latents instead of the velocity
+    guidance: float | None = _field(None, ge=0)  # guidance-distilled bases (FLUX.1 dev): the value trained at; None = 3.5 as diffusers
+    max_sequence_length: int | None = _field(None, ge=1, lt=513)  # text tokens per caption (T5 or the LM); None = the family's
 
 
 @dataclass
@@ -211,6 +230,7 @@ class TrainConfig:
     validation_images: int = _field(2, ge=1)  # images per validation prompt
     tensorboard: bool = _field(True)  # loss, learning rate and validation images in RUN/tensorboard/
     stop_when: StopWhenConfig = field(default_factory=StopWhenConfig)  # score checkpoints, stop at the peak
+    flow: FlowConfig = field(default_factory=FlowConfig)  # flow-matching families only (SD 3.5, FLUX.1)
 
     def resolved_learning_rate(self) -> float:
         """The UNet learning rate, with null replaced by the method's default."""

@@ -35,8 +35,8 @@ def test_native_resolution_comes_from_the_configs(tiny_sdxl_base):
 
 
 def test_other_pipelines_are_refused_by_name(tmp_path):
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    with pytest.raises(DboothError, match="FluxPipeline"):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
+    with pytest.raises(DboothError, match="WanPipeline"):
         detect_family(resolve_model(str(tmp_path)))
 
 

@@ -41,3 +41,15 @@ def test_an_uncached_hub_id_keeps_the_default_resolution(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     ws = api.init(tmp_path / "ws", "dog", base_model="some-org/not-downloaded")
     assert ws.manifest().train.resolution == 512
+
+
+def test_a_cached_flux_hub_id_is_read_offline_with_its_card_settings(tmp_path, monkeypatch):
+    from dbooth.families import FLUX
+    from dbooth.families.tiny_flow import save_tiny_flow_pipeline
+
+    base = save_tiny_flow_pipeline(tmp_path / "schnell", "flux-schnell")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(_cache_with(tmp_path, base)))
+    assert detect_family(resolve_model(REPO)) is FLUX
+    manifest = api.init(tmp_path / "ws", "dog", base_model=REPO).manifest()
+    assert (manifest.train.resolution, manifest.sample.scheduler, manifest.sample.steps) == (32, "euler", 4)
+    assert manifest.sample.guidance_scale == 0.0 and manifest.prior.steps == 4  # schnell: no guidance input

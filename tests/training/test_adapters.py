@@ -101,8 +101,8 @@ def test_dora_file_loads_in_diffusers_merges_and_refuses_kohya(tmp_path):
     from dbooth.families.tiny import tiny_pipeline
 
     pipe, models = _dora_pipeline()
-    models.family.save_lora(tmp_path, models.unet, models.trained_encoders)
-    trained = _outputs(models.unet, models.text_encoders["text_encoder"])
+    models.family.save_lora(tmp_path, models.denoiser, models.trained_encoders)
+    trained = _outputs(models.denoiser, models.text_encoders["text_encoder"])
     file = tmp_path / "pytorch_lora_weights.safetensors"
 
     base = _outputs(*(lambda p: (p.unet, p.text_encoder))(tiny_pipeline()))

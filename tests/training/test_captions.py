@@ -22,7 +22,7 @@ def test_each_photo_trains_with_its_own_caption(make_workspace, monkeypatch):
                                   "a photo of {identifier} {class}\n"])
     seen = []
     real = Family.tokenize
-    monkeypatch.setattr(Family, "tokenize", lambda self, toks, prompts: seen.append(list(prompts)) or real(self, toks, prompts))
+    monkeypatch.setattr(Family, "tokenize", lambda self, toks, prompts, **kw: seen.append(list(prompts)) or real(self, toks, prompts, **kw))
     run = api.train(ws).run
     expected = ["a sks dog on the beach", "sks dog in the snow", "a photo of sks dog"]
     assert seen[0] == expected  # what the text encoder is given, one prompt per photo

@@ -95,7 +95,7 @@ def test_training_captions_each_subject_and_pairs_it_with_its_class(make_workspa
     prompts, batches = [], []
     real_tokenize, real_draw = Family.tokenize, step_module.draw_batch
     monkeypatch.setattr(Family, "tokenize",
-                        lambda self, toks, p: prompts.append(list(p)) or real_tokenize(self, toks, p))
+                        lambda self, toks, p, **kw: prompts.append(list(p)) or real_tokenize(self, toks, p, **kw))
 
     def draw(*args, **kwargs):
         batch = real_draw(*args, **kwargs)

@@ -35,7 +35,7 @@ def test_step_loss_is_the_mse_to_the_schedulers_target(build, kind):
     noisy = models.noise_scheduler.add_noise(latents, noise, t)
     cond = prompts.get([0, 0], grad=False)
     with torch.no_grad():
-        pred = models.unet(noisy, t, cond.embeds, **models.family.unet_kwargs(cond, geometry)).sample
+        pred = models.denoiser(noisy, t, cond.embeds, **models.family.unet_kwargs(cond, geometry)).sample
     target = models.noise_scheduler.get_velocity(latents, noise, t) if kind == "v_prediction" else noise
     torch.testing.assert_close(loss.total.detach(), F.mse_loss(pred, target), rtol=0, atol=1e-6)
     assert loss.prior is None
@@ -75,7 +75,7 @@ def test_noise_options_and_min_snr_in_the_step(build, kind):
     noisy = models.noise_scheduler.add_noise(latents, noise + 0.1 * torch.randn_like(noise), t)
     cond = prompts.get([0, 0, 1, 1], grad=False)
     with torch.no_grad():
-        pred = models.unet(noisy, t, cond.embeds).sample
+        pred = models.denoiser(noisy, t, cond.embeds).sample
     target = models.noise_scheduler.get_velocity(latents, noise, t) if kind == "v_prediction" else noise
     abar = models.noise_scheduler.alphas_cumprod[t]
     s = abar / (1 - abar)
@@ -185,8 +185,8 @@ def test_a_paired_non_square_step_is_one_unet_call(build):
     geometry = torch.tensor([[24, 40, 0, 0, 24, 40]] * 4)
     batch = Batch(latents, geometry, [0, 0, 1, 1], num_instance=2)
     calls = []
-    real = models.unet.forward
-    models.unet.forward = lambda *a, **k: calls.append(a[0].shape) or real(*a, **k)
+    real = models.denoiser.forward
+    models.denoiser.forward = lambda *a, **k: calls.append(a[0].shape) or real(*a, **k)
 
     torch.manual_seed(5)
     loss = dreambooth_step_loss(models, prompts, batch, prior_weight=0.5)
@@ -231,10 +231,10 @@ def test_the_shares_losses_average_to_the_whole_batchs(options):
 
     def loss(share):
         torch.manual_seed(11)
-        models.unet.zero_grad()
+        models.denoiser.zero_grad()
         value = dreambooth_step_loss(models, prompts, batch, 0.7, settings, share).total
         value.backward()
-        return value.detach(), [p.grad.clone() for p in models.unet.parameters() if p.grad is not None]
+        return value.detach(), [p.grad.clone() for p in models.denoiser.parameters() if p.grad is not None]
 
     whole, whole_grads = loss(Share())
     (first, first_grads), (second, second_grads) = loss(Share(0, 2)), loss(Share(1, 2))

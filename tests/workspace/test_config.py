@@ -141,7 +141,7 @@ def test_default_template_is_the_documented_defaults():
     assert manifest_from_dict(manifest_to_dict(Manifest(class_noun="dog"))) == Manifest(class_noun="dog")
     text = render_manifest(Manifest(class_noun="dog"))
     assert "mixed_precision: 'no'" in text  # YAML 1.1 would read a bare no as false elsewhere
-    assert "target_modules: [to_q, to_k, to_v, to_out.0]" in text
+    assert "target_modules: [attention]" in text
 
 
 # --- loading quirks -------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""FLUX.2 [klein] (step-distilled) and Z-Image (Turbo) end to end through the CLI, on tiny pipelines built in code:
+init reads the family's sampling settings from the folder -> prior -> train (LoRA with prior; full) -> sample
+-> merge-lora -> the exports a client reads, each loaded back by diffusers to the same outputs; an interrupted
+run resumed equals an uninterrupted one; and a LoRA samples the same through dbooth's own view of it (base +
+adapter, as training validates) as merged or exported (the "LoRA too weak on distilled bases" question)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dbooth import api
+from dbooth.cli.app import app
+from dbooth.families import family_of
+from dbooth.families.tiny_lm import save_tiny_lm_pipeline
+from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
+from dbooth.workspace.folder import open_workspace
+from dbooth.workspace.schema import Manifest
+from interrupt import InterruptAt
+
+runner = CliRunner()
+KINDS = ("flux2-klein", "zimage")
+CARDS = {"flux2-klein": (4, 1.0), "zimage": (9, 0.0), "flux2-klein-base": (50, 4.0), "zimage-base": (50, 4.0)}
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm-bases")
+    return {kind: save_tiny_lm_pipeline(root / kind, kind) for kind in KINDS}
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _said(result) -> str:
+    return result.output + str(result.exception or "")
+
+
+def _workspace(tmp_path, base, photos, kind, **overrides):
+    ws = tmp_path / "ws"
+    invoke("init", str(ws), "--class", "dog", "--base", str(base), "--images", str(photos))
+    manifest = load_manifest(ws / "dbooth.yaml")
+    assert manifest.train.resolution == 32 and manifest.sample.scheduler == "euler"
+    assert (manifest.sample.steps, manifest.sample.guidance_scale) == CARDS[kind]
+    write_manifest(ws / "dbooth.yaml", apply_overrides(manifest, {
+        "prior.num_class_images": 2, "prior.steps": 2, "train.max_steps": 3, "train.checkpoint_every": 2,
+        "train.validation_every": 3, "train.validation_images": 1, "sample.steps": 2,
+        "train.flow.max_sequence_length": 32, **overrides}))
+    invoke("prior", "-w", str(ws))
+    assert len(list((ws / "class").glob("*.png"))) == 2
+    return ws
+
+
+def _run(ws):
+    run = sorted((ws / "runs").iterdir())[-1]
+    return run, json.loads((run / "run.json").read_text())
+
+
+def _load(path):
+    return DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
+
+
+def _signature(pipe) -> torch.Tensor:
+    """Text encoder and transformer in one number set: the prediction for a caption at two noise levels."""
+    family = family_of(pipe)
+    ids = family.tokenize(family.tokenizers(pipe), ["a photo of sks dog"] * 2, max_sequence_length=32)
+    noisy = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cond = family.encode(list(family.text_encoders(pipe).values()), ids)
+        condition = family.run_condition(pipe, Manifest(class_noun="dog"))
+        return family.predict(pipe.transformer, noisy, torch.tensor([700.0, 300.0]), cond, None, condition)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lora_with_prior_exports_to_the_loaders_that_read_it(kind, bases, tmp_path, photos):
+    base = bases[kind]
+    ws = _workspace(tmp_path, base, photos, kind)
+    invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--prior", "--lr", "1e-2")
+    alpha = load_manifest(ws / "dbooth.yaml").train.lora.alpha
+    assert alpha != 4  # every file must carry the run's alpha / rank
+    run, info = _run(ws)
+    assert (info["status"], info["family"], info["prediction_type"]) == ("complete", kind, "flow")
+    assert info["options"]["flow"]["timestep_sampling"] == "uniform" and info["options"]["flow"]["guidance"] is None
+    assert list((run / "validation").rglob("*.png"))
+
+    reference = _load(base)
+    reference.load_lora_weights(str(run / "final"))
+    expected = _signature(reference)
+    assert not torch.allclose(expected, _signature(_load(base)), atol=1e-4)  # the LoRA does something
+
+    invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
+    assert len(list((ws / "samples").rglob("*.png"))) == 1
+    invoke("merge-lora", "-w", str(ws), "--out", str(tmp_path / "merged"))
+    torch.testing.assert_close(_signature(_load(tmp_path / "merged")), expected, rtol=0, atol=1e-5)
+
+    lora = tmp_path / "lora.safetensors"
+    printed = invoke("export", "-w", str(ws), "--format", "lora", "--out", str(lora)).output
+    assert "ComfyUI" in printed
+    pipe = _load(base)
+    pipe.load_lora_weights(str(lora))
+    torch.testing.assert_close(_signature(pipe), expected, rtol=0, atol=1e-5)
+    raw, mine = load_file(str(run / "final" / "pytorch_lora_weights.safetensors")), load_file(str(lora))
+    module = next(k for k in mine if k.endswith("lora_A.weight"))[: -len(".lora_A.weight")]
+    torch.testing.assert_close(mine[f"{module}.lora_B.weight"] @ mine[f"{module}.lora_A.weight"],
+                               (alpha / 4) * raw[f"{module}.lora_B.weight"] @ raw[f"{module}.lora_A.weight"])
+
+    invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
+    torch.testing.assert_close(_signature(_load(tmp_path / "folder")), expected, rtol=0, atol=1e-5)
+    for fmt in ("single-file", "lora-kohya"):  # no client reads an original layout dbooth could write: refused
+        refused = runner.invoke(app, ["export", "-w", str(ws), "--format", fmt])
+        assert refused.exit_code != 0 and "--format lora" in _said(refused)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_fine_tuning(kind, bases, tmp_path, photos):
+    ws = _workspace(tmp_path, bases[kind], photos, kind)
+    invoke("train", "-w", str(ws), "--full", "--prior")
+    run, info = _run(ws)
+    assert info["status"] == "complete"
+    final, untouched = _load(run / "final"), _load(bases[kind])
+    a, b = final.transformer.state_dict(), untouched.transformer.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the transformer moved ...
+    for name in ("vae", "text_encoder"):  # ... the language model and the VAE did not
+        a, b = getattr(final, name).state_dict(), getattr(untouched, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
+    invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
+    torch.testing.assert_close(_signature(_load(tmp_path / "folder")), _signature(final), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(kind, bases, tmp_path, photos):
+    results = []
+    for name, stop in (("whole", None), ("resumed", 3)):
+        ws_dir = _workspace(tmp_path / name, bases[kind], photos, kind)
+        ws = open_workspace(ws_dir)
+        overrides = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2,
+                     "train.validation_every": 0, "train.lora.rank": 4, "train.learning_rate": 1e-2}
+        if stop is None:
+            api.train(ws, overrides)
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                api.train(ws, overrides, reporter=InterruptAt(stop))
+            api.train(ws, resume=True)
+        run, info = _run(ws_dir)
+        assert info["status"] == "complete" and info["steps"] == 4
+        results.append(load_file(str(run / "final" / "pytorch_lora_weights.safetensors")))
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        torch.testing.assert_close(results[1][key], results[0][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["flux2-klein-base", "zimage-base"])
+def test_init_reads_the_base_releases_sampling_settings(kind, tmp_path, photos):
+    base = save_tiny_lm_pipeline(tmp_path / kind, kind)
+    ws = tmp_path / "ws"
+    invoke("init", str(ws), "--class", "dog", "--base", str(base), "--images", str(photos))
+    manifest = load_manifest(ws / "dbooth.yaml")
+    assert (manifest.sample.steps, manifest.sample.guidance_scale) == CARDS[kind]
+    assert (manifest.prior.steps, manifest.prior.guidance_scale) == CARDS[kind]
+
+
+def test_training_the_language_model_is_a_one_line_error(bases, tmp_path, photos):
+    ws = tmp_path / "ws"
+    invoke("init", str(ws), "--class", "dog", "--base", str(bases["zimage"]), "--images", str(photos))
+    result = runner.invoke(app, ["train", "-w", str(ws), "--steps", "1", "--no-prior", "--train-text-encoder"])
+    assert result.exit_code != 0 and "language-model text encoder stays frozen" in _said(result)
+
+
+def _latents(pipe, prompt, seed):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(prompt, num_inference_steps=2, guidance_scale=0.0, height=32, width=32, max_sequence_length=32,
+                generator=torch.Generator().manual_seed(seed), output_type="latent").images
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_lora_samples_the_same_trained_merged_and_exported(kind, bases, tmp_path, photos):
+    """dbooth's own view of a LoRA run (the base with the adapter unfused: the validation images and `sample`)
+    against the merged folder and the exported file in diffusers: the same sample, to float rounding."""
+    from dbooth.families.loading import load_pipeline
+    from dbooth.generate.sample import load_for_sampling
+    from dbooth.workspace.folder import Run
+    from dbooth.workspace.prompts import format_prompt
+
+    ws = _workspace(tmp_path, bases[kind], photos, kind)
+    invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--lr", "1e-2", "--no-prior")
+    run, _ = _run(ws)
+    invoke("merge-lora", "-w", str(ws), "--out", str(tmp_path / "merged"))
+    lora = tmp_path / "lora.safetensors"
+    invoke("export", "-w", str(ws), "--format", "lora", "--out", str(lora))
+    prompt = "a photo of sks dog"
+    manifest = load_manifest(ws / "dbooth.yaml")
+    trained = _latents(load_for_sampling(str(bases[kind]), Run(run)), prompt, 0)
+    merged = _latents(load_pipeline(str(tmp_path / "merged")), prompt, 0)
+    exported = load_pipeline(str(bases[kind]))
+    exported.load_lora_weights(str(lora))
+    exported = _latents(exported, prompt, 0)
+    base = _latents(load_pipeline(str(bases[kind])), prompt, 0)
+    effect = (trained - base).abs().max().item()
+    gaps = [(trained - other).abs().max().item() for other in (merged, exported)]
+    print(f"{kind}: LoRA effect on the sample {effect:.3g}; trained view vs merged {gaps[0]:.3g}, "
+          f"vs exported {gaps[1]:.3g}")
+    assert effect > 1e-3 and max(gaps) < 1e-4
+    # the last validation image (the trained view during training, at the run's last step) is the merged model's
+    image = next((run / "validation").rglob("p0-*.png"))
+    seed = int(image.stem.split("-s")[1])
+    s = manifest.sample
+    text = format_prompt(manifest.train.validation_prompts[0], manifest.identifier, manifest.class_noun, where="test")
+    again = load_pipeline(str(tmp_path / "merged"))(
+        text, num_inference_steps=s.steps, guidance_scale=s.guidance_scale, height=32, width=32,
+        max_sequence_length=32, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+    pixels = np.abs(np.asarray(Image.open(image), dtype=np.int16) - np.asarray(again, dtype=np.int16)).max()
+    print(f"{kind}: last validation image vs the merged model's, max pixel difference {pixels}")
+    assert pixels <= 1
