@@ -1,9 +1,10 @@
 """Named benchmark configurations and the ablation that switches each speed setting.
 
-A configuration is a model (``sd15``, ``sdxl``, ``shapes``, ``tiny`` or any base-model spec) plus
-manifest overrides. ``sd15-*`` and ``sdxl-*`` settings are the recommended ones; ``*-10gb``, ``*-6gb``,
-``*-24gb`` and ``*-12gb`` are the memory tiers (GPU figures are estimates until measured on a GPU,
-see BENCHMARKS.md).
+A configuration is a model (``sd15``, ``sdxl``, ``sd35m``, ``sd35l``, ``flux``, ``shapes``, ``tiny`` or any
+base-model spec) plus manifest overrides. ``sd15-*`` and ``sdxl-*`` settings are the recommended ones; ``*-10gb``,
+``*-6gb``, ``*-24gb`` and ``*-12gb`` are the memory tiers (GPU figures are estimates until measured on a GPU,
+see BENCHMARKS.md). ``sd35m-*``, ``sd35l-*`` and ``flux-*`` are SD 3.5 Medium-, Large- and FLUX.1-dev-shaped
+LoRA runs (``dbooth bench --static`` prints their memory estimate without building anything).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BENCH_FIXED = {
 @dataclass(frozen=True)
 class BenchConfig:
     name: str
-    model: str  # sd15 | sdxl | shapes | tiny | a base-model spec (folder, hub id, builtin:NAME)
+    model: str  # sd15 | sdxl | sd35m | sd35l | flux | shapes | tiny | a base-model spec (folder, hub id, builtin:NAME)
     description: str
     overrides: dict = field(default_factory=dict)  # manifest overrides, dotted keys
     num_instance: int = 4  # subject images drawn for the throwaway workspace
@@ -51,6 +52,22 @@ _SD15_FAST = {
 
 # SDXL trains at its native 1024 px with the same speed settings.
 _SDXL_FAST = {**_SD15_FAST, "train.resolution": 1024}
+
+# SD 3.5 and FLUX.1: LoRA on the family's attention preset over the frozen bf16 transformer, at their native
+# 1024 px and at 512; cached text embeddings let the text encoders (T5-XXL: 9.5 GB) leave the GPU.
+_FLOW_LORA = {**_SDXL_FAST, "train.method": "lora"}
+_FLOW_MODELS = {"sd35m": "SD 3.5 Medium", "sd35l": "SD 3.5 Large", "flux": "FLUX.1-dev"}
+
+
+def _flow_configs() -> list[BenchConfig]:
+    out = []
+    for model, title in _FLOW_MODELS.items():
+        for res, suffix in ((1024, ""), (512, "-512")):
+            out.append(BenchConfig(f"{model}-lora{suffix}", model,
+                                   f"{title} shapes, {res} px, LoRA rank 8 (attention), bf16, cached latents and text",
+                                   {**_FLOW_LORA, "train.resolution": res}))
+    return out
+
 
 CONFIGS: dict[str, BenchConfig] = {
     c.name: c
@@ -91,6 +108,7 @@ CONFIGS: dict[str, BenchConfig] = {
         BenchConfig("sdxl-lora-256", "sdxl", "SDXL shapes at 256 px, LoRA rank 8, bf16 autocast (CPU-sized)",
                     {"train.resolution": 256, "train.method": "lora", "train.mixed_precision": "bf16",
                      "prior.enabled": True}, num_instance=2, num_class=2),
+        *_flow_configs(),
     ]
 }
 

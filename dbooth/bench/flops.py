@@ -45,24 +45,25 @@ def _read_config(base: Path, part: str) -> dict:
 
 
 def _meta_models(base_model: str):
-    """UNet, VAE and text encoders (by pipeline attribute name) of a local base model, built from its
-    configs on the meta device."""
+    """Denoiser (UNet, or SD 3.5's / FLUX's transformer), VAE and text encoders (by pipeline attribute name) of a
+    local base model, built from its configs on the meta device."""
+    import diffusers
     import transformers
-    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from dbooth.families.source import resolve_model
 
     base = Path(resolve_model(base_model).location)
     index = json.loads((base / "model_index.json").read_text())
-    names = [n for n in ("text_encoder", "text_encoder_2") if (index.get(n) or [None])[0] is not None]
+    denoiser = "transformer" if (index.get("transformer") or [None])[0] is not None else "unet"
+    names = [n for n in sorted(index) if n.startswith("text_encoder") and (index[n] or [None])[0] is not None]
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(_read_config(base, "unet"))
-        vae = AutoencoderKL.from_config(_read_config(base, "vae"))
+        model = getattr(diffusers, index[denoiser][1]).from_config(_read_config(base, denoiser))
+        vae = getattr(diffusers, index["vae"][1]).from_config(_read_config(base, "vae"))  # FLUX.2's has its own class
         encoders = {}
-        for name in names:  # CLIPTextModel, or SDXL's CLIPTextModelWithProjection
+        for name in names:  # CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel
             cls = getattr(transformers, index[name][1])
-            encoders[name] = cls(transformers.CLIPTextConfig(**_read_config(base, name)))
-    return unet, vae, encoders
+            encoders[name] = cls(cls.config_class(**_read_config(base, name)))
+    return model, vae, encoders
 
 
 def _added_conditioning(unet, n: int) -> dict:
@@ -98,6 +99,10 @@ def count_step_flops(unet, vae, encoders: dict, train: dict, prior: bool) -> dic
     """
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+    if _is_transformer(unet):
+        from dbooth.bench.flow_memory import count_flow_step_flops
+
+        return count_flow_step_flops(unet, vae, encoders, train, prior, _count)
     unet.set_attn_processor(AttnProcessor2_0() if train["attention"] == "sdpa" else AttnProcessor())
     n = train["batch_size"] * (2 if prior else 1)
     res = train["resolution"]
@@ -142,6 +147,9 @@ def count_step_flops(unet, vae, encoders: dict, train: dict, prior: bool) -> dic
 
 
 def _lora_parameters(model: torch.nn.Module, rank: int, targets: list[str]) -> int:
+    from dbooth.families import SD1
+
+    targets = SD1.lora_targets(targets)  # the preset "attention" is the same set in every UNet family
     total = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and any(name == t or name.endswith("." + t) for t in targets):
@@ -149,14 +157,27 @@ def _lora_parameters(model: torch.nn.Module, rank: int, targets: list[str]) -> i
     return total
 
 
-def static_memory(base_model: str, train: dict, device_type: str) -> dict[str, float]:
+def _is_transformer(denoiser) -> bool:
+    return not hasattr(denoiser.config, "cross_attention_dim")  # SD 3.5's and FLUX's; every UNet has one
+
+
+def static_memory(base_model: str, train: dict, device_type: str, *, prior: bool = False) -> dict[str, float]:
     """Static memory of a local base model's training; see ``static_memory_of``."""
-    return static_memory_of(*_meta_models(base_model), train, device_type)
+    return static_memory_of(*_meta_models(base_model), train, device_type, prior=prior)
 
 
-def static_memory_of(unet, vae, encoders: dict, train: dict, device_type: str) -> dict[str, float]:
+def static_memory_of(unet, vae, encoders: dict, train: dict, device_type: str, *,
+                     prior: bool = False) -> dict[str, float]:
     """Bytes (as MB) that sit on the training device whatever the activations: weights, gradients and
-    optimizer state, laid out the way dbooth's trainer places them. A floor for peak memory."""
+    optimizer state, laid out the way dbooth's trainer places them. A floor for peak memory.
+
+    A flow transformer (SD 3.5, FLUX.1) gets ``flow_memory.flow_static_memory``'s figures: these, plus its
+    activations (``prior``: class images double the step's batch) and the host memory of setting the run up.
+    """
+    if _is_transformer(unet):
+        from dbooth.bench.flow_memory import flow_static_memory
+
+        return flow_static_memory(unet, vae, encoders, train, device_type, prior=prior)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_vae = sum(p.numel() for p in vae.parameters())
     n_te = sum(p.numel() for te in encoders.values() for p in te.parameters())

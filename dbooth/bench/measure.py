@@ -54,6 +54,10 @@ def base_model_for(model: str, cache: Path | None = None) -> str:
         from dbooth.bench.components_sdxl import sdxl_pipeline
 
         return built("sdxl-random", sdxl_pipeline)
+    if model in ("sd35m", "sd35l", "flux"):  # written part by part in bf16: SD 3.5 Medium-shaped is 16 GB
+        from dbooth.bench.components_flow import save_flow_pipeline
+
+        return str(save_flow_pipeline(model, cache / f"{model}-random"))
     if model == "shapes":
         from dbooth.plugins import named_model
 
@@ -423,7 +427,8 @@ def _bench_report(config: BenchConfig, request: BenchRequest, manifest: dict, tr
         "peak_tflops": base["peak_tflops"],
         "utilization": base["utilization"],
         "observed": base["observed"],
-        "static_memory_estimate": static_memory(manifest["base_model"], train, device["device_type"]),
+        "static_memory_estimate": static_memory(manifest["base_model"], train, device["device_type"],
+                                                prior=manifest["prior"]["enabled"]),
         "ablation": rows if request.ablate else [],
         "runs": base["runs"],
     }

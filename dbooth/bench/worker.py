@@ -146,9 +146,9 @@ class _Observer:
     def settings_seen(self) -> dict:
         if self.pipe is None:
             return {}
-        unet = self.pipe.unet
-        procs = sorted({type(p).__name__ for p in unet.attn_processors.values()})
-        conv = unet.conv_in.weight
+        unet = getattr(self.pipe, "unet", None) or self.pipe.transformer  # SD 3.5 and FLUX: a transformer
+        procs = sorted({type(p).__name__ for p in getattr(unet, "attn_processors", {}).values()})
+        conv = unet.conv_in.weight if hasattr(unet, "conv_in") else torch.empty(0)  # a transformer has no conv_in
         impl = "for-loop"
         if self.optimizer_flags.get("fused"):
             impl = "fused"
