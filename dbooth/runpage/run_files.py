@@ -5,12 +5,12 @@ run's records. Torch-free: the loading lines come from ``dbooth.export.clients``
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbooth.export.clients import EXPORT_FORMATS, load_lines
 from dbooth.workspace.folder import has_resume_state
+from dbooth.util.fsutil import disk_size
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 RECORDS = (  # (name in the run folder, what it is)
@@ -33,19 +33,6 @@ class Item:
     loads: list[str] = field(default_factory=list)  # "client: how", Markdown-style backticks kept
 
 
-def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def safetensors_metadata(path: Path) -> dict:
     """The ``__metadata__`` of a safetensors file from its JSON header (no tensor is read); {} when unreadable."""
     try:
@@ -64,10 +51,10 @@ def final_item(run_dir: Path, lora: bool, pipeline: str) -> Item | None:
     final = run_dir / "final"
     if lora and (final / LORA_FILE).is_file():
         path = final / LORA_FILE
-        return Item(path, "the final LoRA weights (diffusers format), for the run's base model", size_of(path),
+        return Item(path, "the final LoRA weights (diffusers format), for the run's base model", disk_size(path),
                     load_lines("lora", path.resolve(), markdown=True, pipeline=pipeline))
     if not lora and (final / "model_index.json").is_file():
-        return Item(final, "the final model: a whole diffusers pipeline folder", size_of(final),
+        return Item(final, "the final model: a whole diffusers pipeline folder", disk_size(final),
                     load_lines("diffusers", final.resolve(), markdown=True, pipeline=pipeline))
     return None
 
@@ -78,7 +65,7 @@ def checkpoint_items(checkpoints: list[Path], run_id: str) -> list[Item]:
         step = int(folder.name.split("-")[1])
         resume = " and the state `dbooth train --resume` continues from" if has_resume_state(folder) else ""
         items.append(Item(folder, f"the weights at step {step}{resume}; `--run {run_id}@{step}` samples or "
-                                  "exports them", size_of(folder)))
+                                  "exports them", disk_size(folder)))
     return items
 
 
@@ -97,7 +84,7 @@ def export_items(run_dir: Path, pipeline: str) -> list[Item]:
         card = path.with_suffix(".md") if path.is_file() else path / "README.md"
         if card.is_file():
             what += f" (model card: {card.name})"
-        items.append(Item(path, what, size_of(path), load_lines(fmt, path.resolve(), markdown=True,
+        items.append(Item(path, what, disk_size(path), load_lines(fmt, path.resolve(), markdown=True,
                                                                 pipeline=pipeline)))
     return items
 
@@ -117,12 +104,12 @@ def merged_items(run_dir: Path, pipeline: str) -> list[Item]:
     for path in sorted(run_dir.iterdir()):
         if path.is_dir() and path.name not in OWN and (path / "model_index.json").is_file():
             items.append(Item(path, "the LoRA merged into its base model: a whole diffusers pipeline folder",
-                              size_of(path), load_lines("diffusers", path.resolve(), markdown=True,
+                              disk_size(path), load_lines("diffusers", path.resolve(), markdown=True,
                                                         pipeline=pipeline)))
     return items
 
 
 def record_items(run_dir: Path, workspace: Path | None = None) -> list[Item]:
     runs = str((workspace / "runs").resolve()) if workspace is not None else "WORKSPACE/runs"
-    return [Item(run_dir / name, what.format(runs=runs), size_of(run_dir / name)) for name, what in RECORDS
+    return [Item(run_dir / name, what.format(runs=runs), disk_size(run_dir / name)) for name, what in RECORDS
             if (run_dir / name).exists()]

@@ -176,3 +176,18 @@ def remove_temporaries(folder: str | os.PathLike, *, outputs_moved_aside: bool =
             continue
         handled.append(p)
     return handled
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (links counted as themselves, unreadable entries skipped)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

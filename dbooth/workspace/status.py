@@ -6,12 +6,10 @@ answers at once even for a workspace with hundreds of class images and several m
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from dbooth.util.fsutil import pid_alive
+from dbooth.util.fsutil import disk_size, pid_alive
 from dbooth.util.images import list_images
 from dbooth.workspace.lock import held_by
 from dbooth.util.pngmeta import read_record
@@ -124,7 +122,7 @@ def run_status(run: Run) -> RunStatus:
         resumable=state != "finished" and state != "running" and resume_from is not None,
         final_loss=info.get("final_loss") if state == "finished" else None,
         train_seconds=info.get("train_seconds"),
-        size_bytes=_size(run.dir),
+        size_bytes=disk_size(run.dir),
         checkpoints=checkpoints,
         resume_from=resume_from,
         best_checkpoint=info.get("best_checkpoint"),
@@ -145,12 +143,3 @@ def _alive(pid, host) -> bool:
     return pid_alive(pid)
 
 
-def _size(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total

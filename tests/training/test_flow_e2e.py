@@ -9,9 +9,7 @@ import json
 
 import pytest
 import torch
-from diffusers import DiffusionPipeline
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from dbooth import api
 from dbooth.cli.app import app
@@ -20,9 +18,10 @@ from dbooth.families.tiny_flow import save_tiny_flow_pipeline
 from dbooth.export.transformer_file import transformer_to_original
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
 from dbooth.workspace.folder import open_workspace
+from flow_cli import invoke, latest_run, load_folder, runner, said, signature
 from interrupt import InterruptAt
 
-runner = CliRunner()
+TEXT = 16  # train.flow.max_sequence_length in these workspaces
 KINDS = ("sd3", "flux", "flux-schnell")
 
 
@@ -31,11 +30,6 @@ def bases(tmp_path_factory):
     root = tmp_path_factory.mktemp("flow-bases")
     return {kind: save_tiny_flow_pipeline(root / kind, kind) for kind in KINDS}
 
-
-def invoke(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def _workspace(tmp_path, base, photos, kind):
@@ -54,30 +48,8 @@ def _workspace(tmp_path, base, photos, kind):
     return ws
 
 
-def _run(ws):
-    run = sorted((ws / "runs").iterdir())[-1]
-    return run, json.loads((run / "run.json").read_text())
 
 
-def _load(path):
-    return DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
-
-
-def _signature(pipe) -> torch.Tensor:
-    """Text encoders and transformer in one number set: its prediction for a caption at two noise levels."""
-    family = family_of(pipe)
-    ids = family.tokenize(family.tokenizers(pipe), ["a photo of sks dog"] * 2, max_sequence_length=16)
-    noisy = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        cond = family.encode(list(family.text_encoders(pipe).values()), ids)
-        condition = family.run_condition(pipe, load_manifest_stub())
-        return family.predict(pipe.transformer, noisy, torch.tensor([700.0, 300.0]), cond, None, condition)
-
-
-def load_manifest_stub():
-    from dbooth.workspace.schema import Manifest
-
-    return Manifest(class_noun="dog")
 
 
 @pytest.mark.parametrize("kind", ["sd3", "flux"])
@@ -87,25 +59,25 @@ def test_lora_with_prior_and_text_encoders_exports_to_every_loader(kind, bases, 
     invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--train-text-encoder", "--prior", "--lr", "1e-2")
     manifest_alpha = load_manifest(ws / "dbooth.yaml").train.lora.alpha
     assert manifest_alpha != 4  # the run's alpha (8) differs from its rank: every file must carry the scale
-    run, info = _run(ws)
-    assert (info["status"], info["family"], info["prediction_type"]) == ("complete", family_of(_load(base)).name, "flow")
+    run, info = latest_run(ws)
+    assert (info["status"], info["family"], info["prediction_type"]) == ("complete", family_of(load_folder(base)).name, "flow")
     assert list((run / "validation").rglob("*.png"))
 
-    reference = _load(base)
+    reference = load_folder(base)
     reference.load_lora_weights(str(run / "final"))
-    expected = _signature(reference)
-    assert not torch.allclose(expected, _signature(_load(base)), atol=1e-4)  # the LoRA does something
+    expected = signature(reference, TEXT)
+    assert not torch.allclose(expected, signature(load_folder(base), TEXT), atol=1e-4)  # the LoRA does something
 
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
     assert len(list((ws / "samples").rglob("*.png"))) == 1
     invoke("merge-lora", "-w", str(ws), "--out", str(tmp_path / "merged"))
-    torch.testing.assert_close(_signature(_load(tmp_path / "merged")), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(signature(load_folder(tmp_path / "merged"), TEXT), expected, rtol=0, atol=1e-5)
 
     lora = tmp_path / "lora.safetensors"
     invoke("export", "-w", str(ws), "--format", "lora", "--out", str(lora))
-    pipe = _load(base)
+    pipe = load_folder(base)
     pipe.load_lora_weights(str(lora))
-    torch.testing.assert_close(_signature(pipe), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(signature(pipe, TEXT), expected, rtol=0, atol=1e-5)
     _check_scale_is_in_the_weights(run / "final" / "pytorch_lora_weights.safetensors", lora, rank=4, alpha=manifest_alpha)
 
     if kind == "flux":  # BFL's fused layout: each fused linear's delta, sliced per part, is the trained part's
@@ -124,14 +96,14 @@ def test_lora_with_prior_and_text_encoders_exports_to_every_loader(kind, bases, 
         assert not fused["lora_unet_single_blocks_0_linear1.lora_up.weight"][96:].any()  # no MLP adapter trained
     else:
         refused = runner.invoke(app, ["export", "-w", str(ws), "--format", "lora-kohya"])
-        assert refused.exit_code != 0 and "--format lora" in _said(refused)
+        assert refused.exit_code != 0 and "--format lora" in said(refused)
 
     invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
-    torch.testing.assert_close(_signature(_load(tmp_path / "folder")), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(signature(load_folder(tmp_path / "folder"), TEXT), expected, rtol=0, atol=1e-5)
     single = tmp_path / "transformer.safetensors"
     printed = invoke("export", "-w", str(ws), "--format", "single-file", "--out", str(single)).output
     assert "Load Diffusion Model" in printed
-    merged = _load(tmp_path / "folder")
+    merged = load_folder(tmp_path / "folder")
     written = load_file(str(single))
     want = transformer_to_original(family_of(merged).name, merged.transformer)
     assert written.keys() == want.keys() and all(torch.equal(written[k], want[k]) for k in want)
@@ -142,10 +114,6 @@ def test_lora_with_prior_and_text_encoders_exports_to_every_loader(kind, bases, 
                                                       local_files_only=True)
         assert all(torch.equal(back.state_dict()[k], v) for k, v in merged.transformer.state_dict().items())
 
-
-def _said(result) -> str:
-    """What the command told the user: its output, or the DboothError the CLI's main() prints as one line."""
-    return result.output + str(result.exception or "")
 
 
 def _check_scale_is_in_the_weights(trained, exported, *, rank: int, alpha: float):
@@ -163,9 +131,9 @@ def test_full_fine_tuning(kind, bases, tmp_path, photos):
     base = bases[kind]
     ws = _workspace(tmp_path, base, photos, kind)
     invoke("train", "-w", str(ws), "--full", "--train-text-encoder", "--prior")
-    run, info = _run(ws)
+    run, info = latest_run(ws)
     assert info["status"] == "complete"
-    final, untouched = _load(run / "final"), _load(base)
+    final, untouched = load_folder(run / "final"), load_folder(base)
     t5 = family_of(final).t5_name
     for name in ("transformer", "text_encoder"):  # every trained part moved ...
         a, b = getattr(final, name).state_dict(), getattr(untouched, name).state_dict()
@@ -175,7 +143,7 @@ def test_full_fine_tuning(kind, bases, tmp_path, photos):
         assert all(torch.equal(a[k], b[k]) for k in a), name
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
     invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
-    torch.testing.assert_close(_signature(_load(tmp_path / "folder")), _signature(final), rtol=0, atol=0)
+    torch.testing.assert_close(signature(load_folder(tmp_path / "folder"), TEXT), signature(final, TEXT), rtol=0, atol=0)
 
 
 def test_an_interrupted_flux_run_resumes_to_the_uninterrupted_result(bases, tmp_path, photos):
@@ -191,7 +159,7 @@ def test_an_interrupted_flux_run_resumes_to_the_uninterrupted_result(bases, tmp_
             with pytest.raises(KeyboardInterrupt):
                 api.train(ws, overrides, reporter=InterruptAt(stop))
             api.train(ws, resume=True)
-        run, info = _run(ws_dir)
+        run, info = latest_run(ws_dir)
         assert info["status"] == "complete" and info["steps"] == 4
         results.append(load_file(str(run / "final" / "pytorch_lora_weights.safetensors")))
     assert results[0].keys() == results[1].keys()
@@ -203,7 +171,7 @@ def test_flow_options_on_an_sd_base_and_sd_options_on_flux_are_one_line_errors(b
     ws = tmp_path / "ws"
     invoke("init", str(ws), "--class", "dog", "--base", str(bases["flux-schnell"]), "--images", str(photos))
     result = runner.invoke(app, ["train", "-w", str(ws), "--steps", "1", "--no-prior", "--snr-gamma", "5"])
-    assert result.exit_code != 0 and "train.snr_gamma: FLUX.1 trains by flow matching" in _said(result)
+    assert result.exit_code != 0 and "train.snr_gamma: FLUX.1 trains by flow matching" in said(result)
 
 
 def test_eval_scores_a_flux_lora_run_and_its_checkpoints(bases, tmp_path, photos):
@@ -216,7 +184,7 @@ def test_eval_scores_a_flux_lora_run_and_its_checkpoints(bases, tmp_path, photos
         "eval.num_prompts": 1, "eval.images_per_prompt": 1, "eval.class_images": 1, "train.max_steps": 4}))
     invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--lr", "1e-2")
     invoke("eval", "-w", str(ws), "--checkpoints")
-    run, info = _run(ws)
+    run, info = latest_run(ws)
     data = json.loads((run / "eval.json").read_text())
     assert list(data["metrics"]) == ["base", "step-000002", "final"]
     assert data["metrics"]["final"] != data["metrics"]["base"]  # the LoRA changed the samples it was scored on

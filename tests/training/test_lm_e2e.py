@@ -6,26 +6,22 @@ adapter, as training validates) as merged or exported (the "LoRA too weak on dis
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 import torch
-from diffusers import DiffusionPipeline
 from PIL import Image
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from dbooth import api
 from dbooth.cli.app import app
-from dbooth.families import family_of
 from dbooth.families.tiny_lm import save_tiny_lm_pipeline
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
 from dbooth.workspace.folder import open_workspace
-from dbooth.workspace.schema import Manifest
+from flow_cli import invoke, latest_run, load_folder, runner, said, signature
 from interrupt import InterruptAt
 
-runner = CliRunner()
+TEXT = 32  # train.flow.max_sequence_length in these workspaces
 KINDS = ("flux2-klein", "zimage")
 CARDS = {"flux2-klein": (4, 1.0), "zimage": (9, 0.0), "flux2-klein-base": (50, 4.0), "zimage-base": (50, 4.0)}
 
@@ -36,14 +32,6 @@ def bases(tmp_path_factory):
     return {kind: save_tiny_lm_pipeline(root / kind, kind) for kind in KINDS}
 
 
-def invoke(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def _said(result) -> str:
-    return result.output + str(result.exception or "")
 
 
 def _workspace(tmp_path, base, photos, kind, **overrides):
@@ -61,24 +49,7 @@ def _workspace(tmp_path, base, photos, kind, **overrides):
     return ws
 
 
-def _run(ws):
-    run = sorted((ws / "runs").iterdir())[-1]
-    return run, json.loads((run / "run.json").read_text())
 
-
-def _load(path):
-    return DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
-
-
-def _signature(pipe) -> torch.Tensor:
-    """Text encoder and transformer in one number set: the prediction for a caption at two noise levels."""
-    family = family_of(pipe)
-    ids = family.tokenize(family.tokenizers(pipe), ["a photo of sks dog"] * 2, max_sequence_length=32)
-    noisy = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        cond = family.encode(list(family.text_encoders(pipe).values()), ids)
-        condition = family.run_condition(pipe, Manifest(class_noun="dog"))
-        return family.predict(pipe.transformer, noisy, torch.tensor([700.0, 300.0]), cond, None, condition)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -88,46 +59,46 @@ def test_lora_with_prior_exports_to_the_loaders_that_read_it(kind, bases, tmp_pa
     invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--prior", "--lr", "1e-2")
     alpha = load_manifest(ws / "dbooth.yaml").train.lora.alpha
     assert alpha != 4  # every file must carry the run's alpha / rank
-    run, info = _run(ws)
+    run, info = latest_run(ws)
     assert (info["status"], info["family"], info["prediction_type"]) == ("complete", kind, "flow")
     assert info["options"]["flow"]["timestep_sampling"] == "uniform" and info["options"]["flow"]["guidance"] is None
     assert list((run / "validation").rglob("*.png"))
 
-    reference = _load(base)
+    reference = load_folder(base)
     reference.load_lora_weights(str(run / "final"))
-    expected = _signature(reference)
-    assert not torch.allclose(expected, _signature(_load(base)), atol=1e-4)  # the LoRA does something
+    expected = signature(reference, TEXT)
+    assert not torch.allclose(expected, signature(load_folder(base), TEXT), atol=1e-4)  # the LoRA does something
 
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
     assert len(list((ws / "samples").rglob("*.png"))) == 1
     invoke("merge-lora", "-w", str(ws), "--out", str(tmp_path / "merged"))
-    torch.testing.assert_close(_signature(_load(tmp_path / "merged")), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(signature(load_folder(tmp_path / "merged"), TEXT), expected, rtol=0, atol=1e-5)
 
     lora = tmp_path / "lora.safetensors"
     printed = invoke("export", "-w", str(ws), "--format", "lora", "--out", str(lora)).output
     assert "ComfyUI" in printed
-    pipe = _load(base)
+    pipe = load_folder(base)
     pipe.load_lora_weights(str(lora))
-    torch.testing.assert_close(_signature(pipe), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(signature(pipe, TEXT), expected, rtol=0, atol=1e-5)
     raw, mine = load_file(str(run / "final" / "pytorch_lora_weights.safetensors")), load_file(str(lora))
     module = next(k for k in mine if k.endswith("lora_A.weight"))[: -len(".lora_A.weight")]
     torch.testing.assert_close(mine[f"{module}.lora_B.weight"] @ mine[f"{module}.lora_A.weight"],
                                (alpha / 4) * raw[f"{module}.lora_B.weight"] @ raw[f"{module}.lora_A.weight"])
 
     invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
-    torch.testing.assert_close(_signature(_load(tmp_path / "folder")), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(signature(load_folder(tmp_path / "folder"), TEXT), expected, rtol=0, atol=1e-5)
     for fmt in ("single-file", "lora-kohya"):  # no client reads an original layout dbooth could write: refused
         refused = runner.invoke(app, ["export", "-w", str(ws), "--format", fmt])
-        assert refused.exit_code != 0 and "--format lora" in _said(refused)
+        assert refused.exit_code != 0 and "--format lora" in said(refused)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_full_fine_tuning(kind, bases, tmp_path, photos):
     ws = _workspace(tmp_path, bases[kind], photos, kind)
     invoke("train", "-w", str(ws), "--full", "--prior")
-    run, info = _run(ws)
+    run, info = latest_run(ws)
     assert info["status"] == "complete"
-    final, untouched = _load(run / "final"), _load(bases[kind])
+    final, untouched = load_folder(run / "final"), load_folder(bases[kind])
     a, b = final.transformer.state_dict(), untouched.transformer.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the transformer moved ...
     for name in ("vae", "text_encoder"):  # ... the language model and the VAE did not
@@ -135,7 +106,7 @@ def test_full_fine_tuning(kind, bases, tmp_path, photos):
         assert all(torch.equal(a[k], b[k]) for k in a), name
     invoke("sample", "a sks dog", "-w", str(ws), "-n", "1")
     invoke("export", "-w", str(ws), "--format", "diffusers", "--out", str(tmp_path / "folder"))
-    torch.testing.assert_close(_signature(_load(tmp_path / "folder")), _signature(final), rtol=0, atol=0)
+    torch.testing.assert_close(signature(load_folder(tmp_path / "folder"), TEXT), signature(final, TEXT), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -152,7 +123,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(kind, bases, tmp
             with pytest.raises(KeyboardInterrupt):
                 api.train(ws, overrides, reporter=InterruptAt(stop))
             api.train(ws, resume=True)
-        run, info = _run(ws_dir)
+        run, info = latest_run(ws_dir)
         assert info["status"] == "complete" and info["steps"] == 4
         results.append(load_file(str(run / "final" / "pytorch_lora_weights.safetensors")))
     assert results[0].keys() == results[1].keys()
@@ -174,7 +145,7 @@ def test_training_the_language_model_is_a_one_line_error(bases, tmp_path, photos
     ws = tmp_path / "ws"
     invoke("init", str(ws), "--class", "dog", "--base", str(bases["zimage"]), "--images", str(photos))
     result = runner.invoke(app, ["train", "-w", str(ws), "--steps", "1", "--no-prior", "--train-text-encoder"])
-    assert result.exit_code != 0 and "language-model text encoder stays frozen" in _said(result)
+    assert result.exit_code != 0 and "language-model text encoder stays frozen" in said(result)
 
 
 def _latents(pipe, prompt, seed):
@@ -194,7 +165,7 @@ def test_a_lora_samples_the_same_trained_merged_and_exported(kind, bases, tmp_pa
 
     ws = _workspace(tmp_path, bases[kind], photos, kind)
     invoke("train", "-w", str(ws), "--lora", "--rank", "4", "--lr", "1e-2", "--no-prior")
-    run, _ = _run(ws)
+    run, _ = latest_run(ws)
     invoke("merge-lora", "-w", str(ws), "--out", str(tmp_path / "merged"))
     lora = tmp_path / "lora.safetensors"
     invoke("export", "-w", str(ws), "--format", "lora", "--out", str(lora))
