@@ -12,6 +12,7 @@ from dbooth.families import FLUX, SD3, family_of
 from dbooth.families.flux import Guidance
 from dbooth.families.tiny_flow import tiny_flux_pipeline, tiny_sd3_pipeline
 from dbooth.training.setup import prepare_models
+from flow_cli import first_denoiser_call
 from dbooth.workspace.schema import TrainConfig
 
 PROMPTS = ["a photo of sks dog", "a dog on the beach"]
@@ -41,28 +42,10 @@ def test_trainer_conditioning_equals_the_pipelines_encode_prompt(name, length):
     torch.testing.assert_close(cond.pooled, pooled, atol=1e-6, rtol=0)
 
 
-def _first_call(pipe, **kwargs):
-    """The transformer's inputs and output at the pipeline's first denoising step."""
-    seen = []
-    real = pipe.transformer.forward
-
-    def spy(*args, **kw):
-        out = real(*args, **kw)
-        if not seen:
-            seen.append((kw, out[0] if isinstance(out, tuple) else out.sample))
-        return out
-
-    pipe.transformer.forward = spy
-    pipe(PROMPTS[0], num_inference_steps=2, height=32, width=32, generator=torch.Generator().manual_seed(0),
-         output_type="latent", **kwargs)
-    pipe.transformer.forward = real
-    return seen[0]
-
-
 @pytest.mark.parametrize("guidance", [True, False])
 def test_flux_training_call_equals_the_pipelines_denoising_call(guidance):
     pipe = tiny_flux_pipeline(guidance=guidance)
-    kw, out = _first_call(pipe, guidance_scale=3.5)
+    _, kw, out = first_denoiser_call(pipe, PROMPTS[0], guidance_scale=3.5)
     ids = FLUX.tokenize(FLUX.tokenizers(pipe), PROMPTS[:1])
     cond = FLUX.encode(list(FLUX.text_encoders(pipe).values()), ids)
     noisy = FluxPipeline._unpack_latents(kw["hidden_states"], 16, 16, 1)  # 32 px image, VAE x2: 16x16 latents
@@ -74,7 +57,7 @@ def test_flux_training_call_equals_the_pipelines_denoising_call(guidance):
 
 def test_sd3_training_call_equals_the_pipelines_denoising_call():
     pipe = tiny_sd3_pipeline()
-    kw, out = _first_call(pipe, guidance_scale=1.0)  # no CFG: one conditioned call
+    _, kw, out = first_denoiser_call(pipe, PROMPTS[0], guidance_scale=1.0)  # no CFG: one conditioned call
     ids = SD3.tokenize(SD3.tokenizers(pipe), PROMPTS[:1])
     cond = SD3.encode(list(SD3.text_encoders(pipe).values()), ids)
     pred = SD3.predict(pipe.transformer, kw["hidden_states"], kw["timestep"], cond, None, None)

@@ -14,6 +14,7 @@ from dbooth.families.tiny_lm import tiny_klein_pipeline, tiny_zimage_pipeline
 from dbooth.training.setup import prepare_models
 from dbooth.util.errors import DboothError
 from dbooth.workspace.schema import Manifest, TrainConfig
+from flow_cli import first_denoiser_call
 
 PROMPTS = ["a photo of sks dog", "a dog on the beach with a pink star in the snow"]  # of different lengths
 MAKERS = {"flux2-klein": tiny_klein_pipeline, "zimage": tiny_zimage_pipeline}
@@ -60,28 +61,10 @@ def test_trainer_conditioning_equals_the_pipelines_encode_prompt(name, length):
     assert cached.embeds.dtype == torch.bfloat16 and (cond.mask is None or cached.mask.dtype == cond.mask.dtype)
 
 
-def _first_call(pipe, **kwargs):
-    """The transformer's positional and keyword inputs and its output at the pipeline's first denoising step."""
-    seen = []
-    real = pipe.transformer.forward
-
-    def spy(*args, **kw):
-        out = real(*args, **kw)
-        if not seen:
-            seen.append((args, kw, out[0] if isinstance(out, tuple) else out.sample))
-        return out
-
-    pipe.transformer.forward = spy
-    pipe(prompt=PROMPTS[0], num_inference_steps=2, height=32, width=32, generator=torch.Generator().manual_seed(0),
-         output_type="latent", max_sequence_length=64, **kwargs)
-    pipe.transformer.forward = real
-    return seen[0]
-
-
 @pytest.mark.parametrize("distilled", [True, False])
 def test_klein_training_call_equals_the_pipelines_denoising_call(distilled):
     pipe = tiny_klein_pipeline(distilled=distilled)
-    _, kw, out = _first_call(pipe, guidance_scale=1.0)
+    _, kw, out = first_denoiser_call(pipe, PROMPTS[0], guidance_scale=1.0, max_sequence_length=64)
     assert kw["guidance"] is None
     cond = FLUX2_KLEIN.encode([pipe.text_encoder], FLUX2_KLEIN.tokenize([pipe.tokenizer], PROMPTS[:1],
                                                                         max_sequence_length=64))
@@ -98,7 +81,7 @@ def test_klein_training_call_equals_the_pipelines_denoising_call(distilled):
 
 def test_zimage_training_call_equals_the_pipelines_denoising_call():
     pipe = tiny_zimage_pipeline()
-    args, _, out = _first_call(pipe, guidance_scale=0.0)
+    args, _, out = first_denoiser_call(pipe, PROMPTS[0], guidance_scale=0.0, max_sequence_length=64)
     latents, t, captions = args
     cond = ZIMAGE.encode([pipe.text_encoder], ZIMAGE.tokenize([pipe.tokenizer], PROMPTS[:1], max_sequence_length=64))
     torch.testing.assert_close(cond.embeds[0][cond.mask[0].bool()], captions[0], atol=1e-6, rtol=0)

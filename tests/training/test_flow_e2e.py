@@ -11,15 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dbooth import api
 from dbooth.cli.app import app
 from dbooth.families import family_of
 from dbooth.families.tiny_flow import save_tiny_flow_pipeline
 from dbooth.export.transformer_file import transformer_to_original
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
-from dbooth.workspace.folder import open_workspace
-from flow_cli import invoke, latest_run, load_folder, runner, said, signature
-from interrupt import InterruptAt
+from flow_cli import assert_resume_is_exact, invoke, latest_run, load_folder, runner, said, signature
 
 TEXT = 16  # train.flow.max_sequence_length in these workspaces
 KINDS = ("sd3", "flux", "flux-schnell")
@@ -147,24 +144,7 @@ def test_full_fine_tuning(kind, bases, tmp_path, photos):
 
 
 def test_an_interrupted_flux_run_resumes_to_the_uninterrupted_result(bases, tmp_path, photos):
-    results = []
-    for name, stop in (("whole", None), ("resumed", 3)):
-        ws_dir = _workspace(tmp_path / name, bases["flux"], photos, "flux")
-        ws = open_workspace(ws_dir)
-        overrides = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2,
-                     "train.validation_every": 0, "train.lora.rank": 4, "train.learning_rate": 1e-2}
-        if stop is None:
-            api.train(ws, overrides)
-        else:
-            with pytest.raises(KeyboardInterrupt):
-                api.train(ws, overrides, reporter=InterruptAt(stop))
-            api.train(ws, resume=True)
-        run, info = latest_run(ws_dir)
-        assert info["status"] == "complete" and info["steps"] == 4
-        results.append(load_file(str(run / "final" / "pytorch_lora_weights.safetensors")))
-    assert results[0].keys() == results[1].keys()
-    for key in results[0]:
-        torch.testing.assert_close(results[1][key], results[0][key], rtol=0, atol=0)
+    assert_resume_is_exact(lambda name: _workspace(tmp_path / name, bases["flux"], photos, "flux"))
 
 
 def test_flow_options_on_an_sd_base_and_sd_options_on_flux_are_one_line_errors(bases, tmp_path, photos):

@@ -13,13 +13,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from dbooth import api
 from dbooth.cli.app import app
 from dbooth.families.tiny_lm import save_tiny_lm_pipeline
 from dbooth.workspace.config import apply_overrides, load_manifest, write_manifest
-from dbooth.workspace.folder import open_workspace
-from flow_cli import invoke, latest_run, load_folder, runner, said, signature
-from interrupt import InterruptAt
+from flow_cli import assert_resume_is_exact, invoke, latest_run, load_folder, runner, said, signature
 
 TEXT = 32  # train.flow.max_sequence_length in these workspaces
 KINDS = ("flux2-klein", "zimage")
@@ -111,24 +108,7 @@ def test_full_fine_tuning(kind, bases, tmp_path, photos):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(kind, bases, tmp_path, photos):
-    results = []
-    for name, stop in (("whole", None), ("resumed", 3)):
-        ws_dir = _workspace(tmp_path / name, bases[kind], photos, kind)
-        ws = open_workspace(ws_dir)
-        overrides = {"train.method": "lora", "train.max_steps": 4, "train.checkpoint_every": 2,
-                     "train.validation_every": 0, "train.lora.rank": 4, "train.learning_rate": 1e-2}
-        if stop is None:
-            api.train(ws, overrides)
-        else:
-            with pytest.raises(KeyboardInterrupt):
-                api.train(ws, overrides, reporter=InterruptAt(stop))
-            api.train(ws, resume=True)
-        run, info = latest_run(ws_dir)
-        assert info["status"] == "complete" and info["steps"] == 4
-        results.append(load_file(str(run / "final" / "pytorch_lora_weights.safetensors")))
-    assert results[0].keys() == results[1].keys()
-    for key in results[0]:
-        torch.testing.assert_close(results[1][key], results[0][key], rtol=0, atol=0)
+    assert_resume_is_exact(lambda name: _workspace(tmp_path / name, bases[kind], photos, kind))
 
 
 @pytest.mark.parametrize("kind", ["flux2-klein-base", "zimage-base"])
